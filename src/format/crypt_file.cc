@@ -1,0 +1,356 @@
+#include "format/crypt_file.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "format/block_codec.h"
+
+namespace kmsfs {
+
+namespace {
+
+bool all_zero(ByteSpan b) {
+  // Word-at-a-time is not worth the aliasing care here: this runs only on blocks that
+  // failed to authenticate-or-are-holes, and compilers vectorise the simple loop.
+  for (uint8_t c : b)
+    if (c) return false;
+  return true;
+}
+
+Layout layout_of(const FileHeader& h) {
+  Layout l;
+  l.header_size = h.header_size;
+  l.block_size = h.block_size;
+  l.overhead = kAeadOverhead;
+  return l;
+}
+
+}  // namespace
+
+// Locks the stripes covering blocks [first, last] in ascending stripe order, shared or
+// exclusive. Spans of kStripes blocks or more take every stripe.
+class CryptFile::StripeLock {
+ public:
+  StripeLock(std::array<std::shared_mutex, kStripes>& s, uint64_t first, uint64_t last,
+             bool exclusive)
+      : s_(s), exclusive_(exclusive) {
+    if (last - first + 1 >= kStripes) {
+      mask_.fill(true);
+    } else {
+      for (uint64_t b = first; b <= last; ++b) mask_[b % kStripes] = true;
+    }
+    for (size_t i = 0; i < kStripes; ++i)
+      if (mask_[i]) exclusive_ ? s_[i].lock() : s_[i].lock_shared();
+  }
+  ~StripeLock() {
+    for (size_t i = kStripes; i-- > 0;)
+      if (mask_[i]) exclusive_ ? s_[i].unlock() : s_[i].unlock_shared();
+  }
+  StripeLock(const StripeLock&) = delete;
+  StripeLock& operator=(const StripeLock&) = delete;
+
+ private:
+  std::array<std::shared_mutex, kStripes>& s_;
+  std::array<bool, kStripes> mask_{};
+  bool exclusive_;
+};
+
+CryptFile::CryptFile(std::shared_ptr<BackingFile> backing, FileHeader header,
+                     std::shared_ptr<const FileKeys> keys, Options opts)
+    : backing_(std::move(backing)),
+      keys_(std::move(keys)),
+      opts_(opts),
+      file_id_(header.file_id),
+      layout_(layout_of(header)),
+      header_(std::move(header)) {}
+
+Result<std::unique_ptr<CryptFile>> CryptFile::create(std::shared_ptr<BackingFile> backing,
+                                                     FileHeader header,
+                                                     std::shared_ptr<const FileKeys> keys,
+                                                     Options opts) {
+  if (!header.slots[0]) return Status(Code::kInvalidArgument, "create: header has no key slot");
+  HeaderSlot s0 = *header.slots[0];
+  s0.seq = 1;
+  HeaderSlot s1 = s0;
+  s1.seq = 2;  // both slots hold the wrap, so one damaged slot loses nothing
+  ASSIGN_OR_RETURN(Bytes imm, encode_immutable(header, keys->header_mac_key.span()));
+  ASSIGN_OR_RETURN(Bytes e0, encode_slot(s0));
+  ASSIGN_OR_RETURN(Bytes e1, encode_slot(s1));
+  Layout l = layout_of(header);
+  Bytes out(l.ciphertext_size(0), 0);
+  std::copy(imm.begin(), imm.end(), out.begin());
+  std::copy(e0.begin(), e0.end(), out.begin() + header::kSlotOffset[0]);
+  std::copy(e1.begin(), e1.end(), out.begin() + header::kSlotOffset[1]);
+  RETURN_IF_ERROR(seal_block(*keys->content, header.file_id, 0, true, {},
+                             MutableByteSpan(out).subspan(l.block_offset(0))));
+  RETURN_IF_ERROR(backing->write_at(out, 0));
+  RETURN_IF_ERROR(backing->truncate(out.size()));
+  header.immutable_raw.assign(imm.begin(), imm.begin() + header::kMacOffset);
+  std::copy_n(imm.begin() + header::kMacOffset, 32, header.mac.begin());
+  header.slots[0] = std::move(s0);
+  header.slots[1] = std::move(s1);
+  std::unique_ptr<CryptFile> f(new CryptFile(std::move(backing), std::move(header), std::move(keys), opts));
+  f->size_ = 0;
+  f->tail_verified_ = true;
+  return f;
+}
+
+Result<std::unique_ptr<CryptFile>> CryptFile::open(std::shared_ptr<BackingFile> backing,
+                                                   FileHeader header,
+                                                   std::shared_ptr<const FileKeys> keys,
+                                                   Options opts) {
+  const std::string& name = backing->name();
+  Status mac = verify_header_mac(header, keys->header_mac_key.span());
+  if (!mac.ok()) return mac.with_context(name + ": file " + to_hex(header.file_id));
+  // The newest authenticated file state wins; a state that fails its MAC is tampering.
+  SparseMap sparse;
+  uint64_t generation = 0;
+  for (const auto& slot : header.slots) {
+    if (!slot || !slot->state) continue;
+    auto m = open_file_state(*slot->state, header.file_id, keys->state_mac_key.span());
+    if (!m.ok()) return m.status().with_context(name + ": file " + to_hex(header.file_id));
+    if (slot->state->generation >= generation) {
+      generation = slot->state->generation;
+      sparse = std::move(*m);
+    }
+  }
+  ASSIGN_OR_RETURN(uint64_t bsize, backing->size());
+  std::unique_ptr<CryptFile> f(new CryptFile(std::move(backing), std::move(header), std::move(keys), opts));
+  auto decoded = f->layout_.plaintext_size(bsize);
+  f->size_ = decoded.plain_size;
+  f->well_formed_ = decoded.well_formed;
+  f->sparse_ = std::move(sparse);
+  f->state_generation_ = generation;
+  return f;
+}
+
+uint64_t CryptFile::size() const {
+  std::shared_lock lock(size_mu_);
+  return size_;
+}
+
+FileHeader CryptFile::header() const {
+  std::lock_guard lock(header_mu_);
+  return header_;
+}
+
+SparseMap CryptFile::sparse() const {
+  std::shared_lock lock(size_mu_);
+  return sparse_;
+}
+
+Status CryptFile::corrupt_block(uint64_t i, const Status& why) const {
+  return Status(why.code() == Code::kOk ? Code::kCorrupt : why.code(),
+                backing_->name() + ": file " + to_hex(file_id_) + " block " + std::to_string(i) +
+                    ": " + why.message(),
+                why.sys_errno());
+}
+
+Status CryptFile::load_block(uint64_t i, uint64_t p, MutableByteSpan out) {
+  const uint64_t n = layout_.block_count(p);
+  const size_t ct_len = out.size() + layout_.overhead;
+  std::vector<uint8_t> ct(ct_len);
+  ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, layout_.block_offset(i)));
+  if (got != ct_len) return corrupt_block(i, Status(Code::kCorrupt, "block truncated"));
+  const bool last = i + 1 == n;
+  if (!last && all_zero(ct) && sparse_.contains(i)) {
+    std::fill(out.begin(), out.end(), 0);
+    return Status::Ok();
+  }
+  Status s = open_block(*keys_->content, file_id_, i, last, ct, out);
+  if (!s.ok()) return corrupt_block(i, s);
+  return Status::Ok();
+}
+
+Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
+  std::shared_lock size_lock(size_mu_);
+  const uint64_t p = size_;
+  if (off >= p || out.empty()) {
+    if (off >= p) RETURN_IF_ERROR(verify_tail(p));
+    return size_t{0};
+  }
+  const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), p - off));
+  const uint64_t bs = layout_.block_size;
+  const uint64_t first = off / bs, last = (off + len - 1) / bs;
+  const uint64_t n = layout_.block_count(p);
+  StripeLock blocks(stripes_, first, last, /*exclusive=*/false);
+
+  // One backing read for the whole span of sealed blocks.
+  const uint64_t ct_begin = layout_.block_offset(first);
+  const uint64_t ct_end = layout_.block_offset(last) + layout_.plain_len(p, last) + layout_.overhead;
+  std::vector<uint8_t> ct(ct_end - ct_begin);
+  ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, ct_begin));
+  std::vector<uint8_t> scratch;
+  for (uint64_t i = first; i <= last; ++i) {
+    const uint64_t plen = layout_.plain_len(p, i);
+    const uint64_t rel = layout_.block_offset(i) - ct_begin;
+    const uint64_t clen = plen + layout_.overhead;
+    if (rel + clen > got) return corrupt_block(i, Status(Code::kCorrupt, "block truncated"));
+    ByteSpan block_ct(ct.data() + rel, clen);
+    // Where this block's plaintext lands in `out`.
+    const uint64_t block_start = i * bs;
+    const uint64_t from = std::max<uint64_t>(off, block_start);
+    const uint64_t to = std::min<uint64_t>(off + len, block_start + plen);
+    MutableByteSpan dst = out.subspan(from - off, to - from);
+    const bool last_block = i + 1 == n;
+    if (!last_block && all_zero(block_ct) && sparse_.contains(i)) {
+      std::fill(dst.begin(), dst.end(), 0);
+      continue;
+    }
+    if (from == block_start && to == block_start + plen) {
+      Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, dst);
+      if (!s.ok()) return corrupt_block(i, s);
+    } else {
+      scratch.resize(plen);
+      Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, scratch);
+      if (!s.ok()) return corrupt_block(i, s);
+      std::copy_n(scratch.begin() + static_cast<long>(from - block_start), to - from, dst.begin());
+    }
+  }
+  return len;
+}
+
+Status CryptFile::verify_tail(uint64_t p) {
+  if (tail_verified_.load(std::memory_order_acquire)) return Status::Ok();
+  const uint64_t last = layout_.block_count(p) - 1;
+  if (!well_formed_)
+    return corrupt_block(last + 1, Status(Code::kCorrupt, "file ends inside a block or has no final block (truncated?)"));
+  StripeLock blocks(stripes_, last, last, /*exclusive=*/false);
+  std::vector<uint8_t> plain(layout_.plain_len(p, last));
+  RETURN_IF_ERROR(load_block(last, p, plain));
+  tail_verified_.store(true, std::memory_order_release);
+  return Status::Ok();
+}
+
+Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64_t last,
+                          uint64_t data_off, ByteSpan data) {
+  const uint64_t bs = layout_.block_size;
+  const uint64_t n_old = layout_.block_count(p_old);
+  const uint64_t n_new = layout_.block_count(p_new);
+  const uint64_t data_end = data_off + data.size();
+
+  uint64_t total = 0;
+  for (uint64_t i = first; i <= last; ++i) total += layout_.plain_len(p_new, i) + layout_.overhead;
+  std::vector<uint8_t> ct(total);
+  std::vector<uint8_t> plain(bs);
+  size_t pos = 0;
+  for (uint64_t i = first; i <= last; ++i) {
+    const uint64_t block_start = i * bs;
+    const uint64_t new_len = layout_.plain_len(p_new, i);
+    const uint64_t old_len = i < n_old ? std::min(layout_.plain_len(p_old, i), new_len) : 0;
+    MutableByteSpan pt(plain.data(), new_len);
+    const bool covered = data_off <= block_start && data_end >= block_start + new_len;
+    if (!covered) {
+      std::fill(pt.begin(), pt.end(), 0);
+      if (old_len > 0) {
+        std::vector<uint8_t> old(layout_.plain_len(p_old, i));
+        RETURN_IF_ERROR(load_block(i, p_old, old));
+        std::copy_n(old.begin(), old_len, pt.begin());
+      }
+    }
+    const uint64_t from = std::max(data_off, block_start);
+    const uint64_t to = std::min(data_end, block_start + new_len);
+    if (from < to)
+      std::copy_n(data.begin() + static_cast<long>(from - data_off), to - from,
+                  pt.begin() + static_cast<long>(from - block_start));
+    MutableByteSpan out(ct.data() + pos, new_len + layout_.overhead);
+    Status s = seal_block(*keys_->content, file_id_, i, i + 1 == n_new, pt, out);
+    if (!s.ok()) return corrupt_block(i, s);
+    pos += out.size();
+  }
+  return backing_->write_at(ct, layout_.block_offset(first));
+}
+
+Status CryptFile::persist_sparse(const SparseMap& next) {
+  std::lock_guard lock(header_mu_);
+  const int active = header_.active_slot();
+  if (active < 0) return Status(Code::kInternal, "no active header slot");
+  const int target = 1 - active;
+  HeaderSlot slot = *header_.slots[active];
+  slot.seq += 1;
+  slot.state = seal_file_state(state_generation_ + 1, next, file_id_, keys_->state_mac_key.span());
+  ASSIGN_OR_RETURN(Bytes enc, encode_slot(slot));
+  RETURN_IF_ERROR(backing_->write_at(enc, header::kSlotOffset[target]));
+  header_.slots[target] = std::move(slot);
+  header_.slot_problem[target].clear();
+  state_generation_ += 1;
+  sparse_ = next;
+  return Status::Ok();
+}
+
+Status CryptFile::extend(uint64_t p_old, uint64_t p_new, uint64_t data_off, ByteSpan data) {
+  const uint64_t bs = layout_.block_size;
+  const uint64_t last_old = layout_.block_count(p_old) - 1;
+  const uint64_t last_new = layout_.block_count(p_new) - 1;
+  // First block that carries new data (or the new final block of a truncate up).
+  const uint64_t first_data = data.empty() ? last_new : data_off / bs;
+  if (first_data <= last_old + 1) {
+    // No gap: one contiguous rewrite from the old last block (re-sealed as non-final).
+    return rewrite(p_old, p_new, std::min(first_data, last_old), last_new, data_off, data);
+  }
+  const uint64_t gap_first = last_old + 1, gap_end = first_data;
+  if ((gap_end - gap_first) * bs <= opts_.sealed_gap_limit)
+    return rewrite(p_old, p_new, last_old, last_new, data_off, data);
+  // A large gap becomes a hole: authenticate it in the header before the data lands, so
+  // no crash can leave unauthenticated zeros readable. Then the new tail, then the old
+  // last block (a stale final flag there is tolerated if we crash in between).
+  SparseMap next = sparse_;
+  next.add({gap_first, gap_end});
+  RETURN_IF_ERROR(persist_sparse(next));
+  RETURN_IF_ERROR(rewrite(p_old, p_new, first_data, last_new, data_off, data));
+  return rewrite(p_old, p_new, last_old, last_old, data_off, data);
+}
+
+Status CryptFile::write(ByteSpan data, uint64_t off) {
+  if (data.empty()) return Status::Ok();
+  const uint64_t end = off + data.size();
+  if (end < off) return Status(Code::kInvalidArgument, "write past the largest file offset", EFBIG);
+  {
+    std::shared_lock size_lock(size_mu_);
+    if (end <= size_) {
+      const uint64_t bs = layout_.block_size;
+      StripeLock blocks(stripes_, off / bs, (end - 1) / bs, /*exclusive=*/true);
+      return rewrite(size_, size_, off / bs, (end - 1) / bs, off, data);
+    }
+  }
+  std::unique_lock size_lock(size_mu_);
+  const uint64_t p = size_;
+  if (end <= p) {  // someone else extended it meanwhile; we hold everything, so just write
+    const uint64_t bs = layout_.block_size;
+    return rewrite(p, p, off / bs, (end - 1) / bs, off, data);
+  }
+  RETURN_IF_ERROR(extend(p, end, off, data));
+  size_ = end;
+  well_formed_ = true;
+  tail_verified_ = true;
+  return Status::Ok();
+}
+
+Status CryptFile::truncate(uint64_t new_size) {
+  std::unique_lock size_lock(size_mu_);
+  const uint64_t p = size_;
+  if (new_size == p) return Status::Ok();
+  if (new_size > p) {
+    RETURN_IF_ERROR(extend(p, new_size, new_size, {}));
+    size_ = new_size;
+    well_formed_ = true;
+    tail_verified_ = true;
+    return Status::Ok();
+  }
+  const uint64_t last_new = layout_.block_count(new_size) - 1;
+  // Re-seal the new last block as final (cut to its new length) before cutting the file.
+  RETURN_IF_ERROR(rewrite(p, new_size, last_new, last_new, 0, {}));
+  RETURN_IF_ERROR(backing_->truncate(layout_.ciphertext_size(new_size)));
+  size_ = new_size;
+  well_formed_ = true;
+  tail_verified_ = true;
+  SparseMap next = sparse_;
+  next.clip(last_new);
+  if (!(next == sparse_)) RETURN_IF_ERROR(persist_sparse(next));
+  return Status::Ok();
+}
+
+Status CryptFile::sync(bool data_only) { return backing_->sync(data_only); }
+
+}  // namespace kmsfs

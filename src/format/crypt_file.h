@@ -1,0 +1,104 @@
+// The encrypted-file engine: pread/pwrite/truncate semantics on plaintext offsets over a
+// backing file holding header + sealed blocks. Used by the FUSE layer, the offline tools
+// and rotation alike, so there is one implementation of the format's write rules.
+//
+// Concurrency: reads and non-extending writes of different blocks run in parallel (a
+// shared size lock plus striped per-block locks, taken in ascending stripe order);
+// anything that changes the size takes the size lock exclusively. Lock order:
+// size_mu_ -> block stripes -> header_mu_. No lock is held across anything but backing
+// I/O on this file.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+
+#include "base/bytes.h"
+#include "base/status.h"
+#include "format/backing_file.h"
+#include "format/file_keys.h"
+#include "format/file_state.h"
+#include "format/header.h"
+#include "format/layout.h"
+
+namespace kmsfs {
+
+class CryptFile {
+ public:
+  struct Options {
+    // A gap opened by a write past EOF or a truncate up is sealed as zero blocks when it is
+    // at most this many bytes (cheap, and keeps the file fully authenticated); larger gaps
+    // become authenticated sparse ranges in the header.
+    uint64_t sealed_gap_limit = 1 << 20;
+  };
+
+  // Writes a new file: header (both slots from header.slots[0]) and the empty final block.
+  static Result<std::unique_ptr<CryptFile>> create(std::shared_ptr<BackingFile> backing,
+                                                   FileHeader header,
+                                                   std::shared_ptr<const FileKeys> keys,
+                                                   Options opts);
+  // Opens an existing file whose header was parsed and whose DEK was unwrapped by the
+  // caller: verifies the header MAC and the file state before any content is returned.
+  static Result<std::unique_ptr<CryptFile>> open(std::shared_ptr<BackingFile> backing,
+                                                 FileHeader header,
+                                                 std::shared_ptr<const FileKeys> keys,
+                                                 Options opts);
+
+  // Reads up to out.size() bytes at off; short only at end of file. A damaged block fails
+  // the whole read with kCorrupt naming the backing file, file id and block.
+  Result<size_t> read(MutableByteSpan out, uint64_t off);
+  Status write(ByteSpan data, uint64_t off);
+  Status truncate(uint64_t new_size);
+  Status sync(bool data_only);
+
+  uint64_t size() const;
+  const FileId& id() const { return file_id_; }
+  const Layout& layout() const { return layout_; }
+  BackingFile& backing() { return *backing_; }
+  // A copy of the current header (for inspect and rotation).
+  FileHeader header() const;
+  SparseMap sparse() const;
+
+ private:
+  CryptFile(std::shared_ptr<BackingFile> backing, FileHeader header,
+            std::shared_ptr<const FileKeys> keys, Options opts);
+
+  class StripeLock;
+  static constexpr size_t kStripes = 64;
+
+  // Decrypts block i of a file of plaintext size p into out (size plain_len(p, i)).
+  Status load_block(uint64_t i, uint64_t p, MutableByteSpan out);
+  // Re-seals blocks [first, last] for a file growing/shrinking from p_old to p_new: each
+  // block's content is the old content (zeros past p_old) with `data` laid over it at
+  // data_off. One backing write.
+  Status rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64_t last,
+                 uint64_t data_off, ByteSpan data);
+  // Grows the file from p_old to p_new, writing `data` at data_off (may be empty).
+  Status extend(uint64_t p_old, uint64_t p_new, uint64_t data_off, ByteSpan data);
+  Status persist_sparse(const SparseMap& next);
+  // Authenticates the last block once, so a file cut back to its header (or to an empty
+  // final block taken from elsewhere) fails at EOF instead of reading as empty.
+  Status verify_tail(uint64_t p);
+  Status corrupt_block(uint64_t i, const Status& why) const;
+
+  std::shared_ptr<BackingFile> backing_;
+  std::shared_ptr<const FileKeys> keys_;
+  const Options opts_;
+  const FileId file_id_;
+  const Layout layout_;
+
+  mutable std::shared_mutex size_mu_;
+  uint64_t size_ = 0;  // guarded by size_mu_
+  bool well_formed_ = true;          // guarded by size_mu_
+  std::atomic<bool> tail_verified_{false};
+  std::array<std::shared_mutex, kStripes> stripes_;
+
+  mutable std::mutex header_mu_;
+  FileHeader header_;   // guarded by header_mu_
+  SparseMap sparse_;    // written under size_mu_ exclusive + header_mu_; read under either
+  uint64_t state_generation_ = 0;
+};
+
+}  // namespace kmsfs

@@ -1,0 +1,52 @@
+// The narrow seam every key provider implements (keyring now; AWS KMS, PKCS#11, Vault
+// Transit later). Three operations, shaped after KMS so the keyring is not privileged:
+// generate a data key, unwrap a wrapped one, and re-wrap server-side (ReEncrypt) so
+// rotation never needs the plaintext DEK.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "base/bytes.h"
+#include "base/status.h"
+#include "crypto/secure_buffer.h"
+#include "format/key_ref.h"
+
+namespace kmsfs {
+
+constexpr size_t kDataKeySize = 32;
+
+struct DataKey {
+  SecureBuffer plaintext;  // kDataKeySize bytes
+  Bytes wrapped;           // opaque to everything but the provider
+  KeyRef ref;              // exactly which key (and version) wrapped it
+};
+
+struct Rewrapped {
+  Bytes wrapped;
+  KeyRef ref;
+};
+
+class KeyProvider {
+ public:
+  virtual ~KeyProvider() = default;
+  virtual ProviderId id() const noexcept = 0;
+
+  // Turns a user's key spec ("main", "main:2"; for KMS an alias, id or ARN) into the exact
+  // ref that new data keys go under now (keyring: the newest enabled version; KMS: the ARN).
+  virtual Result<KeyRef> resolve(std::string_view spec) = 0;
+
+  // A fresh random data key and its wrap under `key`, bound to `ctx`.
+  virtual Result<DataKey> generate_data_key(const KeyRef& key, const EncryptionContext& ctx) = 0;
+
+  // kPermissionDenied if the key (version) is disabled or access is denied; kCorrupt if the
+  // blob does not authenticate under that key and context; kNotFound for an unknown key.
+  virtual Result<SecureBuffer> unwrap(const KeyRef& key, ByteSpan wrapped,
+                                      const EncryptionContext& ctx) = 0;
+
+  // Moves a wrap from `from` to `to` under the same context.
+  virtual Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped,
+                                   const EncryptionContext& ctx, const KeyRef& to) = 0;
+};
+
+}  // namespace kmsfs
