@@ -1,0 +1,145 @@
+#include "vault/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "crypto/kdf.h"
+#include "crypto/secure_buffer.h"
+#include "format/header.h"
+
+namespace kmsfs {
+
+using nlohmann::json;
+
+const std::vector<std::string>& known_config_features() {
+  static const std::vector<std::string> kKnown = {};
+  return kKnown;
+}
+
+EncryptionContext FsConfig::fs_key_context() const {
+  EncryptionContext ctx = user_context;
+  (void)ctx.set(EncryptionContext::kFsIdKey, fs_id_hex());
+  (void)ctx.set(EncryptionContext::kPurposeKey, "filesystem-key");
+  return ctx;
+}
+
+namespace {
+
+json body_of(const FsConfig& c) {
+  json ctx = json::object();
+  for (const auto& [k, v] : c.user_context.pairs()) ctx[k] = v;
+  return json{
+      {"kmsfs_config", c.version},
+      {"fs_id", c.fs_id_hex()},
+      {"created", c.created},
+      {"features", c.features},
+      {"cipher", std::string(cipher_name(c.cipher))},
+      {"block_size", c.block_size},
+      {"header_size", c.header_size},
+      {"name_mode", c.name_mode},
+      {"key", {{"provider", std::string(provider_name(c.provider))}, {"spec", c.key_spec}, {"keyring", c.keyring_hint}}},
+      {"context", ctx},
+      {"fs_key",
+       {{"provider", std::string(provider_name(c.fs_key_ref.provider))},
+        {"key_id", c.fs_key_ref.key_id},
+        {"version", c.fs_key_ref.version},
+        {"wrapped", to_hex(c.fs_key_wrapped)}}},
+  };
+}
+
+// The MAC covers the compact dump of everything but "mac": nlohmann's objects are
+// std::maps, so keys come out sorted and the bytes are canonical.
+Digest32 mac_of(const json& body, ByteSpan mac_key) {
+  std::string canonical = body.dump();
+  return hmac_sha256(mac_key, as_bytes(canonical));
+}
+
+Status bad(const std::string& where, const std::string& what) {
+  return Status(Code::kCorrupt, "vault config " + where + ": " + what);
+}
+
+bool hex_to_id(const std::string& s, FsId& out) {
+  Bytes b;
+  if (!from_hex(s, b) || b.size() != out.size()) return false;
+  std::copy(b.begin(), b.end(), out.begin());
+  return true;
+}
+
+}  // namespace
+
+Result<Bytes> serialize_config(const FsConfig& c, ByteSpan mac_key) {
+  json body = body_of(c);
+  Digest32 mac = mac_of(body, mac_key);
+  body["mac"] = to_hex(mac);
+  std::string text = body.dump(2) + "\n";
+  return Bytes(text.begin(), text.end());
+}
+
+Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
+  json j = json::parse(as_chars(text), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return bad(where, "not valid JSON");
+  FsConfig c;
+  try {
+    if (!j.contains("kmsfs_config") || !j["kmsfs_config"].is_number_unsigned())
+      return bad(where, "missing field kmsfs_config (not a kmsfs vault config?)");
+    c.version = j["kmsfs_config"].get<uint32_t>();
+    if (c.version > kConfigVersion)
+      return Status(Code::kUnsupported, "vault config " + where + ": format version " +
+                                            std::to_string(c.version) + " is newer than this kmsfs supports (" +
+                                            std::to_string(kConfigVersion) + "); upgrade kmsfs");
+    if (c.version == 0) return bad(where, "format version 0");
+    c.features = j.at("features").get<std::vector<std::string>>();
+    for (const auto& f : c.features) {
+      const auto& known = known_config_features();
+      if (std::find(known.begin(), known.end(), f) == known.end())
+        return Status(Code::kUnsupported, "vault config " + where + ": requires feature '" + f +
+                                              "', which this kmsfs does not support; upgrade kmsfs");
+    }
+    if (!hex_to_id(j.at("fs_id").get<std::string>(), c.fs_id)) return bad(where, "fs_id is not 32 hex digits");
+    c.created = j.at("created").get<std::string>();
+    auto cipher = cipher_from_name(j.at("cipher").get<std::string>());
+    if (!cipher) return Status(Code::kUnsupported, "vault config " + where + ": unknown cipher '" + j.at("cipher").get<std::string>() + "'");
+    c.cipher = *cipher;
+    c.block_size = j.at("block_size").get<uint32_t>();
+    if (!valid_block_size(c.block_size)) return bad(where, "block_size " + std::to_string(c.block_size) + " out of range");
+    c.header_size = j.at("header_size").get<uint32_t>();
+    if (c.header_size != header::kSize) return Status(Code::kUnsupported, "vault config " + where + ": header_size " + std::to_string(c.header_size) + " not supported");
+    c.name_mode = j.at("name_mode").get<std::string>();
+    if (c.name_mode != "plaintext") return Status(Code::kUnsupported, "vault config " + where + ": name mode '" + c.name_mode + "' not supported");
+    const json& key = j.at("key");
+    auto prov = provider_from_name(key.at("provider").get<std::string>());
+    if (!prov) return Status(Code::kUnsupported, "vault config " + where + ": unknown key provider '" + key.at("provider").get<std::string>() + "'");
+    c.provider = *prov;
+    c.key_spec = key.at("spec").get<std::string>();
+    c.keyring_hint = key.value("keyring", "");
+    for (const auto& [k, v] : j.at("context").items()) {
+      Status s = c.user_context.set(k, v.get<std::string>());
+      if (!s.ok()) return bad(where, s.message());
+    }
+    const json& fk = j.at("fs_key");
+    auto fprov = provider_from_name(fk.at("provider").get<std::string>());
+    if (!fprov) return bad(where, "fs_key.provider unknown");
+    c.fs_key_ref = KeyRef{*fprov, fk.at("key_id").get<std::string>(), fk.at("version").get<uint32_t>()};
+    if (!from_hex(fk.at("wrapped").get<std::string>(), c.fs_key_wrapped) || c.fs_key_wrapped.empty())
+      return bad(where, "fs_key.wrapped is not hex");
+    Bytes mac;
+    if (!from_hex(j.at("mac").get<std::string>(), mac) || mac.size() != 32) return bad(where, "mac is not 64 hex digits");
+    std::copy(mac.begin(), mac.end(), c.mac.begin());
+  } catch (const json::exception& e) {
+    // Missing fields and wrong types: name the field nlohmann complains about.
+    return bad(where, std::string("malformed: ") + e.what());
+  }
+  return c;
+}
+
+Status verify_config(ByteSpan text, const FsConfig& parsed, ByteSpan mac_key, const std::string& where) {
+  json j = json::parse(as_chars(text), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad(where, "not valid JSON");
+  j.erase("mac");
+  Digest32 want = mac_of(j, mac_key);
+  if (!ct_equal(want, parsed.mac))
+    return Status(Code::kCorrupt, "vault config " + where +
+                                      " does not authenticate: it was modified, or belongs to another key");
+  return Status::Ok();
+}
+
+}  // namespace kmsfs

@@ -1,0 +1,55 @@
+// The filesystem config (docs/FORMAT.md §2): `kmsfs.conf` in the backing root, JSON for
+// operators to read, authenticated by an HMAC under a key derived from the filesystem
+// key, which is itself wrapped through the key provider.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/status.h"
+#include "crypto/aead.h"
+#include "crypto/kdf.h"
+#include "format/key_ref.h"
+
+namespace kmsfs {
+
+constexpr const char* kConfigFileName = "kmsfs.conf";
+constexpr uint32_t kConfigVersion = 1;
+// Features this version understands. A config listing any other in "features" is refused:
+// a newer kmsfs wrote something this one would misread.
+const std::vector<std::string>& known_config_features();
+
+struct FsConfig {
+  uint32_t version = kConfigVersion;
+  FsId fs_id{};
+  std::string created;
+  std::vector<std::string> features;
+  CipherId cipher = CipherId::kAes256Gcm;
+  uint32_t block_size = 4096;
+  uint32_t header_size = 4096;
+  std::string name_mode = "plaintext";
+  // What new files are wrapped under: the provider and the user's key spec (keyring key
+  // name, later a KMS alias), resolved to an exact KeyRef at each create.
+  ProviderId provider = ProviderId::kKeyring;
+  std::string key_spec;
+  std::string keyring_hint;  // where the keyring was at init; --keyring overrides
+  EncryptionContext user_context;
+  // The filesystem key, wrapped.
+  KeyRef fs_key_ref;
+  Bytes fs_key_wrapped;
+  Digest32 mac{};
+
+  // The context the filesystem key is wrapped with.
+  EncryptionContext fs_key_context() const;
+  std::string fs_id_hex() const { return to_hex(fs_id); }
+};
+
+// Serialises with the MAC computed under mac_key (pretty-printed JSON).
+Result<Bytes> serialize_config(const FsConfig& c, ByteSpan mac_key);
+// Parses and validates structure, version and features. Does not check the MAC: that needs
+// the filesystem key (verify_config). `where` names the file in errors.
+Result<FsConfig> parse_config(ByteSpan json, const std::string& where);
+Status verify_config(ByteSpan json, const FsConfig& parsed, ByteSpan mac_key, const std::string& where);
+
+}  // namespace kmsfs

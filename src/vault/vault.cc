@@ -1,0 +1,182 @@
+#include "vault/vault.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "base/file_io.h"
+#include "crypto/kdf.h"
+#include "crypto/random.h"
+#include "format/file_keys.h"
+#include "format/header.h"
+
+namespace kmsfs {
+
+namespace {
+
+constexpr size_t kMaxConfigSize = 64 * 1024;
+
+std::string config_path(const std::string& dir) { return dir + "/" + kConfigFileName; }
+
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Result<SecureBuffer> config_mac_key(ByteSpan fs_key, const FsId& id) {
+  return hkdf_key(fs_key, id, "kmsfs v1 config mac key");
+}
+
+}  // namespace
+
+Result<FileHeader> read_header(BackingFile& f) {
+  Bytes raw(header::kSize);
+  ASSIGN_OR_RETURN(size_t n, f.read_at(raw, 0));
+  raw.resize(n);
+  auto h = parse_header(raw);
+  if (!h.ok()) return h.status().with_context(f.name());
+  return h;
+}
+
+Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> backing,
+                                                   KeyProviders& providers,
+                                                   CryptFile::Options opts) {
+  ASSIGN_OR_RETURN(FileHeader h, read_header(*backing));
+  // Try the active slot first, then the other: either one unwraps to the same DEK, and a
+  // damaged or stale slot must not make the file unreadable.
+  const int active = h.active_slot();
+  Status first_error;
+  for (int idx : {active, 1 - active}) {
+    if (idx < 0 || !h.slots[idx]) continue;
+    const HeaderSlot& slot = *h.slots[idx];
+    auto provider = providers.get(slot.key.provider);
+    if (!provider.ok()) {
+      if (first_error.ok()) first_error = provider.status();
+      continue;
+    }
+    auto dek = (*provider)->unwrap(slot.key, slot.wrapped_dek, h.context);
+    if (!dek.ok()) {
+      if (first_error.ok()) first_error = dek.status();
+      continue;
+    }
+    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek->span(), h.file_id));
+    return CryptFile::open(backing, std::move(h), std::move(keys), opts);
+  }
+  return first_error.with_context(backing->name() + ": file " + to_hex(h.file_id) + ": key " +
+                                  h.slots[active]->key.to_string());
+}
+
+// Reads kmsfs.conf, turning "no such file" into "not a vault" (or "does not exist").
+static Result<Bytes> read_config_text(const std::string& dir) {
+  auto text = read_file(config_path(dir), kMaxConfigSize);
+  if (text.ok() || text.status().code() != Code::kNotFound) return text;
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return Status(Code::kNotFound, "'" + dir + "' does not exist", ENOENT);
+  return Status(Code::kNotFound, "'" + dir + "' is not a kmsfs vault (no " + kConfigFileName + ")", ENOENT);
+}
+
+Result<FsConfig> Vault::peek_config(const std::string& dir) {
+  ASSIGN_OR_RETURN(Bytes text, read_config_text(dir));
+  return parse_config(text, config_path(dir));
+}
+
+Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders& providers) {
+  const std::string path = config_path(dir);
+  ASSIGN_OR_RETURN(Bytes text, read_config_text(dir));
+  ASSIGN_OR_RETURN(FsConfig c, parse_config(text, path));
+  ASSIGN_OR_RETURN(KeyProvider * p, providers.get(c.fs_key_ref.provider));
+  auto fs_key = p->unwrap(c.fs_key_ref, c.fs_key_wrapped, c.fs_key_context());
+  if (!fs_key.ok())
+    return fs_key.status().with_context("vault " + dir + ": filesystem key (" + c.fs_key_ref.to_string() + ")");
+  ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->span(), c.fs_id));
+  RETURN_IF_ERROR(verify_config(text, c, mac_key.span(), path));
+  return std::unique_ptr<Vault>(new Vault(dir, std::move(c), providers));
+}
+
+Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders& providers,
+                                           const InitOptions& opts) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return Status::Io(errno, "backing directory " + dir);
+  if (!S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, dir + " is not a directory");
+  if (!valid_block_size(opts.block_size))
+    return Status(Code::kInvalidArgument, "block size " + std::to_string(opts.block_size) +
+                                              " must be a power of two from 1024 to 1048576");
+  FsConfig c;
+  random_bytes(c.fs_id);
+  c.created = now_rfc3339();
+  c.cipher = opts.cipher;
+  c.block_size = opts.block_size;
+  c.provider = opts.provider;
+  c.key_spec = opts.key_spec;
+  c.keyring_hint = opts.keyring_hint;
+  c.user_context = opts.user_context;
+  for (const auto& [k, v] : c.user_context.pairs())
+    if (k.rfind("kmsfs:", 0) == 0)
+      return Status(Code::kInvalidArgument, "encryption context key '" + k + "' is reserved (kmsfs: prefix)");
+  ASSIGN_OR_RETURN(KeyProvider * p, providers.get(opts.provider));
+  ASSIGN_OR_RETURN(KeyRef ref, p->resolve(opts.key_spec));
+  auto fs_key = p->generate_data_key(ref, c.fs_key_context());
+  if (!fs_key.ok()) return fs_key.status().with_context("vault " + dir + ": generating the filesystem key");
+  c.fs_key_ref = fs_key->ref;
+  c.fs_key_wrapped = fs_key->wrapped;
+  ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->plaintext.span(), c.fs_id));
+  ASSIGN_OR_RETURN(Bytes text, serialize_config(c, mac_key.span()));
+  ASSIGN_OR_RETURN(c, parse_config(text, config_path(dir)));  // keeps the MAC field filled
+  Status w = write_file_atomic(config_path(dir), text, 0644, /*exclusive=*/true);
+  if (w.code() == Code::kAlreadyExists)
+    return Status(Code::kAlreadyExists, "'" + dir + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
+  RETURN_IF_ERROR(w);
+  return std::unique_ptr<Vault>(new Vault(dir, std::move(c), providers));
+}
+
+Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFile> backing) {
+  FileHeader h;
+  h.cipher = config_.cipher;
+  h.block_size = config_.block_size;
+  h.header_size = config_.header_size;
+  random_bytes(h.file_id);
+  h.context = config_.user_context;
+  RETURN_IF_ERROR(h.context.set(EncryptionContext::kFsIdKey, config_.fs_id_hex()));
+  RETURN_IF_ERROR(h.context.set(EncryptionContext::kFileIdKey, to_hex(h.file_id)));
+  ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
+  ASSIGN_OR_RETURN(KeyRef ref, p->resolve(config_.key_spec));
+  auto dk = p->generate_data_key(ref, h.context);
+  if (!dk.ok()) return dk.status().with_context(backing->name() + ": new data key under " + ref.to_string());
+  HeaderSlot slot;
+  slot.key = dk->ref;
+  slot.wrapped_dek = std::move(dk->wrapped);
+  h.slots[0] = std::move(slot);
+  ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk->plaintext.span(), h.file_id));
+  return CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_);
+}
+
+Result<std::unique_ptr<CryptFile>> Vault::create_file(const std::string& path, mode_t mode) {
+  ASSIGN_OR_RETURN(auto backing, PosixBackingFile::open(path, O_RDWR | O_CREAT | O_EXCL, mode));
+  auto f = create_file(std::shared_ptr<BackingFile>(std::move(backing)));
+  if (!f.ok()) ::unlink(path.c_str());  // never leave a half-made file behind
+  return f;
+}
+
+Result<std::unique_ptr<CryptFile>> Vault::open_file(std::shared_ptr<BackingFile> backing) {
+  ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, providers_, file_opts_));
+  const FileHeader h = f->header();
+  auto fs = h.context.get(EncryptionContext::kFsIdKey);
+  if (!fs || *fs != config_.fs_id_hex())
+    return Status(Code::kCorrupt, backing->name() + ": file " + to_hex(f->id()) +
+                                      " belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
+  return f;
+}
+
+Result<std::unique_ptr<CryptFile>> Vault::open_file(const std::string& path, bool writable) {
+  ASSIGN_OR_RETURN(auto backing, PosixBackingFile::open(path, writable ? O_RDWR : O_RDONLY));
+  return open_file(std::shared_ptr<BackingFile>(std::move(backing)));
+}
+
+}  // namespace kmsfs

@@ -1,0 +1,70 @@
+// A vault is a backing directory with a kmsfs.conf. This layer ties the format to the key
+// providers: it initialises vaults, creates files (fresh DEK, header) and opens them
+// (unwrap, verify) for the FUSE layer, rotation and the offline tools.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/status.h"
+#include "format/crypt_file.h"
+#include "keys/key_providers.h"
+#include "vault/config.h"
+
+namespace kmsfs {
+
+struct InitOptions {
+  CipherId cipher = CipherId::kAes256Gcm;
+  uint32_t block_size = 4096;
+  ProviderId provider = ProviderId::kKeyring;
+  std::string key_spec;
+  std::string keyring_hint;
+  EncryptionContext user_context;
+};
+
+// Reads and parses a file's header (structure only).
+Result<FileHeader> read_header(BackingFile& f);
+
+// Opens any kmsfs file with whatever provider its header names: the basis of `cat` and
+// `inspect --verify` on a file copied out of a backup, with no vault config in sight.
+Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> backing,
+                                                   KeyProviders& providers,
+                                                   CryptFile::Options opts = {});
+
+class Vault {
+ public:
+  // Writes a new kmsfs.conf into `dir` (which must exist; an existing config is refused).
+  static Result<std::unique_ptr<Vault>> init(const std::string& dir, KeyProviders& providers,
+                                             const InitOptions& opts);
+  // Loads and authenticates kmsfs.conf. kNotFound if `dir` is not a vault.
+  static Result<std::unique_ptr<Vault>> open(const std::string& dir, KeyProviders& providers);
+  // Parses kmsfs.conf without keys (for messages and to learn the provider before opening).
+  static Result<FsConfig> peek_config(const std::string& dir);
+
+  const FsConfig& config() const { return config_; }
+  const std::string& dir() const { return dir_; }
+
+  // Creates `path` (O_EXCL, mode) as an empty kmsfs file under the vault's current key.
+  Result<std::unique_ptr<CryptFile>> create_file(const std::string& path, mode_t mode);
+  // Same, on a backing file the caller already created (the FUSE create path).
+  Result<std::unique_ptr<CryptFile>> create_file(std::shared_ptr<BackingFile> backing);
+  // Opens an existing file; refuses one that belongs to another filesystem.
+  Result<std::unique_ptr<CryptFile>> open_file(const std::string& path, bool writable);
+  Result<std::unique_ptr<CryptFile>> open_file(std::shared_ptr<BackingFile> backing);
+
+  CryptFile::Options file_options() const { return file_opts_; }
+
+ private:
+  Vault(std::string dir, FsConfig config, KeyProviders& providers)
+      : dir_(std::move(dir)), config_(std::move(config)), providers_(providers) {}
+
+  std::string dir_;
+  FsConfig config_;
+  KeyProviders& providers_;
+  CryptFile::Options file_opts_;
+};
+
+}  // namespace kmsfs
