@@ -62,6 +62,16 @@ Status PosixBackingFile::truncate(uint64_t size) {
   return Status::Ok();
 }
 
+Status PosixBackingFile::reserve(uint64_t off, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
+    int e = errno;
+    if (e == EOPNOTSUPP || e == ENOSYS) return Status(Code::kUnsupported, "fallocate not supported", e);
+    return Status::Io(e, "reserve space in " + name_);
+  }
+  return Status::Ok();
+}
+
 Status PosixBackingFile::sync(bool data_only) {
   int rc = data_only ? ::fdatasync(fd_.get()) : ::fsync(fd_.get());
   if (rc != 0) return Status::Io(errno, "fsync " + name_);

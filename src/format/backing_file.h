@@ -27,6 +27,10 @@ class BackingFile {
   virtual Result<uint64_t> size() = 0;
   virtual Status truncate(uint64_t size) = 0;
   virtual Status sync(bool data_only) = 0;
+  // Reserves space for [off, off+len) without changing the size, so a later write there
+  // cannot fail half-way with ENOSPC and tear a block. kUnsupported where the backing
+  // filesystem cannot (callers treat that as "nothing reserved").
+  virtual Status reserve(uint64_t off, uint64_t len) = 0;
   // The backing path, for log lines and error messages.
   virtual const std::string& name() const = 0;
 };
@@ -43,6 +47,7 @@ class PosixBackingFile final : public BackingFile {
   Result<uint64_t> size() override;
   Status truncate(uint64_t size) override;
   Status sync(bool data_only) override;
+  Status reserve(uint64_t off, uint64_t len) override;
   const std::string& name() const override { return name_; }
   int fd() const { return fd_.get(); }
 
@@ -61,6 +66,7 @@ class MemoryBackingFile final : public BackingFile {
   Result<uint64_t> size() override;
   Status truncate(uint64_t size) override;
   Status sync(bool) override { return Status::Ok(); }
+  Status reserve(uint64_t, uint64_t) override { return Status::Ok(); }
   const std::string& name() const override { return name_; }
 
   // Test helpers that bypass the engine, to tamper with the stored bytes.

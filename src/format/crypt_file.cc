@@ -259,6 +259,12 @@ Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64
     if (!s.ok()) return corrupt_block(i, s);
     pos += out.size();
   }
+  if (p_new > p_old) {
+    // Growing: reserve the space first, so ENOSPC fails the write cleanly instead of
+    // tearing a block half-way through (holes are never reserved: only what we write).
+    Status r = backing_->reserve(layout_.block_offset(first), ct.size());
+    if (!r.ok() && r.code() != Code::kUnsupported) return r;
+  }
   return backing_->write_at(ct, layout_.block_offset(first));
 }
 
@@ -349,6 +355,20 @@ Status CryptFile::truncate(uint64_t new_size) {
   next.clip(last_new);
   if (!(next == sparse_)) RETURN_IF_ERROR(persist_sparse(next));
   return Status::Ok();
+}
+
+Status CryptFile::allocate(uint64_t off, uint64_t len, bool keep_size) {
+  if (len == 0) return Status(Code::kInvalidArgument, "fallocate: zero length", EINVAL);
+  const uint64_t end = off + len;
+  if (end < off) return Status(Code::kInvalidArgument, "fallocate: range overflows", EFBIG);
+  if (!keep_size && end > size()) RETURN_IF_ERROR(truncate(end));
+  const uint64_t bs = layout_.block_size;
+  const uint64_t first = off / bs, last = (end - 1) / bs;
+  const uint64_t from = layout_.block_offset(first);
+  const uint64_t to = layout_.block_offset(last) + layout_.sealed_block_size();
+  Status r = backing_->reserve(from, to - from);
+  if (r.code() == Code::kUnsupported) return Status(Code::kUnsupported, "fallocate not supported by the backing filesystem", EOPNOTSUPP);
+  return r;
 }
 
 Status CryptFile::sync(bool data_only) { return backing_->sync(data_only); }

@@ -51,6 +51,10 @@ class CryptFile {
   Result<size_t> read(MutableByteSpan out, uint64_t off);
   Status write(ByteSpan data, uint64_t off);
   Status truncate(uint64_t new_size);
+  // fallocate(2) modes 0 and FALLOC_FL_KEEP_SIZE: reserves backing space for the
+  // plaintext range (growing the file first unless keep_size), so later writes there
+  // cannot fail with ENOSPC.
+  Status allocate(uint64_t off, uint64_t len, bool keep_size);
   Status sync(bool data_only);
 
   uint64_t size() const;
