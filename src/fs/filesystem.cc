@@ -1,0 +1,468 @@
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fs/errno_map.h"
+
+namespace kmsfs {
+
+namespace {
+
+std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+Status errno_status(const char* what) { return Status::Io(errno, what); }
+
+// The backing path behind an fd, for log lines (the only place paths are recovered).
+std::string path_of(int fd) {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink(proc_path(fd).c_str(), buf, sizeof buf - 1);
+  if (n < 0) return "<fd " + std::to_string(fd) + ">";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool is_dot(const char* n) { return n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)); }
+
+}  // namespace
+
+Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
+    : vault_(vault),
+      opts_(opts),
+      table_(std::move(root_fd)),
+      names_(table_.root()),
+      writeback_(opts.writeback_cache),
+      as_root_(::geteuid() == 0) {
+  layout_.header_size = vault.config().header_size;
+  layout_.block_size = vault.config().block_size;
+  layout_.overhead = kAeadOverhead;
+}
+
+Status Filesystem::logged(Status s, const char* op) const {
+  if (s.ok()) return s;
+  // Expected outcomes (ENOENT on lookup, EEXIST on create...) are not events; damage and
+  // key failures are, one line each with the file and the errno.
+  const Code c = s.code();
+  if (c == Code::kCorrupt || c == Code::kUnsupported || c == Code::kUnavailable ||
+      c == Code::kInternal || c == Code::kPermissionDenied ||
+      (c == Code::kIo && s.sys_errno() == EIO))
+    spdlog::error("{}: {} (errno {})", op, s.message(), to_errno(s));
+  return s;
+}
+
+Result<std::string> Filesystem::backing_name(const Inode& dir, const char* name, bool creating) const {
+  if (names_.reserved(dir, name))
+    return creating ? Status(Code::kPermissionDenied, "reserved name", EPERM)
+                    : Status(Code::kNotFound, "reserved name", ENOENT);
+  return names_.to_backing(dir, name);
+}
+
+void Filesystem::fix_attr(Inode& in, struct stat& st) {
+  if (!S_ISREG(st.st_mode)) return;
+  std::shared_ptr<CryptFile> f;
+  {
+    std::lock_guard lock(in.mu);
+    f = in.file;
+  }
+  // An open file knows its size exactly, also while a write is extending the backing file.
+  st.st_size = static_cast<off_t>(f ? f->size() : layout_.plaintext_size(static_cast<uint64_t>(st.st_size)).plain_size);
+}
+
+Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bname) {
+  UniqueFd fd(::openat(dir.fd.get(), bname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return errno_status("lookup");
+  fuse_entry_param e{};
+  if (::fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("lookup");
+  Inode& in = table_.acquire(std::move(fd), e.attr);
+  fix_attr(in, e.attr);
+  e.ino = table_.id_of(in);
+  e.attr_timeout = opts_.attr_timeout;
+  e.entry_timeout = opts_.entry_timeout;
+  return e;
+}
+
+Result<fuse_entry_param> Filesystem::lookup(uint64_t parent, const char* name) {
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, false));
+  return entry_for(dir, bname);
+}
+
+Result<struct stat> Filesystem::getattr(uint64_t ino) {
+  Inode& in = table_.get(ino);
+  struct stat st {};
+  if (::fstatat(in.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("getattr");
+  fix_attr(in, st);
+  return st;
+}
+
+Result<struct stat> Filesystem::setattr(uint64_t ino, const struct stat& attr, int valid, FileHandle* fh) {
+  Inode& in = table_.get(ino);
+  const int fd = in.fd.get();
+  if (valid & FUSE_SET_ATTR_MODE) {
+    if (in.type == S_IFLNK) return Status(Code::kIo, "chmod on a symlink", EOPNOTSUPP);
+    if (::chmod(proc_path(fd).c_str(), attr.st_mode & 07777) != 0) return errno_status("chmod");
+  }
+  if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+    if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("chown");
+  }
+  if (valid & FUSE_SET_ATTR_SIZE) {
+    if (in.type != S_IFREG) return Status(Code::kIo, "truncate", in.type == S_IFDIR ? EISDIR : EINVAL);
+    if (fh) {
+      RETURN_IF_ERROR(logged(fh->file->truncate(static_cast<uint64_t>(attr.st_size)), "truncate"));
+    } else {
+      ASSIGN_OR_RETURN(auto f, acquire_file(in, true));
+      Status s = f->truncate(static_cast<uint64_t>(attr.st_size));
+      f.reset();
+      release_file(in);
+      RETURN_IF_ERROR(logged(s, "truncate"));
+    }
+  }
+  if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec tv[2];
+    tv[0].tv_sec = tv[1].tv_sec = 0;
+    tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+    if (valid & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+    else if (valid & FUSE_SET_ATTR_ATIME) tv[0] = attr.st_atim;
+    if (valid & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+    else if (valid & FUSE_SET_ATTR_MTIME) tv[1] = attr.st_mtim;
+    // A symlink's own times: AT_EMPTY_PATH on its O_PATH fd (the /proc path would follow).
+    int rc = in.type == S_IFLNK ? ::utimensat(fd, "", tv, AT_EMPTY_PATH)
+                                : ::utimensat(AT_FDCWD, proc_path(fd).c_str(), tv, 0);
+    if (rc != 0) return errno_status("utimens");
+  }
+  return getattr(ino);
+}
+
+Result<std::string> Filesystem::readlink(uint64_t ino) {
+  Inode& in = table_.get(ino);
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlinkat(in.fd.get(), "", buf, sizeof buf);
+  if (n < 0) return errno_status("readlink");
+  if (static_cast<size_t>(n) >= sizeof buf) return Status(Code::kIo, "readlink", ENAMETOOLONG);
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+Status Filesystem::own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const {
+  if (!as_root_) return Status::Ok();  // a user's daemon creates as that user already
+  struct stat parent {};
+  if (::fstat(dirfd, &parent) != 0) return errno_status("stat parent");
+  // In a setgid directory the group is inherited (the backing fs already did that).
+  gid_t gid = (parent.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : c.gid;
+  if (::fchownat(dirfd, name.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return errno_status("chown new entry");
+  // chown clears set-id bits on executables; put back what the caller asked for.
+  if ((mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode) && !S_ISDIR(mode) &&
+      ::fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0)
+    return errno_status("chmod new entry");
+  return Status::Ok();
+}
+
+Result<fuse_entry_param> Filesystem::mknod(uint64_t parent, const char* name, mode_t mode, dev_t rdev, Caller c) {
+  if (S_ISREG(mode)) {  // a regular file must get a kmsfs header: same as create + release
+    ASSIGN_OR_RETURN(Created cr, create(parent, name, mode, O_CREAT | O_EXCL | O_WRONLY, c));
+    release(cr.handle);
+    return cr.entry;
+  }
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  if (::mknodat(dir.fd.get(), bname.c_str(), mode, rdev) != 0) return errno_status("mknod");
+  RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, mode));
+  return entry_for(dir, bname);
+}
+
+Result<fuse_entry_param> Filesystem::mkdir(uint64_t parent, const char* name, mode_t mode, Caller c) {
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  if (::mkdirat(dir.fd.get(), bname.c_str(), mode) != 0) return errno_status("mkdir");
+  RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, S_IFDIR | mode));
+  return entry_for(dir, bname);
+}
+
+Result<fuse_entry_param> Filesystem::symlink(const char* target, uint64_t parent, const char* name, Caller c) {
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  if (::symlinkat(target, dir.fd.get(), bname.c_str()) != 0) return errno_status("symlink");
+  RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, S_IFLNK | 0777));
+  return entry_for(dir, bname);
+}
+
+Result<fuse_entry_param> Filesystem::link(uint64_t ino, uint64_t newparent, const char* newname) {
+  Inode& in = table_.get(ino);
+  Inode& dir = table_.get(newparent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, newname, true));
+  int rc = as_root_ ? ::linkat(in.fd.get(), "", dir.fd.get(), bname.c_str(), AT_EMPTY_PATH)
+                    : ::linkat(AT_FDCWD, proc_path(in.fd.get()).c_str(), dir.fd.get(), bname.c_str(), AT_SYMLINK_FOLLOW);
+  if (rc != 0) return errno_status("link");
+  return entry_for(dir, bname);
+}
+
+Status Filesystem::unlink(uint64_t parent, const char* name) {
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  if (::unlinkat(dir.fd.get(), bname.c_str(), 0) != 0) return errno_status("unlink");
+  return Status::Ok();
+}
+
+Status Filesystem::rmdir(uint64_t parent, const char* name) {
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  if (::unlinkat(dir.fd.get(), bname.c_str(), AT_REMOVEDIR) != 0) return errno_status("rmdir");
+  return Status::Ok();
+}
+
+Status Filesystem::rename(uint64_t parent, const char* name, uint64_t newparent, const char* newname,
+                          unsigned int flags) {
+  Inode& from = table_.get(parent);
+  Inode& to = table_.get(newparent);
+  ASSIGN_OR_RETURN(std::string a, backing_name(from, name, true));
+  ASSIGN_OR_RETURN(std::string b, backing_name(to, newname, true));
+  if (::renameat2(from.fd.get(), a.c_str(), to.fd.get(), b.c_str(), flags) != 0) return errno_status("rename");
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writable) {
+  std::lock_guard lock(in.mu);
+  if (in.file) {
+    if (writable && !in.file_writable) return Status(Code::kIo, "backing file is read-only", EROFS);
+    in.open_count++;
+    return in.file;
+  }
+  // The backing file is opened read-write whenever possible, so one CryptFile serves every
+  // later handle; holding in.mu here makes concurrent first opens cost one unwrap.
+  bool rw = true;
+  UniqueFd fd(::open(proc_path(in.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid() && !writable && (errno == EROFS || errno == EACCES || errno == EPERM || errno == ETXTBSY)) {
+    rw = false;
+    fd.reset(::open(proc_path(in.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  if (!fd.valid()) return errno_status("open backing file");
+  std::string name = path_of(fd.get());
+  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::move(name));
+  auto f = vault_.open_file(backing);
+  if (!f.ok()) return logged(f.status(), "open");
+  in.file = std::shared_ptr<CryptFile>(std::move(*f));
+  in.file_writable = rw;
+  in.open_count = 1;
+  return in.file;
+}
+
+void Filesystem::release_file(Inode& in) {
+  std::shared_ptr<CryptFile> last;  // closed after the lock is dropped
+  std::lock_guard lock(in.mu);
+  if (in.open_count > 0 && --in.open_count == 0) last = std::move(in.file);
+}
+
+Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
+  Inode& in = table_.get(ino);
+  if (in.type != S_IFREG) return Status(Code::kIo, "open", in.type == S_IFDIR ? EISDIR : EINVAL);
+  const bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  ASSIGN_OR_RETURN(auto f, acquire_file(in, writable));
+  if ((flags & O_TRUNC) && writable) {
+    Status s = f->truncate(0);
+    if (!s.ok()) {
+      f.reset();
+      release_file(in);
+      return logged(s, "open(O_TRUNC)");
+    }
+  }
+  auto* fh = new FileHandle{&in, std::move(f), (flags & O_APPEND) && !writeback_};
+  return fh;
+}
+
+Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mode, int flags, Caller c) {
+  Inode& dir = table_.get(parent);
+  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  UniqueFd fd(::openat(dir.fd.get(), bname.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 07777));
+  if (!fd.valid()) {
+    if (errno != EEXIST || (flags & O_EXCL)) return errno_status("create");
+    // Lost a race with another creator: open the file that is there.
+    ASSIGN_OR_RETURN(fuse_entry_param e, entry_for(dir, bname));
+    auto fh = open(e.ino, flags);
+    if (!fh.ok()) {
+      table_.forget(e.ino, 1);
+      return fh.status();
+    }
+    return Created{e, *fh};
+  }
+  auto fail = [&](Status s) {
+    ::unlinkat(dir.fd.get(), bname.c_str(), 0);
+    return logged(s, "create");
+  };
+  if (Status s = own_new(dir.fd.get(), bname, c, S_IFREG | mode); !s.ok()) return fail(s);
+  UniqueFd path_fd(::open(proc_path(fd.get()).c_str(), O_PATH | O_CLOEXEC));
+  if (!path_fd.valid()) return fail(errno_status("create"));
+  std::string log_name = path_of(fd.get());
+  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::move(log_name));
+  auto f = vault_.create_file(backing);
+  if (!f.ok()) return fail(f.status());
+  fuse_entry_param e{};
+  if (::fstatat(path_fd.get(), "", &e.attr, AT_EMPTY_PATH) != 0) return fail(errno_status("create"));
+  Inode& in = table_.acquire(std::move(path_fd), e.attr);
+  std::shared_ptr<CryptFile> file(std::move(*f));
+  {
+    std::lock_guard lock(in.mu);
+    in.file = file;
+    in.file_writable = true;
+    in.open_count++;
+  }
+  e.attr.st_size = 0;
+  e.ino = table_.id_of(in);
+  e.attr_timeout = opts_.attr_timeout;
+  e.entry_timeout = opts_.entry_timeout;
+  return Created{e, new FileHandle{&in, std::move(file), (flags & O_APPEND) && !writeback_}};
+}
+
+Result<size_t> Filesystem::read(FileHandle* fh, MutableByteSpan out, off_t off) {
+  auto n = fh->file->read(out, static_cast<uint64_t>(off));
+  if (!n.ok()) return logged(n.status(), "read");
+  return n;
+}
+
+Result<size_t> Filesystem::write(FileHandle* fh, ByteSpan data, off_t off) {
+  uint64_t at = fh->append ? fh->file->size() : static_cast<uint64_t>(off);
+  Status s = fh->file->write(data, at);
+  if (!s.ok()) return logged(s, "write");
+  return data.size();
+}
+
+Status Filesystem::fsync(FileHandle* fh, bool datasync) { return logged(fh->file->sync(datasync), "fsync"); }
+
+Status Filesystem::fallocate(FileHandle* fh, int mode, off_t off, off_t len) {
+  if (off < 0 || len <= 0) return Status(Code::kInvalidArgument, "fallocate", EINVAL);
+  if (mode & ~FALLOC_FL_KEEP_SIZE) return Status(Code::kIo, "fallocate mode", EOPNOTSUPP);
+  return logged(fh->file->allocate(static_cast<uint64_t>(off), static_cast<uint64_t>(len), mode & FALLOC_FL_KEEP_SIZE),
+                "fallocate");
+}
+
+void Filesystem::release(FileHandle* fh) {
+  Inode* in = fh->inode;
+  fh->file.reset();
+  delete fh;
+  release_file(*in);
+}
+
+Result<DirHandle*> Filesystem::opendir(uint64_t ino) {
+  Inode& in = table_.get(ino);
+  int fd = ::openat(in.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_status("opendir");
+  auto dh = std::make_unique<DirHandle>();
+  dh->dp = ::fdopendir(fd);
+  if (!dh->dp) {
+    Status s = errno_status("opendir");
+    ::close(fd);
+    return s;
+  }
+  return dh.release();
+}
+
+Result<size_t> Filesystem::readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, char* buf, size_t size,
+                                   off_t off, bool plus) {
+  Inode& dir = table_.get(ino);
+  std::lock_guard lock(dh->mu);
+  if (off != dh->offset) {
+    ::seekdir(dh->dp, off);
+    dh->entry = nullptr;
+    dh->offset = off;
+  }
+  size_t used = 0;
+  while (true) {
+    if (!dh->entry) {
+      errno = 0;
+      dh->entry = ::readdir(dh->dp);
+      if (!dh->entry) {
+        if (errno != 0 && used == 0) return errno_status("readdir");
+        break;
+      }
+    }
+    const struct dirent* d = dh->entry;
+    const off_t next = d->d_off;
+    std::optional<std::string> plain = is_dot(d->d_name) ? std::optional<std::string>(d->d_name)
+                                                          : names_.to_plain(dir, d->d_name);
+    if (plain) {
+      size_t entsize;
+      if (plus) {
+        fuse_entry_param e{};
+        bool looked_up = false;
+        if (is_dot(d->d_name)) {
+          e.attr.st_ino = d->d_ino;
+          e.attr.st_mode = static_cast<mode_t>(d->d_type) << 12;
+        } else {
+          auto r = entry_for(dir, d->d_name);
+          if (!r.ok()) {  // vanished meanwhile: skip it, as readdir would have a moment later
+            dh->entry = nullptr;
+            dh->offset = next;
+            continue;
+          }
+          e = *r;
+          looked_up = true;
+        }
+        entsize = fuse_add_direntry_plus(req, buf + used, size - used, plain->c_str(), &e, next);
+        if (entsize > size - used) {
+          if (looked_up) table_.forget(e.ino, 1);
+          break;
+        }
+      } else {
+        struct stat st {};
+        st.st_ino = d->d_ino;
+        st.st_mode = static_cast<mode_t>(d->d_type) << 12;
+        entsize = fuse_add_direntry(req, buf + used, size - used, plain->c_str(), &st, next);
+        if (entsize > size - used) break;
+      }
+      used += entsize;
+    }
+    dh->entry = nullptr;
+    dh->offset = next;
+  }
+  return used;
+}
+
+Status Filesystem::fsyncdir(DirHandle* dh, bool datasync) {
+  int fd = ::dirfd(dh->dp);
+  if ((datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0) return errno_status("fsyncdir");
+  return Status::Ok();
+}
+
+Result<struct statvfs> Filesystem::statfs() {
+  struct statvfs sv {};
+  if (::fstatvfs(table_.root().fd.get(), &sv) != 0) return errno_status("statfs");
+  return sv;
+}
+
+Status Filesystem::setxattr(uint64_t ino, const char* name, ByteSpan value, int flags) {
+  Inode& in = table_.get(ino);
+  if (::setxattr(proc_path(in.fd.get()).c_str(), name, value.data(), value.size(), flags) != 0)
+    return errno_status("setxattr");
+  return Status::Ok();
+}
+
+Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteSpan out) {
+  Inode& in = table_.get(ino);
+  ssize_t n = ::getxattr(proc_path(in.fd.get()).c_str(), name, out.data(), out.size());
+  if (n < 0) return errno_status("getxattr");
+  return static_cast<size_t>(n);
+}
+
+Result<size_t> Filesystem::listxattr(uint64_t ino, MutableByteSpan out) {
+  Inode& in = table_.get(ino);
+  ssize_t n = ::listxattr(proc_path(in.fd.get()).c_str(), reinterpret_cast<char*>(out.data()), out.size());
+  if (n < 0) return errno_status("listxattr");
+  return static_cast<size_t>(n);
+}
+
+Status Filesystem::removexattr(uint64_t ino, const char* name) {
+  Inode& in = table_.get(ino);
+  if (::removexattr(proc_path(in.fd.get()).c_str(), name) != 0) return errno_status("removexattr");
+  return Status::Ok();
+}
+
+void Filesystem::sync_backing() { ::syncfs(table_.root().fd.get()); }
+
+}  // namespace kmsfs

@@ -1,0 +1,127 @@
+// The filesystem operations of a kmsfs mount, over a vault's backing directory. Every
+// method returns a Status/Result; fuse_ops.cc turns those into replies (errno in exactly
+// one place, errno_map.cc) and never calls into here with a lock held.
+//
+// Each inode holds an O_PATH fd to its backing object, so operations use *at() calls and
+// renames of parents never invalidate anything. Regular files share one CryptFile per
+// inode across all handles and hard links.
+#pragma once
+
+#include <dirent.h>
+#include "fs/fuse_api.h"
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "fs/inode_table.h"
+#include "fs/name_transform.h"
+#include "vault/vault.h"
+
+namespace kmsfs {
+
+struct FsOptions {
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+  bool writeback_cache = true;
+};
+
+// Who asked: new files and directories are owned by the caller, not by the daemon.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct FileHandle {
+  Inode* inode = nullptr;
+  std::shared_ptr<CryptFile> file;
+  bool append = false;  // O_APPEND without the writeback cache: the kernel leaves the offset to us
+};
+
+struct DirHandle {
+  ~DirHandle() {
+    if (dp) ::closedir(dp);
+  }
+  std::mutex mu;
+  DIR* dp = nullptr;
+  off_t offset = 0;
+  struct dirent* entry = nullptr;
+};
+
+struct Created {
+  fuse_entry_param entry;
+  FileHandle* handle;
+};
+
+class Filesystem {
+ public:
+  Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts);
+
+  const FsOptions& options() const { return opts_; }
+  void set_writeback(bool on) { writeback_ = on; }
+
+  Result<fuse_entry_param> lookup(uint64_t parent, const char* name);
+  void forget(uint64_t ino, uint64_t nlookup) { table_.forget(ino, nlookup); }
+  Result<struct stat> getattr(uint64_t ino);
+  Result<struct stat> setattr(uint64_t ino, const struct stat& attr, int valid, FileHandle* fh);
+  Result<std::string> readlink(uint64_t ino);
+
+  Result<fuse_entry_param> mknod(uint64_t parent, const char* name, mode_t mode, dev_t rdev, Caller c);
+  Result<fuse_entry_param> mkdir(uint64_t parent, const char* name, mode_t mode, Caller c);
+  Result<fuse_entry_param> symlink(const char* target, uint64_t parent, const char* name, Caller c);
+  Result<fuse_entry_param> link(uint64_t ino, uint64_t newparent, const char* newname);
+  Status unlink(uint64_t parent, const char* name);
+  Status rmdir(uint64_t parent, const char* name);
+  Status rename(uint64_t parent, const char* name, uint64_t newparent, const char* newname,
+                unsigned int flags);
+
+  Result<FileHandle*> open(uint64_t ino, int flags);
+  Result<Created> create(uint64_t parent, const char* name, mode_t mode, int flags, Caller c);
+  Result<size_t> read(FileHandle* fh, MutableByteSpan out, off_t off);
+  Result<size_t> write(FileHandle* fh, ByteSpan data, off_t off);
+  Status fsync(FileHandle* fh, bool datasync);
+  Status fallocate(FileHandle* fh, int mode, off_t off, off_t len);
+  void release(FileHandle* fh);
+
+  Result<DirHandle*> opendir(uint64_t ino);
+  // Fills `buf` with entries from `off`; returns the bytes used.
+  Result<size_t> readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, char* buf, size_t size,
+                         off_t off, bool plus);
+  void releasedir(DirHandle* dh) { delete dh; }
+  Status fsyncdir(DirHandle* dh, bool datasync);
+  Result<struct statvfs> statfs();
+
+  Status setxattr(uint64_t ino, const char* name, ByteSpan value, int flags);
+  // size 0 asks for the needed size.
+  Result<size_t> getxattr(uint64_t ino, const char* name, MutableByteSpan out);
+  Result<size_t> listxattr(uint64_t ino, MutableByteSpan out);
+  Status removexattr(uint64_t ino, const char* name);
+
+  // Flushes the backing filesystem (at unmount).
+  void sync_backing();
+  size_t inode_count() const { return table_.size(); }
+
+ private:
+  Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name);
+  Result<std::string> backing_name(const Inode& dir, const char* name, bool creating) const;
+  Status own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const;
+  void fix_attr(Inode& in, struct stat& st);
+  // The inode's shared CryptFile, opened on first use (one DEK unwrap per open file).
+  Result<std::shared_ptr<CryptFile>> acquire_file(Inode& in, bool writable);
+  void release_file(Inode& in);
+  Status logged(Status s, const char* op) const;
+
+  Vault& vault_;
+  FsOptions opts_;
+  InodeTable table_;
+  PlaintextNames names_;
+  Layout layout_;
+  bool writeback_ = true;
+  const bool as_root_;
+};
+
+}  // namespace kmsfs

@@ -1,0 +1,52 @@
+#include "fs/inode_table.h"
+
+#include "fs/fuse_api.h"
+
+namespace kmsfs {
+
+InodeTable::InodeTable(UniqueFd root_fd) {
+  struct stat st {};
+  ::fstat(root_fd.get(), &st);
+  root_ = std::make_unique<Inode>(std::move(root_fd), st.st_dev, st.st_ino, S_IFDIR);
+  root_->nlookup = 2;  // never forgotten
+}
+
+Inode& InodeTable::get(uint64_t id) {
+  if (id == FUSE_ROOT_ID) return *root_;
+  return *reinterpret_cast<Inode*>(static_cast<uintptr_t>(id));
+}
+
+uint64_t InodeTable::id_of(const Inode& in) const {
+  if (&in == root_.get()) return FUSE_ROOT_ID;
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&in));
+}
+
+Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st) {
+  if (st.st_dev == root_->dev && st.st_ino == root_->ino) return *root_;
+  std::lock_guard lock(mu_);
+  auto& slot = inodes_[Key{st.st_dev, st.st_ino}];
+  if (!slot) slot = std::make_unique<Inode>(std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  slot->nlookup++;
+  return *slot;  // a surplus fd (inode already known) closes as `fd` goes out of scope
+}
+
+void InodeTable::forget(uint64_t id, uint64_t n) {
+  if (id == FUSE_ROOT_ID) return;
+  std::unique_ptr<Inode> doomed;  // destroyed after the lock is released
+  {
+    std::lock_guard lock(mu_);
+    Inode& in = get(id);
+    in.nlookup = in.nlookup > n ? in.nlookup - n : 0;
+    if (in.nlookup == 0) {
+      auto it = inodes_.find(Key{in.dev, in.ino});
+      if (it != inodes_.end()) doomed = std::move(it->second), inodes_.erase(it);
+    }
+  }
+}
+
+size_t InodeTable::size() const {
+  std::lock_guard lock(mu_);
+  return inodes_.size();
+}
+
+}  // namespace kmsfs

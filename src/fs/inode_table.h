@@ -1,0 +1,70 @@
+// Inodes of the mount, keyed by the backing (dev, ino): every hard link of a file is one
+// inode with one nodeid, and its open state (the CryptFile all handles share) lives here.
+// The nodeid given to the kernel is the Inode's address (stable: inodes never move).
+//
+// Lock order: InodeTable::mu_ -> Inode::mu. Neither is held across a fuse_reply_* call.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "base/unique_fd.h"
+#include "format/crypt_file.h"
+
+namespace kmsfs {
+
+struct Inode {
+  Inode(UniqueFd f, dev_t d, ino_t i, mode_t t) : fd(std::move(f)), dev(d), ino(i), type(t) {}
+
+  const UniqueFd fd;  // O_PATH, pins the backing inode so its number cannot be reused
+  const dev_t dev;
+  const ino_t ino;
+  const mode_t type;  // S_IFMT bits
+
+  uint64_t nlookup = 0;  // guarded by InodeTable::mu_
+
+  // Open state of a regular file, shared by all its handles. Guarded by mu.
+  std::mutex mu;
+  std::shared_ptr<CryptFile> file;
+  bool file_writable = false;
+  uint32_t open_count = 0;
+};
+
+class InodeTable {
+ public:
+  // Takes ownership of the root directory's O_PATH fd.
+  explicit InodeTable(UniqueFd root_fd);
+
+  Inode& root() { return *root_; }
+  // The inode for nodeid `id` (1 = root). The kernel never names a forgotten nodeid.
+  Inode& get(uint64_t id);
+  uint64_t id_of(const Inode& in) const;
+
+  // Finds the inode of (st.st_dev, st.st_ino) or adopts `fd` as a new one, and counts one
+  // kernel lookup reference.
+  Inode& acquire(UniqueFd fd, const struct stat& st);
+  // Drops n lookup references; frees the inode at zero.
+  void forget(uint64_t id, uint64_t n);
+  size_t size() const;
+
+ private:
+  struct Key {
+    dev_t dev;
+    ino_t ino;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const noexcept { return std::hash<uint64_t>()(k.ino * 1000003u ^ k.dev); }
+  };
+
+  std::unique_ptr<Inode> root_;
+  mutable std::mutex mu_;
+  std::unordered_map<Key, std::unique_ptr<Inode>, KeyHash> inodes_;
+};
+
+}  // namespace kmsfs
