@@ -1,0 +1,150 @@
+#include "mounted_vault.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace kmsfs::testing {
+
+std::string kmsfs_bin() { return KMSFS_BIN; }
+
+std::vector<std::string> matrix_init_args() {
+  std::vector<std::string> out;
+  const char* env = ::getenv("KMSFS_TEST_INIT_ARGS");
+  if (!env) return out;
+  std::istringstream in(env);
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+ProcessResult kmsfs(const std::vector<std::string>& args, bool check, const ProcessOptions& opts) {
+  std::vector<std::string> argv = {kmsfs_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessResult r = run(argv, opts);
+  if (check && r.exit_code != 0) {
+    std::string cmd;
+    for (const auto& a : args) cmd += a + " ";
+    ADD_FAILURE() << "kmsfs " << cmd << "exited " << r.exit_code << ": " << r.err;
+  }
+  return r;
+}
+
+MountedVault::MountedVault(VaultOptions opts) : tmp_("kmsfs-it"), opts_(std::move(opts)) {
+  backing_ = tmp_ / "backing";
+  mnt_ = tmp_ / "mnt";
+  keyring_ = tmp_ / "keyring";
+  log_path_ = tmp_ / "daemon.log";
+  ::mkdir(backing_.c_str(), 0755);
+  ::mkdir(mnt_.c_str(), 0755);
+  struct stat st {};
+  ::stat(tmp_.path().c_str(), &st);
+  parent_dev_ = st.st_dev;
+  kmsfs({"keyring", "create", keyring_, "--no-passphrase", "--key", "main"});
+  std::vector<std::string> init = {"init", backing_, "--keyring", keyring_, "--key", "main"};
+  for (const auto& a : matrix_init_args()) init.push_back(a);
+  for (const auto& a : opts_.init_args) init.push_back(a);
+  kmsfs(init);
+  mount();
+}
+
+bool MountedVault::mounted() const {
+  struct stat st {};
+  return ::stat(mnt_.c_str(), &st) == 0 && st.st_dev != parent_dev_;
+}
+
+void MountedVault::mount() {
+  std::vector<std::string> argv = {kmsfs_bin(), "mount", backing_, mnt_, "--foreground", "--keyring", keyring_};
+  for (const auto& a : opts_.mount_args) argv.push_back(a);
+  daemon_ = std::make_unique<Background>(argv, log_path_);
+  for (int i = 0; i < 500; ++i) {
+    if (mounted()) return;
+    if (!daemon_->running()) throw std::runtime_error("kmsfs mount exited during start-up: " + log());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("kmsfs mount did not come up in 10 s: " + log());
+}
+
+int MountedVault::unmount() {
+  if (!daemon_) return -1;
+  if (mounted() && ::umount2(mnt_.c_str(), 0) != 0) {
+    // Busy (a test failed with files open): detach, the daemon then exits when idle.
+    ::umount2(mnt_.c_str(), MNT_DETACH);
+  }
+  int rc = daemon_->wait(std::chrono::seconds(20));
+  if (rc == -1) {
+    daemon_->kill(SIGKILL);
+    rc = daemon_->wait(std::chrono::seconds(10));
+    ::umount2(mnt_.c_str(), MNT_DETACH);
+  }
+  daemon_.reset();
+  return rc;
+}
+
+MountedVault::~MountedVault() {
+  // A dead daemon leaves ENOTCONN behind: detach that too.
+  if (daemon_) unmount();
+  struct stat st;
+  if (::stat(mnt_.c_str(), &st) != 0 && errno == ENOTCONN) ::umount2(mnt_.c_str(), MNT_DETACH);
+}
+
+std::string MountedVault::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string read_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  std::string out;
+  char buf[1 << 16];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  int e = errno;
+  ::close(fd);
+  if (n < 0) throw std::runtime_error("read " + path + ": " + std::strerror(e));
+  return out;
+}
+
+void write_file(const std::string& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw std::runtime_error("write " + path + ": " + std::strerror(e));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) throw std::runtime_error("close " + path + ": " + std::strerror(errno));
+}
+
+std::string pattern(size_t n, uint64_t seed) {
+  std::string b(n, '\0');
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& c : b) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return b;
+}
+
+}  // namespace kmsfs::testing

@@ -1,0 +1,74 @@
+// A real kmsfs mount for integration tests: keyring + vault made with the real binary,
+// `kmsfs mount --foreground` as a child process, unmounted (lazily and by SIGKILL if it
+// must) when the object goes away, so no test leaves a mount behind even when it fails.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "process.h"
+#include "temp_dir.h"
+
+namespace kmsfs::testing {
+
+std::string kmsfs_bin();
+// Extra `kmsfs init` arguments of the option-matrix slice (env KMSFS_TEST_INIT_ARGS).
+std::vector<std::string> matrix_init_args();
+// Runs the kmsfs binary; fails the current test (ADD_FAILURE) if it exits non-zero and
+// `check` is set.
+ProcessResult kmsfs(const std::vector<std::string>& args, bool check = true, const ProcessOptions& opts = {});
+
+struct VaultOptions {
+  std::vector<std::string> init_args;   // added after the matrix args
+  std::vector<std::string> mount_args;  // e.g. {"-o", "allow_other"}
+};
+
+class MountedVault {
+ public:
+  explicit MountedVault(VaultOptions opts = {});
+  ~MountedVault();
+  MountedVault(const MountedVault&) = delete;
+  MountedVault& operator=(const MountedVault&) = delete;
+
+  const std::string& mnt() const { return mnt_; }
+  const std::string& backing() const { return backing_; }
+  const std::string& keyring() const { return keyring_; }
+  std::string at(const std::string& rel) const { return mnt_ + "/" + rel; }
+  std::string backing_at(const std::string& rel) const { return backing_ + "/" + rel; }
+  const TempDir& tmp() const { return tmp_; }
+
+  void mount();
+  // Unmounts and waits for the daemon to exit; returns its exit code.
+  int unmount();
+  void remount() {
+    unmount();
+    mount();
+  }
+  bool mounted() const;
+  pid_t daemon_pid() const { return daemon_ ? daemon_->pid() : -1; }
+  void kill_daemon(int sig) {
+    if (daemon_) daemon_->kill(sig);
+  }
+  // Everything the daemon logged so far.
+  std::string log() const;
+
+ private:
+  TempDir tmp_;
+  std::string backing_, mnt_, keyring_, log_path_;
+  VaultOptions opts_;
+  std::unique_ptr<Background> daemon_;
+  dev_t parent_dev_ = 0;
+};
+
+// Reads/writes whole files through plain syscalls; throw on failure (tests catch nothing:
+// an exception fails the test with its message).
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& data);
+// Bytes of pseudo-random data, reproducible from the seed.
+std::string pattern(size_t n, uint64_t seed);
+
+}  // namespace kmsfs::testing

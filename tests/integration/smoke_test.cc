@@ -1,0 +1,63 @@
+// The few mount tests CI also runs under ASan+UBSan: the daemon comes up, files round-trip
+// through a remount, nothing plaintext reaches the backing directory, it unmounts clean.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "mounted_vault.h"
+
+namespace kmsfs::testing {
+namespace {
+
+TEST(MountSmoke, WriteRemountReadBack) {
+  MountedVault v;
+  const std::string small = "hello, kmsfs";
+  const std::string big = pattern(3 * 1024 * 1024 + 123, 7);
+  write_file(v.at("small.txt"), small);
+  write_file(v.at("big.bin"), big);
+  ASSERT_EQ(::mkdir(v.at("dir").c_str(), 0750), 0);
+  write_file(v.at("dir/inner"), "inner");
+  EXPECT_EQ(read_file(v.at("small.txt")), small);
+  EXPECT_EQ(read_file(v.at("big.bin")), big);
+  EXPECT_EQ(v.unmount(), 0);
+  v.mount();
+  EXPECT_EQ(read_file(v.at("small.txt")), small);
+  EXPECT_EQ(read_file(v.at("big.bin")), big);
+  EXPECT_EQ(read_file(v.at("dir/inner")), "inner");
+  struct stat st {};
+  ASSERT_EQ(::stat(v.at("big.bin").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), big.size());
+}
+
+TEST(MountSmoke, BackingHoldsNoPlaintext) {
+  MountedVault v;
+  const std::string marker = "PLAINTEXT-MARKER-5f2c9a";
+  std::string data;
+  for (int i = 0; i < 1000; ++i) data += marker;
+  write_file(v.at("secret.txt"), data);
+  v.unmount();
+  for (const auto& e : std::filesystem::recursive_directory_iterator(v.backing())) {
+    if (!e.is_regular_file()) continue;
+    EXPECT_EQ(read_file(e.path()).find("MARKER-5f2c9a"), std::string::npos) << e.path();
+  }
+  auto cat = kmsfs({"cat", v.backing_at("secret.txt"), "--keyring", v.keyring()});
+  EXPECT_EQ(cat.out, data);
+}
+
+TEST(MountSmoke, ConfigIsHiddenAndReserved) {
+  MountedVault v;
+  struct stat st;
+  EXPECT_EQ(::stat(v.at("kmsfs.conf").c_str(), &st), -1);
+  EXPECT_EQ(errno, ENOENT);
+  int fd = ::open(v.at("kmsfs.conf").c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, EPERM);
+  for (const auto& e : std::filesystem::directory_iterator(v.mnt())) EXPECT_NE(e.path().filename(), "kmsfs.conf");
+}
+
+}  // namespace
+}  // namespace kmsfs::testing
