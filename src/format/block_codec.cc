@@ -1,5 +1,7 @@
 #include "format/block_codec.h"
 
+#include <algorithm>
+
 namespace kmsfs {
 
 std::array<uint8_t, kBlockAadSize> block_aad(const FileId& id, uint64_t index, bool final) {
@@ -22,7 +24,23 @@ Status open_block(const Aead& aead, const FileId& id, uint64_t index, bool is_la
   Status s = aead.open(ct, aad, out);
   if (s.ok() || is_last) return s;
   auto stale_final = block_aad(id, index, true);
-  return aead.open(ct, stale_final, out);
+  if (aead.open(ct, stale_final, out).ok()) return Status::Ok();
+  // A crash between growing the file and re-sealing its old, partial last block leaves
+  // that block's old sealed bytes followed by never-written zeros. Find where the old
+  // block ends (its tag may itself end in zero bytes, hence the short search) and accept
+  // it only as an authentic final block; the unwritten rest reads as zeros.
+  size_t end = ct.size();
+  while (end > 0 && ct[end - 1] == 0) --end;
+  const size_t max_len = std::min(ct.size() - 1, end + kAeadTagSize);
+  for (size_t len = std::max(end, kAeadOverhead); len <= max_len; ++len) {
+    MutableByteSpan head = out.first(len - kAeadOverhead);
+    if (aead.open(ct.first(len), stale_final, head).ok()) {
+      std::fill(out.begin() + static_cast<long>(head.size()), out.end(), 0);
+      return Status::Ok();
+    }
+  }
+  std::fill(out.begin(), out.end(), 0);
+  return s;
 }
 
 }  // namespace kmsfs

@@ -24,7 +24,8 @@ Status seal_block(const Aead& aead, const FileId& id, uint64_t index, bool final
 // Opens a block read from disk. `is_last` says whether it is the file's last block by the
 // backing size. The last block must have been sealed final. A non-last block sealed final
 // is accepted too: after a crash between extending a file and re-sealing its old last
-// block, that block is intact and holds fsync'ed data (docs/FORMAT.md §5 says what this
+// block, that block is intact and holds fsync'ed data -- also when it was partial and is
+// now followed by the zeros of a full block's slot (docs/FORMAT.md §5 says what this
 // leaves undetected). kCorrupt on failure; out is zeroed then.
 Status open_block(const Aead& aead, const FileId& id, uint64_t index, bool is_last, ByteSpan ct,
                   MutableByteSpan out);

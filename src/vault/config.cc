@@ -15,10 +15,17 @@ const std::vector<std::string>& known_config_features() {
   return kKnown;
 }
 
-EncryptionContext FsConfig::fs_key_context() const {
+Result<EncryptionContext> FsConfig::fs_key_context() const {
   EncryptionContext ctx = user_context;
-  (void)ctx.set(EncryptionContext::kFsIdKey, fs_id_hex());
-  (void)ctx.set(EncryptionContext::kPurposeKey, "filesystem-key");
+  RETURN_IF_ERROR(ctx.set(EncryptionContext::kFsIdKey, fs_id_hex()));
+  RETURN_IF_ERROR(ctx.set(EncryptionContext::kPurposeKey, "filesystem-key"));
+  return ctx;
+}
+
+Result<EncryptionContext> FsConfig::file_context(const FileId& file_id) const {
+  EncryptionContext ctx = user_context;
+  RETURN_IF_ERROR(ctx.set(EncryptionContext::kFsIdKey, fs_id_hex()));
+  RETURN_IF_ERROR(ctx.set(EncryptionContext::kFileIdKey, to_hex(file_id)));
   return ctx;
 }
 
@@ -112,6 +119,7 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
     c.key_spec = key.at("spec").get<std::string>();
     c.keyring_hint = key.value("keyring", "");
     for (const auto& [k, v] : j.at("context").items()) {
+      if (k.rfind("kmsfs:", 0) == 0) return bad(where, "context key '" + k + "' uses the reserved kmsfs: prefix");
       Status s = c.user_context.set(k, v.get<std::string>());
       if (!s.ok()) return bad(where, s.message());
     }

@@ -40,8 +40,11 @@ struct FsConfig {
   Bytes fs_key_wrapped;
   Digest32 mac{};
 
-  // The context the filesystem key is wrapped with.
-  EncryptionContext fs_key_context() const;
+  // The context the filesystem key is wrapped with. Fails if the user pairs leave no room
+  // for the reserved ones (init refuses such a config up front).
+  Result<EncryptionContext> fs_key_context() const;
+  // The context of a new file with the given id (user pairs + fs id + file id).
+  Result<EncryptionContext> file_context(const FileId& file_id) const;
   std::string fs_id_hex() const { return to_hex(fs_id); }
 };
 

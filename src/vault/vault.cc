@@ -92,7 +92,8 @@ Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders&
   ASSIGN_OR_RETURN(Bytes text, read_config_text(dir));
   ASSIGN_OR_RETURN(FsConfig c, parse_config(text, path));
   ASSIGN_OR_RETURN(KeyProvider * p, providers.get(c.fs_key_ref.provider));
-  auto fs_key = p->unwrap(c.fs_key_ref, c.fs_key_wrapped, c.fs_key_context());
+  ASSIGN_OR_RETURN(EncryptionContext fs_ctx, c.fs_key_context());
+  auto fs_key = p->unwrap(c.fs_key_ref, c.fs_key_wrapped, fs_ctx);
   if (!fs_key.ok())
     return fs_key.status().with_context("vault " + dir + ": filesystem key (" + c.fs_key_ref.to_string() + ")");
   ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->span(), c.fs_id));
@@ -120,9 +121,16 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   for (const auto& [k, v] : c.user_context.pairs())
     if (k.rfind("kmsfs:", 0) == 0)
       return Status(Code::kInvalidArgument, "encryption context key '" + k + "' is reserved (kmsfs: prefix)");
+  // Both contexts must have room for the reserved pairs, or files could never be created.
+  auto fs_ctx = c.fs_key_context();
+  auto file_ctx = c.file_context(FileId{});
+  if (!fs_ctx.ok() || !file_ctx.ok())
+    return Status(Code::kInvalidArgument, "encryption context too large: " +
+                                              (fs_ctx.ok() ? file_ctx.status() : fs_ctx.status()).message() +
+                                              " once kmsfs adds its own pairs");
   ASSIGN_OR_RETURN(KeyProvider * p, providers.get(opts.provider));
   ASSIGN_OR_RETURN(KeyRef ref, p->resolve(opts.key_spec));
-  auto fs_key = p->generate_data_key(ref, c.fs_key_context());
+  auto fs_key = p->generate_data_key(ref, *fs_ctx);
   if (!fs_key.ok()) return fs_key.status().with_context("vault " + dir + ": generating the filesystem key");
   c.fs_key_ref = fs_key->ref;
   c.fs_key_wrapped = fs_key->wrapped;
@@ -142,9 +150,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFil
   h.block_size = config_.block_size;
   h.header_size = config_.header_size;
   random_bytes(h.file_id);
-  h.context = config_.user_context;
-  RETURN_IF_ERROR(h.context.set(EncryptionContext::kFsIdKey, config_.fs_id_hex()));
-  RETURN_IF_ERROR(h.context.set(EncryptionContext::kFileIdKey, to_hex(h.file_id)));
+  ASSIGN_OR_RETURN(h.context, config_.file_context(h.file_id));
   ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
   ASSIGN_OR_RETURN(KeyRef ref, p->resolve(config_.key_spec));
   auto dk = p->generate_data_key(ref, h.context);

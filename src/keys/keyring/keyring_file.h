@@ -1,4 +1,4 @@
-// The keyring container, byte for byte (docs/KEYRING.md):
+// The keyring container, byte for byte (docs/FORMAT.md §7):
 //   "KMSFSKR1" | u16 version=1 | u16 flags | u32 meta_len | meta | u32 blob_len | blob
 //   | (unsealed only) SHA-256 of every preceding byte
 // This file knows the framing only: no JSON, no passphrases, no key semantics.

@@ -1,4 +1,4 @@
-// A DEK wrapped under a keyring key version (docs/KEYRING.md):
+// A DEK wrapped under a keyring key version (docs/FORMAT.md §7):
 //   u8 format = 1 || nonce (24) || ct || tag (16)      (73 bytes for a 32-byte DEK)
 // XChaCha20-Poly1305 under HKDF-SHA256(material, salt = "", info = "kmsfs keyring wrap v1"),
 // AAD = "kmsfs-keyring-wrap-v1" || u16 len(name) || name || u32 version || ctx.canonical(),

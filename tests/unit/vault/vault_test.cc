@@ -174,3 +174,28 @@ TEST(Vault, SlotDamageFallsBackToTheOtherSlot) {
 
 }  // namespace
 }  // namespace kmsfs
+
+namespace kmsfs {
+namespace {
+
+TEST(Vault, InitRefusesAContextWithNoRoomForTheReservedPairs) {
+  testing::KeyringVault kv;
+  InitOptions o;
+  o.key_spec = "main";
+  for (size_t i = 0; i < EncryptionContext::kMaxPairs; ++i)
+    ASSERT_TRUE(o.user_context.set("k" + std::to_string(i), "v").ok());
+  auto v = Vault::init(kv.backing, kv.providers, o);
+  EXPECT_EQ(v.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(v.status().message().find("encryption context too large"), std::string::npos) << v.status().message();
+  // Just under the limit works, and files can be created.
+  InitOptions ok;
+  ok.key_spec = "main";
+  for (size_t i = 0; i + 3 < EncryptionContext::kMaxPairs; ++i)
+    ASSERT_TRUE(ok.user_context.set("k" + std::to_string(i), "v").ok());
+  auto v2 = Vault::init(kv.backing, kv.providers, ok);
+  ASSERT_TRUE(v2.ok()) << v2.status().message();
+  EXPECT_TRUE((*v2)->create_file(kv.backing + "/f", 0600).ok());
+}
+
+}  // namespace
+}  // namespace kmsfs
