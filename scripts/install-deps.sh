@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything kmsfs needs to build and to run its tests, from Debian 12 packages.
+# Idempotent; needs root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: run as root" >&2; exit 1; fi
+
+BUILD=(cmake ninja-build g++ pkg-config
+       libfuse3-dev fuse3 libssl-dev openssl libsodium-dev libcurl4-openssl-dev
+       nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev)
+TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
+      python3 xxd)
+
+missing=()
+for p in "${BUILD[@]}" "${TEST[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
