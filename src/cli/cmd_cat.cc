@@ -1,0 +1,54 @@
+// kmsfs cat BACKING_FILE: decrypts one backing file to stdout, without a mount.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/file_stream.h"
+#include "cli/keyring_locator.h"
+#include "cli/output.h"
+#include "cli/passphrase_options.h"
+#include "cli/providers.h"
+#include "format/backing_file.h"
+#include "vault/vault.h"
+
+namespace kmsfs::cli {
+
+namespace {
+
+struct CatOptions {
+  std::string file;
+  std::optional<std::string> keyring;
+  PassphraseOptions passphrase;
+};
+
+Status run_cat(const CatOptions& o) {
+  ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(o.file, O_RDONLY));
+  std::shared_ptr<BackingFile> backing(std::move(posix));
+  auto providers = make_providers(
+      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source()});
+  ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, *providers));
+  StreamResult r = stream_plaintext(*f, [](ByteSpan b) { return write_all(STDOUT_FILENO, b); });
+  return r.status;
+}
+
+}  // namespace
+
+void add_cat_command(CLI::App& app, Commands& out) {
+  auto o = std::make_shared<CatOptions>();
+  CLI::App* cmd = app.add_subcommand("cat", "Decrypt one backing file to standard output (no mount needed)");
+  cmd->add_option("BACKING_FILE", o->file, "An encrypted file in a vault's backing directory")->required();
+  cmd->add_option("--keyring", o->keyring,
+                  "Keyring to unwrap the file key with (default: $KMSFS_KEYRING, else the "
+                  "keyring named by the nearest kmsfs.conf above the file)")
+      ->type_name("KEYRING");
+  add_passphrase_options(*cmd, o->passphrase);
+  cmd->footer(
+      "Only authenticated bytes are written: a damaged block stops the output before any of\n"
+      "its bytes, and the command exits 5 naming the file, its id and the block.\n\n"
+      "Example:\n  kmsfs cat /srv/vault/report.pdf --passphrase-file /run/kmsfs/pw > report.pdf");
+  out.push_back({"cat", cmd, [o] { return run_cat(*o); }});
+}
+
+}  // namespace kmsfs::cli

@@ -1,0 +1,130 @@
+// kmsfs init BACKING: makes a directory a vault (writes its kmsfs.conf).
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/keyring_locator.h"
+#include "cli/output.h"
+#include "cli/passphrase_options.h"
+#include "cli/providers.h"
+#include "format/header.h"
+#include "vault/vault.h"
+
+namespace kmsfs::cli {
+
+namespace {
+
+struct InitCliOptions {
+  std::string backing;
+  std::optional<std::string> keyring;
+  std::string key;
+  std::string cipher = "aes-256-gcm";
+  uint32_t block_size = 4096;
+  std::vector<std::string> context;
+  PassphraseOptions passphrase;
+};
+
+Result<EncryptionContext> parse_context(const std::vector<std::string>& pairs) {
+  EncryptionContext ctx;
+  for (const auto& kv : pairs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return Status(Code::kInvalidArgument, "--context '" + kv + "' is not KEY=VALUE");
+    std::string key = kv.substr(0, eq);
+    if (key.rfind("kmsfs:", 0) == 0)
+      return Status(Code::kInvalidArgument, "--context key '" + key + "' is reserved (kmsfs: prefix)");
+    if (ctx.get(key))
+      return Status(Code::kInvalidArgument, "--context key '" + key + "' given twice");
+    RETURN_IF_ERROR(ctx.set(key, kv.substr(eq + 1)));
+  }
+  return ctx;
+}
+
+// The keyring for a new vault: --keyring or $KMSFS_KEYRING, stored absolute so the vault
+// finds it from any working directory.
+Result<std::string> init_keyring(const InitCliOptions& o) {
+  ASSIGN_OR_RETURN(std::string path, locate_keyring({o.keyring, "", ""}));
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  if (ec) return Status::Io(ec.value(), "keyring path " + path);
+  return abs.lexically_normal().string();
+}
+
+Status run_init(const InitCliOptions& o) {
+  // Everything checkable without keys is checked before a passphrase is asked for.
+  if (!valid_block_size(o.block_size))
+    return Status(Code::kInvalidArgument, "block size " + std::to_string(o.block_size) +
+                                              " must be a power of two from 1024 to 1048576");
+  auto cipher = cipher_from_name(o.cipher);
+  if (!cipher) return Status(Code::kInvalidArgument, "unknown cipher '" + o.cipher + "'");
+  ASSIGN_OR_RETURN(EncryptionContext ctx, parse_context(o.context));
+  struct stat st;
+  if (::stat(o.backing.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status(Code::kNotFound, "backing directory " + o.backing + " does not exist", ENOENT);
+    return Status::Io(errno, "backing directory " + o.backing);
+  }
+  if (!S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, o.backing + " is not a directory");
+  const std::string conf = o.backing + "/" + kConfigFileName;
+  if (::lstat(conf.c_str(), &st) == 0)
+    return Status(Code::kAlreadyExists,
+                  "'" + o.backing + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
+  ASSIGN_OR_RETURN(std::string keyring, init_keyring(o));
+
+  auto providers = make_providers({[keyring] { return Result<std::string>(keyring); },
+                                   o.passphrase.source()});
+  InitOptions io;
+  io.cipher = *cipher;
+  io.block_size = o.block_size;
+  io.provider = ProviderId::kKeyring;
+  io.key_spec = o.key;
+  io.keyring_hint = keyring;
+  io.user_context = std::move(ctx);
+  ASSIGN_OR_RETURN(auto vault, Vault::init(o.backing, *providers, io));
+  const FsConfig& c = vault->config();
+  std::error_code ec;
+  auto conf_abs = std::filesystem::absolute(conf, ec).lexically_normal().string();
+  return print(fmt::format(
+      "fs id: {}\ncipher: {}\nblock size: {}\nkey: {} (spec {}, keyring {})\nconfig: {}\n",
+      c.fs_id_hex(), cipher_name(c.cipher), c.block_size, c.fs_key_ref.to_string(), c.key_spec,
+      keyring, ec ? conf : conf_abs));
+}
+
+}  // namespace
+
+void add_init_command(CLI::App& app, Commands& out) {
+  auto o = std::make_shared<InitCliOptions>();
+  CLI::App* cmd = app.add_subcommand("init", "Make a directory a vault (writes BACKING/kmsfs.conf)");
+  cmd->add_option("BACKING", o->backing, "The backing directory (must exist; must not be a vault yet)")
+      ->required();
+  cmd->add_option("--keyring", o->keyring,
+                  "The keyring (default: $KMSFS_KEYRING); stored in the config as an absolute path")
+      ->type_name("KEYRING");
+  cmd->add_option("--key", o->key, "Name of the keyring key new files are wrapped under (NAME or NAME:VERSION)")
+      ->type_name("NAME")
+      ->required();
+  cmd->add_option("--cipher", o->cipher, "Content cipher")
+      ->check(CLI::IsMember({"aes-256-gcm", "xchacha20-poly1305"}))
+      ->capture_default_str();
+  cmd->add_option("--block-size", o->block_size,
+                  "Plaintext bytes per sealed block: a power of two from 1024 to 1048576")
+      ->type_name("N")
+      ->capture_default_str();
+  cmd->add_option("--context", o->context,
+                  "Extra encryption-context pair bound into every key wrap (repeatable)")
+      ->type_name("K=V")
+      ->allow_extra_args(false);
+  add_passphrase_options(*cmd, o->passphrase);
+  cmd->footer(
+      "Prints the filesystem id, cipher, block size, the key reference the filesystem key\n"
+      "was wrapped under, and where the config was written.\n\n"
+      "Example:\n  kmsfs init /srv/vault --keyring /etc/kmsfs/keyring --key main --context team=ops");
+  out.push_back({"init", cmd, [o] { return run_init(*o); }});
+}
+
+}  // namespace kmsfs::cli

@@ -1,0 +1,241 @@
+// kmsfs mount / kmsfs umount.
+//
+// Daemon start-up, in order: the parent resolves paths and reads the passphrase (the only
+// step that may need the terminal), then forks. The child detaches (setsid), opens the
+// keyring and the vault, mounts, and reports "ok" or the error over a pipe before it
+// starts serving; the parent waits for that report and then for the mount to answer a
+// stat, so `kmsfs mount` returns only once the filesystem works, or says why it does not.
+// Key material is unwrapped only in the child, so it lives only in the child's locked
+// memory (locks do not survive fork).
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/keyring_locator.h"
+#include "cli/passphrase_options.h"
+#include "cli/providers.h"
+#include "fs/mount.h"
+#include "keys/keyring/keyring_provider.h"
+#include "vault/vault.h"
+
+namespace kmsfs::cli {
+
+namespace {
+
+struct MountArgs {
+  std::string backing;
+  std::string mountpoint;
+  std::optional<std::string> keyring;
+  bool foreground = false;
+  std::vector<std::string> options;
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+  bool no_writeback = false;
+  unsigned threads = 16;
+  PassphraseOptions pass;
+};
+
+Result<std::string> absolute(const std::string& p, const char* what) {
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf)) return std::string(buf);
+  // A mountpoint whose daemon died cannot be resolved (ENOTCONN); its lexical absolute
+  // path is what the recovery needs.
+  if (errno == ENOTCONN) return std::filesystem::absolute(p).lexically_normal().string();
+  return Status::Io(errno, std::string(what) + " " + p);
+}
+
+std::vector<std::string> split_options(const std::vector<std::string>& raw) {
+  std::vector<std::string> out;
+  for (const auto& r : raw) {
+    size_t start = 0;
+    while (start <= r.size()) {
+      size_t comma = r.find(',', start);
+      std::string o = r.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!o.empty()) out.push_back(o);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
+void log_to_stderr() {
+  auto logger = spdlog::stderr_logger_mt("kmsfs-stderr");
+  logger->set_pattern("kmsfs[%P]: %l: %v");
+  spdlog::set_default_logger(logger);
+}
+
+void log_to_syslog() {
+  auto logger = spdlog::syslog_logger_mt("kmsfs-syslog", "kmsfs", LOG_PID, LOG_DAEMON);
+  logger->set_pattern("%l: %v");
+  spdlog::set_default_logger(logger);
+}
+
+// Everything after the fork (or in the foreground): keys, vault, mount, serve.
+// `report` is called once, with ok or the start-up error, before serving begins.
+Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphrase,
+                       const std::string& keyring_path, const std::function<void(const Status&)>& report) {
+  ::umask(0);  // the kernel already applied the caller's umask; ours must not apply twice
+  auto fail = [&](Status s) {
+    report(s);
+    return s;
+  };
+  KeyProviders providers(nullptr);
+  {
+    // Re-home the passphrase in memory locked by this process before using it.
+    std::optional<SecureBuffer> pw;
+    if (passphrase) pw = passphrase->clone();
+    passphrase.reset();
+    auto kr = KeyringProvider::open(keyring_path, pw ? &*pw : nullptr);
+    if (!kr.ok()) return fail(kr.status());
+    providers.add(std::move(*kr));
+  }
+  auto vault = Vault::open(a.backing, providers);
+  if (!vault.ok()) return fail(vault.status());
+  MountConfig cfg;
+  cfg.backing = a.backing;
+  cfg.mountpoint = a.mountpoint;
+  cfg.fs.attr_timeout = a.attr_timeout;
+  cfg.fs.entry_timeout = a.entry_timeout;
+  cfg.fs.writeback_cache = !a.no_writeback;
+  cfg.options = split_options(a.options);
+  cfg.max_threads = a.threads;
+  auto m = FuseMount::mount(**vault, cfg);
+  if (!m.ok()) return fail(m.status());
+  report(Status::Ok());
+  spdlog::info("serving {} at {}", a.backing, a.mountpoint);
+  Status s = (*m)->serve();
+  spdlog::info("unmounted {}", a.mountpoint);
+  return s;
+}
+
+// Waits until the mountpoint answers as a kmsfs mount (the child serves INIT and stat).
+Status wait_until_mounted(const std::string& mp, pid_t child) {
+  struct stat parent_st {};
+  std::string parent_dir = mp == "/" ? "/" : mp.substr(0, mp.find_last_of('/'));
+  if (parent_dir.empty()) parent_dir = "/";
+  ::stat(parent_dir.c_str(), &parent_st);
+  for (int i = 0; i < 300; ++i) {
+    struct stat st {};
+    if (::stat(mp.c_str(), &st) == 0 && st.st_dev != parent_st.st_dev) return Status::Ok();
+    int wst;
+    if (::waitpid(child, &wst, WNOHANG) == child) return Status(Code::kIo, "the daemon exited during start-up", EIO);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Status(Code::kUnavailable, "the mount did not answer within 6 s", ETIMEDOUT);
+}
+
+Status run_mount(MountArgs& a) {
+  ASSIGN_OR_RETURN(a.backing, absolute(a.backing, "backing directory"));
+  ASSIGN_OR_RETURN(a.mountpoint, absolute(a.mountpoint, "mountpoint"));
+  ASSIGN_OR_RETURN(FsConfig cfg, Vault::peek_config(a.backing));
+  if (cfg.provider != ProviderId::kKeyring)
+    return Status(Code::kUnsupported, "vault uses the " + std::string(provider_name(cfg.provider)) +
+                                          " provider, which this build cannot mount yet");
+  KeyringSearch search;
+  search.explicit_path = a.keyring;
+  search.vault_dir = a.backing;
+  ASSIGN_OR_RETURN(std::string keyring_path, locate_keyring(search));
+  ASSIGN_OR_RETURN(auto passphrase, keyring_passphrase(keyring_path, a.pass.source()));
+
+  if (a.foreground) {
+    log_to_stderr();
+    return mount_and_serve(a, std::move(passphrase), keyring_path, [](const Status&) {});
+  }
+
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return Status::Io(errno, "pipe");
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::Io(errno, "fork");
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::setsid();
+    log_to_syslog();
+    auto report = [fd = pipefd[1]](const Status& s) {
+      std::string msg = s.ok() ? std::string("ok") : std::to_string(exit_code(s)) + " " + s.message();
+      ssize_t ignored = ::write(fd, msg.data(), msg.size());
+      (void)ignored;
+      ::close(fd);
+      if (s.ok()) {
+        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+          ::dup2(null, 0), ::dup2(null, 1), ::dup2(null, 2);
+          ::close(null);
+        }
+      }
+    };
+    Status s = mount_and_serve(a, std::move(passphrase), keyring_path, report);
+    if (!s.ok()) spdlog::error("{}", s.message());
+    ::_exit(s.ok() ? 0 : exit_code(s));
+  }
+  ::close(pipefd[1]);
+  passphrase.reset();  // the child has its own copy; wipe ours now
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+  ::close(pipefd[0]);
+  if (msg != "ok") {
+    int wst = 0;
+    ::waitpid(pid, &wst, 0);
+    if (msg.empty()) return Status(Code::kInternal, "the daemon died during start-up");
+    size_t sp = msg.find(' ');
+    int code = std::atoi(msg.substr(0, sp).c_str());
+    std::string text = sp == std::string::npos ? msg : msg.substr(sp + 1);
+    // Re-create a Status with the child's exit code semantics.
+    static const std::pair<int, Code> kBack[] = {
+        {kExitUsage, Code::kInvalidArgument}, {kExitNotFound, Code::kNotFound}, {kExitPermission, Code::kPermissionDenied},
+        {kExitCorrupt, Code::kCorrupt}, {kExitUnsupported, Code::kUnsupported}, {kExitIo, Code::kIo},
+        {kExitExists, Code::kAlreadyExists}, {kExitUnavailable, Code::kUnavailable}};
+    for (const auto& [ec, c] : kBack)
+      if (ec == code) return Status(c, text);
+    return Status(Code::kInternal, text);
+  }
+  RETURN_IF_ERROR(wait_until_mounted(a.mountpoint, pid));
+  std::printf("kmsfs: mounted %s at %s (daemon pid %d; logs go to syslog)\n", a.backing.c_str(),
+              a.mountpoint.c_str(), pid);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void add_mount_commands(CLI::App& app, Commands& out) {
+  auto args = std::make_shared<MountArgs>();
+  CLI::App* m = app.add_subcommand("mount", "Mount a vault: a plaintext view of BACKING at MOUNTPOINT");
+  m->add_option("BACKING", args->backing, "The vault's backing directory (ciphertext)")->required();
+  m->add_option("MOUNTPOINT", args->mountpoint, "Where the plaintext view appears")->required();
+  m->add_option("--keyring", args->keyring, "Keyring file (default: $KMSFS_KEYRING, then the vault's keyring hint)");
+  m->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr (for systemd and tests)");
+  m->add_option("-o", args->options, "Mount options, comma-separated: allow_other (implies default_permissions), default_permissions, ro, ...")
+      ->allow_extra_args(false);
+  m->add_option("--attr-timeout", args->attr_timeout, "Seconds the kernel caches attributes (default 1)")->check(CLI::NonNegativeNumber);
+  m->add_option("--entry-timeout", args->entry_timeout, "Seconds the kernel caches names (default 1)")->check(CLI::NonNegativeNumber);
+  m->add_flag("--no-writeback", args->no_writeback, "Disable the kernel writeback cache");
+  m->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")->check(CLI::Range(1, 256));
+  add_passphrase_options(*m, args->pass);
+  out.push_back({"mount", m, [args] { return run_mount(*args); }});
+
+  auto mp = std::make_shared<std::string>();
+  CLI::App* u = app.add_subcommand("umount", "Unmount a kmsfs mount (the daemon flushes and exits); same as fusermount3 -u");
+  u->add_option("MOUNTPOINT", *mp, "The mountpoint")->required();
+  out.push_back({"umount", u, [mp] {
+                   auto abs = absolute(*mp, "mountpoint");
+                   return unmount(abs.ok() ? *abs : *mp);
+                 }});
+}
+
+}  // namespace kmsfs::cli

@@ -1,0 +1,32 @@
+// The registry main() dispatches on: each cmd_*.cc adds its CLI11 subcommand(s) and a
+// run function that returns a Status. Options live in a struct owned by the run closure.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "base/status.h"
+
+namespace kmsfs::cli {
+
+struct Command {
+  std::string name;         // "init", "keyring create": names the command in error lines
+  CLI::App* app = nullptr;  // selected when app->parsed()
+  std::function<Status()> run;
+};
+using Commands = std::vector<Command>;
+
+void add_keyring_commands(CLI::App& app, Commands& out);
+void add_init_command(CLI::App& app, Commands& out);
+void add_inspect_command(CLI::App& app, Commands& out);
+void add_cat_command(CLI::App& app, Commands& out);
+void add_encrypt_command(CLI::App& app, Commands& out);
+void add_mount_commands(CLI::App& app, Commands& out);  // mount, umount
+
+// The --version text: program version and the on-disk format versions it reads/writes.
+std::string version_text();
+
+}  // namespace kmsfs::cli

@@ -1,0 +1,47 @@
+#include "cli/providers.h"
+
+#include "keys/keyring/keyring_provider.h"
+
+namespace kmsfs::cli {
+
+Result<std::optional<SecureBuffer>> keyring_passphrase(const std::string& path,
+                                                       const PassphraseSource& src) {
+  ASSIGN_OR_RETURN(KeyringInfo info, Keyring::peek(path));
+  if (!info.sealed) return std::optional<SecureBuffer>();
+  ASSIGN_OR_RETURN(SecureBuffer pw, read_passphrase(src, "Passphrase for keyring " + path + ": ",
+                                                    /*confirm_twice=*/false));
+  return std::optional<SecureBuffer>(std::move(pw));
+}
+
+Result<Keyring> open_keyring(const std::string& path, const PassphraseSource& src) {
+  ASSIGN_OR_RETURN(std::optional<SecureBuffer> pw, keyring_passphrase(path, src));
+  return Keyring::open(path, pw ? &*pw : nullptr);
+}
+
+namespace {
+
+Result<std::unique_ptr<KeyProvider>> make_keyring_provider(const ProviderConfig& cfg) {
+  if (!cfg.keyring) return Status(Code::kInvalidArgument, "no keyring: pass --keyring");
+  ASSIGN_OR_RETURN(std::string path, cfg.keyring());
+  ASSIGN_OR_RETURN(std::optional<SecureBuffer> pw, keyring_passphrase(path, cfg.passphrase));
+  ASSIGN_OR_RETURN(std::unique_ptr<KeyringProvider> p,
+                   KeyringProvider::open(path, pw ? &*pw : nullptr));
+  return std::unique_ptr<KeyProvider>(std::move(p));
+}
+
+}  // namespace
+
+std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg) {
+  return std::make_unique<KeyProviders>(
+      [cfg = std::move(cfg)](ProviderId id) -> Result<std::unique_ptr<KeyProvider>> {
+        switch (id) {
+          case ProviderId::kKeyring: return make_keyring_provider(cfg);
+          case ProviderId::kAwsKms:
+            return Status(Code::kUnsupported, "AWS KMS provider is not built yet");
+        }
+        return Status(Code::kUnsupported, "unknown key provider id " +
+                                              std::to_string(static_cast<int>(id)));
+      });
+}
+
+}  // namespace kmsfs::cli

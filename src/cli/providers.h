@@ -1,0 +1,34 @@
+// The one place where the CLI builds key providers. A file's header names its provider,
+// so providers are created lazily, on first use, by the factory made here: a command that
+// never touches a keyring never asks for a passphrase.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/status.h"
+#include "crypto/secure_buffer.h"
+#include "keys/key_providers.h"
+#include "keys/keyring/keyring.h"
+#include "keys/keyring/passphrase.h"
+
+namespace kmsfs::cli {
+
+struct ProviderConfig {
+  // Finds the keyring path; called only when the keyring provider is first needed.
+  std::function<Result<std::string>()> keyring;
+  PassphraseSource passphrase;
+};
+
+std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg);
+
+// The passphrase for the keyring at `path` if it is sealed (read from `src`, prompting on
+// the terminal only then), nullopt if it is not sealed.
+Result<std::optional<SecureBuffer>> keyring_passphrase(const std::string& path,
+                                                       const PassphraseSource& src);
+// Opens the keyring at `path`, asking for a passphrase only if it is sealed.
+Result<Keyring> open_keyring(const std::string& path, const PassphraseSource& src);
+
+}  // namespace kmsfs::cli
