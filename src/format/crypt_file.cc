@@ -1,6 +1,8 @@
 #include "format/crypt_file.h"
 
 #include <algorithm>
+#include <array>
+#include <memory>
 #include <cstring>
 #include <vector>
 
@@ -9,6 +11,20 @@
 namespace kmsfs {
 
 namespace {
+
+// Per-thread scratch buffers that keep their capacity between calls: the hot paths then
+// neither allocate nor zero-fill up to 1 MiB per request. Each call site uses its own
+// slot, so nested use (rewrite -> load_block) never aliases.
+enum ScratchSlot { kReadCt, kReadPlain, kWriteCt, kWritePlain, kLoadCt, kOldPlain, kSlots };
+MutableByteSpan scratch(ScratchSlot slot, size_t n) {
+  thread_local std::array<std::unique_ptr<uint8_t[]>, kSlots> bufs;
+  thread_local std::array<size_t, kSlots> caps{};
+  if (caps[slot] < n) {
+    bufs[slot].reset(new uint8_t[n]);
+    caps[slot] = n;
+  }
+  return {bufs[slot].get(), n};
+}
 
 bool all_zero(ByteSpan b) {
   // Word-at-a-time is not worth the aliasing care here: this runs only on blocks that
@@ -150,7 +166,7 @@ Status CryptFile::corrupt_block(uint64_t i, const Status& why) const {
 Status CryptFile::load_block(uint64_t i, uint64_t p, MutableByteSpan out) {
   const uint64_t n = layout_.block_count(p);
   const size_t ct_len = out.size() + layout_.overhead;
-  std::vector<uint8_t> ct(ct_len);
+  MutableByteSpan ct = scratch(kLoadCt, ct_len);
   ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, layout_.block_offset(i)));
   if (got != ct_len) return corrupt_block(i, Status(Code::kCorrupt, "block truncated"));
   const bool last = i + 1 == n;
@@ -179,9 +195,8 @@ Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
   // One backing read for the whole span of sealed blocks.
   const uint64_t ct_begin = layout_.block_offset(first);
   const uint64_t ct_end = layout_.block_offset(last) + layout_.plain_len(p, last) + layout_.overhead;
-  std::vector<uint8_t> ct(ct_end - ct_begin);
+  MutableByteSpan ct = scratch(kReadCt, ct_end - ct_begin);
   ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, ct_begin));
-  std::vector<uint8_t> scratch;
   for (uint64_t i = first; i <= last; ++i) {
     const uint64_t plen = layout_.plain_len(p, i);
     const uint64_t rel = layout_.block_offset(i) - ct_begin;
@@ -202,10 +217,10 @@ Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
       Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, dst);
       if (!s.ok()) return corrupt_block(i, s);
     } else {
-      scratch.resize(plen);
-      Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, scratch);
+      MutableByteSpan plain = scratch(kReadPlain, plen);
+      Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, plain);
       if (!s.ok()) return corrupt_block(i, s);
-      std::copy_n(scratch.begin() + static_cast<long>(from - block_start), to - from, dst.begin());
+      std::copy_n(plain.begin() + static_cast<long>(from - block_start), to - from, dst.begin());
     }
   }
   return len;
@@ -232,8 +247,8 @@ Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64
 
   uint64_t total = 0;
   for (uint64_t i = first; i <= last; ++i) total += layout_.plain_len(p_new, i) + layout_.overhead;
-  std::vector<uint8_t> ct(total);
-  std::vector<uint8_t> plain(bs);
+  MutableByteSpan ct = scratch(kWriteCt, total);
+  MutableByteSpan plain = scratch(kWritePlain, bs);
   size_t pos = 0;
   for (uint64_t i = first; i <= last; ++i) {
     const uint64_t block_start = i * bs;
@@ -244,7 +259,7 @@ Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64
     if (!covered) {
       std::fill(pt.begin(), pt.end(), 0);
       if (old_len > 0) {
-        std::vector<uint8_t> old(layout_.plain_len(p_old, i));
+        MutableByteSpan old = scratch(kOldPlain, layout_.plain_len(p_old, i));
         RETURN_IF_ERROR(load_block(i, p_old, old));
         std::copy_n(old.begin(), old_len, pt.begin());
       }
