@@ -8,7 +8,7 @@
 #include "cli_fixture.h"
 #include "crypto/kdf.h"
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 namespace {
 
 using nlohmann::json;
@@ -231,4 +231,4 @@ TEST_F(BadInputTest, EncryptFileRefusesToOverwrite) {
 }
 
 }  // namespace
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

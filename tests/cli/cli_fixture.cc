@@ -8,7 +8,7 @@
 #include <random>
 #include <sstream>
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 
 bool contains(std::string_view hay, std::string_view needle) {
   return hay.find(needle) != std::string_view::npos;
@@ -140,4 +140,4 @@ nlohmann::json CliTest::inspect_json(const std::string& file, std::vector<std::s
   return j;
 }
 
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

@@ -16,7 +16,7 @@
 #include "subprocess.h"
 #include "temp_dir.h"
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 
 // Exit codes, as documented in docs/CLI.md (src/cli/exit_codes.h).
 enum : int {
@@ -63,4 +63,4 @@ class CliTest : public ::testing::Test {
   TempDir tmp_;
 };
 
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

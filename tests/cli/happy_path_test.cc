@@ -5,7 +5,7 @@
 
 #include "cli_fixture.h"
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 namespace {
 
 using nlohmann::json;
@@ -164,4 +164,4 @@ TEST_F(HappyPathTest, CatIntoClosedPipeExitsQuietly) {
 }
 
 }  // namespace
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

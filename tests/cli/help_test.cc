@@ -1,7 +1,7 @@
 // --version, --help and `kmsfs help COMMAND`.
 #include "cli_fixture.h"
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 namespace {
 
 class HelpTest : public CliTest {};
@@ -51,4 +51,4 @@ TEST_F(HelpTest, EveryCommandHasHelp) {
 }
 
 }  // namespace
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

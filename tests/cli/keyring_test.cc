@@ -3,7 +3,7 @@
 
 #include "cli_fixture.h"
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 namespace {
 
 using nlohmann::json;
@@ -151,4 +151,4 @@ TEST_F(KeyringTest, CorruptedKeyringIsCorrupt) {
 }
 
 }  // namespace
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

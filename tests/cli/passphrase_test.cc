@@ -9,7 +9,7 @@
 
 #include "cli_fixture.h"
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 namespace {
 
 constexpr const char* kPassphrase = "Tr0ub4dor-and-3-horses";
@@ -187,4 +187,4 @@ TEST_F(PassphraseTest, PassphraseIsNotInProcCmdline) {
 }
 
 }  // namespace
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

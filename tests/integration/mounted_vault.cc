@@ -41,7 +41,7 @@ ProcessResult kmsfs(const std::vector<std::string>& args, bool check, const Proc
   return r;
 }
 
-MountedVault::MountedVault(VaultOptions opts) : tmp_("kmsfs-it"), opts_(std::move(opts)) {
+MountedVault::MountedVault(VaultOptions opts) : tmp_("kmsfs-it", "/var/tmp"), opts_(std::move(opts)) {
   backing_ = tmp_ / "backing";
   mnt_ = tmp_ / "mnt";
   keyring_ = tmp_ / "keyring";

@@ -1,5 +1,6 @@
 // Runs a real program: argv (never a shell), optional stdin, captured stdout/stderr, a
 // timeout after which the child is killed. Used to drive the kmsfs binary and real tools.
+// A simpler front to run_process (subprocess.h), plus Background for daemons.
 #pragma once
 
 #include <sys/types.h>
@@ -8,14 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace kmsfs::testing {
+#include "subprocess.h"  // ProcessResult, and the runner behind run()
 
-struct ProcessResult {
-  int exit_code = -1;  // 128+signal if killed by a signal
-  std::string out;
-  std::string err;
-  bool timed_out = false;
-};
+namespace kmsfs::testing {
 
 struct ProcessOptions {
   std::string stdin_data;

@@ -1,18 +1,25 @@
-// A fresh directory per test, removed with its contents at the end of the test.
+// A fresh directory per test, removed with its contents at the end of the test. Under
+// $TMPDIR (or /tmp) unless a base is given; mount tests use /var/tmp, a disk filesystem
+// with xattrs and fallocate.
 #pragma once
 
 #include <stdlib.h>
 
 #include <filesystem>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace kmsfs::testing {
 
 class TempDir {
  public:
-  explicit TempDir(const std::string& prefix = "kmsfs-test") {
-    // Under /var/tmp, not /tmp: tests need a disk filesystem with xattrs and fallocate.
-    std::string tmpl = "/var/tmp/" + prefix + "-XXXXXX";
+  explicit TempDir(const std::string& prefix = "kmsfs-test", std::string base = "") {
+    if (base.empty()) {
+      const char* env = std::getenv("TMPDIR");
+      base = env != nullptr && *env != '\0' ? env : "/tmp";
+    }
+    std::string tmpl = base + "/" + prefix + "-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;
   }

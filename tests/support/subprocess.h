@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 
 struct ProcessResult {
   int exit_code = -1;  // the exit status; 128 + N if killed by signal N
@@ -64,4 +64,4 @@ class Subprocess {
 
 ProcessResult run_process(const std::vector<std::string>& argv, const SpawnOptions& opts = {});
 
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing

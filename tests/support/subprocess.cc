@@ -15,7 +15,7 @@
 
 extern char** environ;
 
-namespace kmsfs::test {
+namespace kmsfs::testing {
 
 namespace {
 
@@ -80,7 +80,7 @@ Subprocess::Subprocess(const std::vector<std::string>& argv, const SpawnOptions&
     ::signal(SIGPIPE, SIG_DFL);
     if (::dup2(in[0], 0) < 0 || ::dup2(out[1], 1) < 0 || ::dup2(err[1], 2) < 0) ::_exit(126);
     if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execve(c_args[0], c_args.data(), c_env.data());
+    ::execvpe(c_args[0], c_args.data(), c_env.data());  // PATH lookup for tools (sqlite3, git)
     ::_exit(127);
   }
   ::close(in[0]);
@@ -201,4 +201,4 @@ ProcessResult run_process(const std::vector<std::string>& argv, const SpawnOptio
   return p.wait();
 }
 
-}  // namespace kmsfs::test
+}  // namespace kmsfs::testing
