@@ -20,7 +20,10 @@ std::string KeyRef::to_string() const {
   std::string s(provider_name(provider));
   s += ':';
   s += key_id;
-  if (provider == ProviderId::kKeyring) s += "@" + std::to_string(version);
+  if (provider == ProviderId::kKeyring) {
+    s += '@';
+    s += std::to_string(version);
+  }
   return s;
 }
 
