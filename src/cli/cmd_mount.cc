@@ -151,6 +151,11 @@ Status run_mount(MountArgs& a) {
   ASSIGN_OR_RETURN(std::string keyring_path, locate_keyring(search));
   ASSIGN_OR_RETURN(auto passphrase, keyring_passphrase(keyring_path, a.pass.source()));
 
+  // Say it here too: a daemonized child's warning goes to syslog only.
+  if (is_dead_mount(a.mountpoint))
+    std::fprintf(stderr, "kmsfs: the daemon of an earlier mount at %s is gone; unmounting it lazily\n",
+                 a.mountpoint.c_str());
+
   if (a.foreground) {
     log_to_stderr();
     return mount_and_serve(a, std::move(passphrase), keyring_path, [](const Status&) {});

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "fs/errno_map.h"
@@ -43,6 +45,50 @@ Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
   layout_.header_size = vault.config().header_size;
   layout_.block_size = vault.config().block_size;
   layout_.overhead = kAeadOverhead;
+  // Eviction starts at half the fd limit in inodes and goes down to a quarter: the other
+  // half is for open files' backing fds, directory handles, libfuse's per-thread clone
+  // fds, and for the inodes a fast creator adds before the kernel's FORGETs come in.
+  rlimit rl{};
+  size_t limit = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) limit = static_cast<size_t>(rl.rlim_cur);
+  evict_high_ = limit / 2;
+  evict_low_ = limit / 4;
+}
+
+void Filesystem::after_acquire() {
+  if (table_.size() <= evict_high_) return;
+  { std::lock_guard lock(evict_mu_); }  // a waiter between its check and its wait sees this
+  evict_cv_.notify_one();
+}
+
+std::optional<std::vector<std::pair<uint64_t, std::string>>> Filesystem::await_eviction() {
+  std::unique_lock lock(evict_mu_);
+  // After a round that found nothing to evict (all open, or already asked and the
+  // FORGETs not in yet), pause instead of spinning.
+  if (evict_idle_) evict_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return evict_stop_; });
+  evict_cv_.wait(lock, [&] { return evict_stop_ || table_.size() > evict_high_; });
+  if (evict_stop_) return std::nullopt;
+  lock.unlock();
+  const size_t n = table_.size();
+  auto names = table_.evictable(n > evict_low_ ? n - evict_low_ : 0);
+  spdlog::debug("{} inodes hold fds (high-water mark {}): asking the kernel to forget {}", n, evict_high_,
+                names.size());
+  lock.lock();
+  evict_idle_ = names.empty();
+  return names;
+}
+
+bool Filesystem::eviction_stopped() const {
+  std::lock_guard lock(evict_mu_);
+  return evict_stop_;
+}
+
+void Filesystem::stop_eviction() {
+  {
+    std::lock_guard lock(evict_mu_);
+    evict_stop_ = true;
+  }
+  evict_cv_.notify_all();
 }
 
 Status Filesystem::logged(Status s, const char* op) const {
@@ -75,12 +121,13 @@ void Filesystem::fix_attr(Inode& in, struct stat& st) {
   st.st_size = static_cast<off_t>(f ? f->size() : layout_.plaintext_size(static_cast<uint64_t>(st.st_size)).plain_size);
 }
 
-Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bname) {
+Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bname, std::string_view name) {
   UniqueFd fd(::openat(dir.fd.get(), bname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return errno_status("lookup");
   fuse_entry_param e{};
   if (::fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("lookup");
-  Inode& in = table_.acquire(std::move(fd), e.attr);
+  Inode& in = table_.acquire(std::move(fd), e.attr, dir, name);
+  after_acquire();
   fix_attr(in, e.attr);
   e.ino = table_.id_of(in);
   e.attr_timeout = opts_.attr_timeout;
@@ -91,7 +138,7 @@ Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bn
 Result<fuse_entry_param> Filesystem::lookup(uint64_t parent, const char* name) {
   Inode& dir = table_.get(parent);
   ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, false));
-  return entry_for(dir, bname);
+  return entry_for(dir, bname, name);
 }
 
 Result<struct stat> Filesystem::getattr(uint64_t ino) {
@@ -175,7 +222,7 @@ Result<fuse_entry_param> Filesystem::mknod(uint64_t parent, const char* name, mo
   ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
   if (::mknodat(dir.fd.get(), bname.c_str(), mode, rdev) != 0) return errno_status("mknod");
   RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, mode));
-  return entry_for(dir, bname);
+  return entry_for(dir, bname, name);
 }
 
 Result<fuse_entry_param> Filesystem::mkdir(uint64_t parent, const char* name, mode_t mode, Caller c) {
@@ -183,7 +230,7 @@ Result<fuse_entry_param> Filesystem::mkdir(uint64_t parent, const char* name, mo
   ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
   if (::mkdirat(dir.fd.get(), bname.c_str(), mode) != 0) return errno_status("mkdir");
   RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, S_IFDIR | mode));
-  return entry_for(dir, bname);
+  return entry_for(dir, bname, name);
 }
 
 Result<fuse_entry_param> Filesystem::symlink(const char* target, uint64_t parent, const char* name, Caller c) {
@@ -191,7 +238,7 @@ Result<fuse_entry_param> Filesystem::symlink(const char* target, uint64_t parent
   ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
   if (::symlinkat(target, dir.fd.get(), bname.c_str()) != 0) return errno_status("symlink");
   RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, S_IFLNK | 0777));
-  return entry_for(dir, bname);
+  return entry_for(dir, bname, name);
 }
 
 Result<fuse_entry_param> Filesystem::link(uint64_t ino, uint64_t newparent, const char* newname) {
@@ -201,7 +248,7 @@ Result<fuse_entry_param> Filesystem::link(uint64_t ino, uint64_t newparent, cons
   int rc = as_root_ ? ::linkat(in.fd.get(), "", dir.fd.get(), bname.c_str(), AT_EMPTY_PATH)
                     : ::linkat(AT_FDCWD, proc_path(in.fd.get()).c_str(), dir.fd.get(), bname.c_str(), AT_SYMLINK_FOLLOW);
   if (rc != 0) return errno_status("link");
-  return entry_for(dir, bname);
+  return entry_for(dir, bname, newname);
 }
 
 Status Filesystem::unlink(uint64_t parent, const char* name) {
@@ -263,9 +310,13 @@ void Filesystem::release_file(Inode& in) {
 Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
   Inode& in = table_.get(ino);
   if (in.type != S_IFREG) return Status(Code::kIo, "open", in.type == S_IFDIR ? EISDIR : EINVAL);
-  const bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  // O_TRUNC truncates whatever the access mode: Linux does it for O_RDONLY too (the
+  // kernel checked write permission), and with atomic_o_trunc the kernel has already set
+  // its size to 0, trusting this open to have truncated.
+  const bool trunc = (flags & O_TRUNC) != 0;
+  const bool writable = (flags & O_ACCMODE) != O_RDONLY || trunc;
   ASSIGN_OR_RETURN(auto f, acquire_file(in, writable));
-  if ((flags & O_TRUNC) && writable) {
+  if (trunc) {
     Status s = f->truncate(0);
     if (!s.ok()) {
       f.reset();
@@ -284,7 +335,7 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   if (!fd.valid()) {
     if (errno != EEXIST || (flags & O_EXCL)) return errno_status("create");
     // Lost a race with another creator: open the file that is there.
-    ASSIGN_OR_RETURN(fuse_entry_param e, entry_for(dir, bname));
+    ASSIGN_OR_RETURN(fuse_entry_param e, entry_for(dir, bname, name));
     auto fh = open(e.ino, flags);
     if (!fh.ok()) {
       table_.forget(e.ino, 1);
@@ -305,7 +356,8 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   if (!f.ok()) return fail(f.status());
   fuse_entry_param e{};
   if (::fstatat(path_fd.get(), "", &e.attr, AT_EMPTY_PATH) != 0) return fail(errno_status("create"));
-  Inode& in = table_.acquire(std::move(path_fd), e.attr);
+  Inode& in = table_.acquire(std::move(path_fd), e.attr, dir, name);
+  after_acquire();
   std::shared_ptr<CryptFile> file(std::move(*f));
   {
     std::lock_guard lock(in.mu);
@@ -326,8 +378,8 @@ Result<size_t> Filesystem::read(FileHandle* fh, MutableByteSpan out, off_t off) 
   return n;
 }
 
-Result<size_t> Filesystem::write(FileHandle* fh, ByteSpan data, off_t off) {
-  uint64_t at = fh->append ? fh->file->size() : static_cast<uint64_t>(off);
+Result<size_t> Filesystem::write(FileHandle* fh, ByteSpan data, off_t off, bool writepage) {
+  uint64_t at = fh->append && !writepage ? fh->file->size() : static_cast<uint64_t>(off);
   Status s = fh->file->write(data, at);
   if (!s.ok()) return logged(s, "write");
   return data.size();
@@ -395,8 +447,16 @@ Result<size_t> Filesystem::readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, 
           e.attr.st_ino = d->d_ino;
           e.attr.st_mode = static_cast<mode_t>(d->d_type) << 12;
         } else {
-          auto r = entry_for(dir, d->d_name);
-          if (!r.ok()) {  // vanished meanwhile: skip it, as readdir would have a moment later
+          auto r = entry_for(dir, d->d_name, *plain);
+          if (!r.ok()) {
+            // Any failure but "vanished meanwhile" (EMFILE, ENOMEM...) must not drop the
+            // entry from the listing silently: stop before it, so the kernel asks again
+            // from here, or gets the error if nothing was returned yet.
+            if (to_errno(r.status()) != ENOENT) {
+              if (used == 0) return logged(r.status(), "readdirplus");
+              break;
+            }
+            // Vanished: skip it, as readdir would have a moment later.
             dh->entry = nullptr;
             dh->offset = next;
             continue;

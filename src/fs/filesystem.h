@@ -12,9 +12,14 @@
 #include <sys/statvfs.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -82,7 +87,9 @@ class Filesystem {
   Result<FileHandle*> open(uint64_t ino, int flags);
   Result<Created> create(uint64_t parent, const char* name, mode_t mode, int flags, Caller c);
   Result<size_t> read(FileHandle* fh, MutableByteSpan out, off_t off);
-  Result<size_t> write(FileHandle* fh, ByteSpan data, off_t off);
+  // `writepage`: the kernel writing back cached pages (a shared mapping), which go to
+  // their offset even through a handle opened O_APPEND.
+  Result<size_t> write(FileHandle* fh, ByteSpan data, off_t off, bool writepage);
   Status fsync(FileHandle* fh, bool datasync);
   Status fallocate(FileHandle* fh, int mode, off_t off, off_t len);
   void release(FileHandle* fh);
@@ -105,8 +112,23 @@ class Filesystem {
   void sync_backing();
   size_t inode_count() const { return table_.size(); }
 
+  // Descriptor pressure. Every inode holds an fd, and only the kernel decides when to
+  // forget inodes: it keeps them as long as its dentry cache does, which is bounded by
+  // memory, not by our RLIMIT_NOFILE (creating or listing 100,000 files would otherwise
+  // end in EMFILE). Past a high-water mark this returns (parent, name) pairs of inodes
+  // no handle has open, for the kernel to drop; FuseMount sends them as
+  // FUSE_NOTIFY_INVAL_ENTRY from a thread of its own (never from a request handler: the
+  // kernel takes the parent's inode lock). Blocks until there is pressure (and 100 ms
+  // after a round that found nothing to evict); nullopt once stopped.
+  std::optional<std::vector<std::pair<uint64_t, std::string>>> await_eviction();
+  void stop_eviction();
+  bool eviction_stopped() const;
+
  private:
-  Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name);
+  // `name` is the plaintext name the kernel knows the entry by (for eviction).
+  Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name, std::string_view name);
+  // Wakes await_eviction() past the high-water mark.
+  void after_acquire();
   Result<std::string> backing_name(const Inode& dir, const char* name, bool creating) const;
   Status own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const;
   void fix_attr(Inode& in, struct stat& st);
@@ -122,6 +144,12 @@ class Filesystem {
   Layout layout_;
   bool writeback_ = true;
   const bool as_root_;
+
+  size_t evict_high_ = 0, evict_low_ = 0;  // inode counts, from RLIMIT_NOFILE at start
+  mutable std::mutex evict_mu_;
+  std::condition_variable evict_cv_;
+  bool evict_stop_ = false;  // guarded by evict_mu_
+  bool evict_idle_ = false;  // the last round found nothing; guarded by evict_mu_
 };
 
 }  // namespace kmsfs

@@ -139,7 +139,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 }
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off, fuse_file_info* fi) {
-  auto r = fs_of(req).write(fh_of(fi), ByteSpan(reinterpret_cast<const uint8_t*>(data), size), off);
+  auto r = fs_of(req).write(fh_of(fi), ByteSpan(reinterpret_cast<const uint8_t*>(data), size), off, fi->writepage != 0);
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_write(req, *r);
 }

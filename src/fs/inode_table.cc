@@ -21,12 +21,15 @@ uint64_t InodeTable::id_of(const Inode& in) const {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&in));
 }
 
-Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st) {
+Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const Inode& parent, std::string_view name) {
   if (st.st_dev == root_->dev && st.st_ino == root_->ino) return *root_;
   std::lock_guard lock(mu_);
   auto& slot = inodes_[Key{st.st_dev, st.st_ino}];
   if (!slot) slot = std::make_unique<Inode>(std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
   slot->nlookup++;
+  slot->parent_dev = parent.dev;
+  slot->parent_ino = parent.ino;
+  slot->name.assign(name);
   return *slot;  // a surplus fd (inode already known) closes as `fd` goes out of scope
 }
 
@@ -42,6 +45,30 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
       if (it != inodes_.end()) doomed = std::move(it->second), inodes_.erase(it);
     }
   }
+}
+
+std::vector<std::pair<uint64_t, std::string>> InodeTable::evictable(size_t n) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  std::lock_guard lock(mu_);
+  for (auto& [key, in] : inodes_) {
+    if (out.size() >= n) break;
+    if (in->name.empty()) continue;
+    {
+      std::lock_guard file_lock(in->mu);  // lock order: mu_ -> Inode::mu
+      if (in->open_count > 0) continue;   // an open file's dentry is busy anyway
+    }
+    uint64_t parent = 0;
+    if (in->parent_dev == root_->dev && in->parent_ino == root_->ino) {
+      parent = FUSE_ROOT_ID;
+    } else if (auto it = inodes_.find(Key{in->parent_dev, in->parent_ino});
+               it != inodes_.end() && it->second->type == S_IFDIR) {
+      parent = id_of(*it->second);
+    }
+    std::string name = std::move(in->name);
+    in->name.clear();
+    if (parent != 0) out.emplace_back(parent, std::move(name));
+  }
+  return out;
 }
 
 size_t InodeTable::size() const {

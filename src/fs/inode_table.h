@@ -11,7 +11,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "format/crypt_file.h"
@@ -27,6 +31,13 @@ struct Inode {
   const mode_t type;  // S_IFMT bits
 
   uint64_t nlookup = 0;  // guarded by InodeTable::mu_
+  // The parent directory (by backing identity: its nodeid may be gone and its address
+  // reused by the time this is used) and the plaintext name of the kernel's latest
+  // lookup of this inode: what to name when asking the kernel to forget it (fd
+  // pressure, see evictable()). Name cleared once asked. Guarded by InodeTable::mu_.
+  dev_t parent_dev = 0;
+  ino_t parent_ino = 0;
+  std::string name;
 
   // Open state of a regular file, shared by all its handles. Guarded by mu.
   std::mutex mu;
@@ -46,11 +57,15 @@ class InodeTable {
   uint64_t id_of(const Inode& in) const;
 
   // Finds the inode of (st.st_dev, st.st_ino) or adopts `fd` as a new one, and counts one
-  // kernel lookup reference.
-  Inode& acquire(UniqueFd fd, const struct stat& st);
+  // kernel lookup reference, made as `name` in directory `parent`.
+  Inode& acquire(UniqueFd fd, const struct stat& st, const Inode& parent, std::string_view name);
   // Drops n lookup references; frees the inode at zero.
   void forget(uint64_t id, uint64_t n);
   size_t size() const;
+  // Up to n (parent nodeid, name) pairs of inodes no file handle has open, for the
+  // kernel to forget; each inode is offered once per lookup, and only while its parent
+  // directory is still known.
+  std::vector<std::pair<uint64_t, std::string>> evictable(size_t n);
 
  private:
   struct Key {

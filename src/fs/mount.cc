@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <csignal>
@@ -10,12 +11,45 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <thread>
 
 #include "fs/fuse_api.h"
 #include "fs/fuse_ops.h"
 
 namespace kmsfs {
+
+namespace {
+
+// Every inode the kernel knows holds an O_PATH fd (filesystem.h), and the kernel keeps
+// inodes for as long as its caches do: creating or listing a directory of 100,000
+// entries pins 100,000 fds until the kernel forgets them. The more fds, the later
+// Filesystem::await_eviction() must make the kernel forget. So: soft limit up to the
+// hard one, and as root the hard one up to the system's per-process maximum
+// (fs.nr_open), as virtiofsd does.
+void raise_fd_limit() {
+  rlimit cur{};
+  if (::getrlimit(RLIMIT_NOFILE, &cur) != 0) return;
+  rlim_t want = cur.rlim_max;
+  if (::geteuid() == 0) {
+    std::ifstream in("/proc/sys/fs/nr_open");
+    unsigned long long nr_open = 0;
+    if (in >> nr_open && want != RLIM_INFINITY && nr_open > want) want = static_cast<rlim_t>(nr_open);
+  }
+  if (cur.rlim_cur == want && cur.rlim_max >= want) return;
+  rlimit next{want, std::max(want, cur.rlim_max)};
+  if (::setrlimit(RLIMIT_NOFILE, &next) != 0) {
+    next = rlimit{cur.rlim_max, cur.rlim_max};  // not allowed to raise the hard limit
+    if (::setrlimit(RLIMIT_NOFILE, &next) != 0) return;
+  }
+  spdlog::debug("open file limit raised from {} to {}", cur.rlim_cur, next.rlim_cur);
+}
+
+}  // namespace
 
 bool is_dead_mount(const std::string& path) {
   struct stat st;
@@ -53,6 +87,7 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   UniqueFd root(::open(cfg.backing.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return Status::Io(errno, "backing directory " + cfg.backing);
 
+  raise_fd_limit();
   std::unique_ptr<FuseMount> m(new FuseMount());
   m->fs_ = std::make_unique<Filesystem>(vault, std::move(root), cfg.fs);
   m->mountpoint_ = cfg.mountpoint;
@@ -83,11 +118,34 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
 
 Status FuseMount::serve() {
   if (fuse_set_signal_handlers(session_) != 0) return Status(Code::kInternal, "cannot install signal handlers");
+  // Asks the kernel to forget inodes when their fds pile up (Filesystem::await_eviction).
+  std::promise<void> evictor_done;
+  std::future<void> evictor_finished = evictor_done.get_future();
+  std::thread evictor([this, done = std::move(evictor_done)]() mutable {
+    while (auto names = fs_->await_eviction()) {
+      for (const auto& [parent, name] : *names) {
+        if (fs_->eviction_stopped()) break;  // shutting down: the rest does not matter
+        // ENOENT (the dentry is gone already) is fine.
+        fuse_lowlevel_notify_inval_entry(session_, parent, name.c_str(), name.size());
+      }
+    }
+    done.set_value();
+  });
   fuse_loop_config* lc = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(lc, 1);
   fuse_loop_cfg_set_max_threads(lc, max_threads_);
   int rc = fuse_session_loop_mt(session_, lc);
   fuse_loop_cfg_destroy(lc);
+  fs_->stop_eviction();
+  // After a signal the loop stops with requests still queued, and a notification may be
+  // waiting for a directory lock held by a process whose request is among them: it would
+  // wait forever, and so would we. Aborting the connection (MNT_FORCE: the kernel fails
+  // every pending request) releases it.
+  if (evictor_finished.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    spdlog::warn("{}: an invalidation is stuck behind unanswered requests; aborting the connection", mountpoint_);
+    ::umount2(mountpoint_.c_str(), MNT_FORCE);
+  }
+  evictor.join();
   fuse_remove_signal_handlers(session_);
   if (mounted_) {
     fuse_session_unmount(session_);
