@@ -496,8 +496,13 @@ Result<struct statvfs> Filesystem::statfs() {
   return sv;
 }
 
+namespace {
+bool is_caps(const char* name) { return std::strcmp(name, "security.capability") == 0; }
+}  // namespace
+
 Status Filesystem::setxattr(uint64_t ino, const char* name, ByteSpan value, int flags) {
   Inode& in = table_.get(ino);
+  if (is_caps(name)) in.known_no_caps = false;
   if (::setxattr(proc_path(in.fd.get()).c_str(), name, value.data(), value.size(), flags) != 0)
     return errno_status("setxattr");
   return Status::Ok();
@@ -505,8 +510,13 @@ Status Filesystem::setxattr(uint64_t ino, const char* name, ByteSpan value, int 
 
 Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteSpan out) {
   Inode& in = table_.get(ino);
+  const bool caps = is_caps(name);
+  if (caps && in.known_no_caps) return Status(Code::kNotFound, "getxattr", ENODATA);
   ssize_t n = ::getxattr(proc_path(in.fd.get()).c_str(), name, out.data(), out.size());
-  if (n < 0) return errno_status("getxattr");
+  if (n < 0) {
+    if (caps && errno == ENODATA) in.known_no_caps = true;
+    return errno_status("getxattr");
+  }
   return static_cast<size_t>(n);
 }
 
@@ -519,6 +529,7 @@ Result<size_t> Filesystem::listxattr(uint64_t ino, MutableByteSpan out) {
 
 Status Filesystem::removexattr(uint64_t ino, const char* name) {
   Inode& in = table_.get(ino);
+  if (is_caps(name)) in.known_no_caps = false;
   if (::removexattr(proc_path(in.fd.get()).c_str(), name) != 0) return errno_status("removexattr");
   return Status::Ok();
 }

@@ -201,8 +201,9 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  std::vector<uint8_t> buf(size);
-  auto r = fs_of(req).getxattr(ino, name, buf);
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < size) buf.resize(size);
+  auto r = fs_of(req).getxattr(ino, name, MutableByteSpan(buf.data(), size));
   if (!r.ok()) return reply_err(req, r.status());
   if (size == 0) return (void)fuse_reply_xattr(req, *r);
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *r);

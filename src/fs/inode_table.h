@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,11 @@ struct Inode {
   std::shared_ptr<CryptFile> file;
   bool file_writable = false;
   uint32_t open_count = 0;
+
+  // The kernel asks for security.capability before every write(2) (FUSE superblocks lack
+  // SB_NOSEC with libfuse 3.14); once the backing file is known to have none, answer from
+  // here. Only this daemon writes the backing store, and setxattr/removexattr reset it.
+  std::atomic<bool> known_no_caps{false};
 };
 
 class InodeTable {

@@ -87,6 +87,32 @@ TEST(Xattrs, UserXattrsSetGetListRemove) {
   EXPECT_EQ(read_file(f), "content");
 }
 
+// The daemon answers the kernel's per-write security.capability lookup from memory once a
+// file is known to have none; setting and clearing capabilities must still be seen.
+TEST(Xattrs, FileCapabilitiesAreSeenAndClearedByWrites) {
+  if (run({"setcap", "-h"}).exit_code == 127) GTEST_SKIP() << "setcap (libcap2-bin) not installed";
+  MountedVault v;
+  const std::string f = v.at("tool");
+  write_file(f, "binary");
+  for (int i = 0; i < 3; ++i) {  // writes that consult (and cache) "no capabilities"
+    int fd = ::open(f.c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "x", 1), 1);
+    ::close(fd);
+  }
+  ASSERT_EQ(run({"setcap", "cap_net_raw+ep", f}).exit_code, 0);
+  EXPECT_NE(run({"getcap", f}).out.find("cap_net_raw"), std::string::npos);
+  // Any write clears file capabilities (the kernel's killpriv, through removexattr).
+  int fd = ::open(f.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "y", 1), 1);
+  ::close(fd);
+  EXPECT_EQ(run({"getcap", f}).out.find("cap_net_raw"), std::string::npos);
+  char buf[64];
+  EXPECT_EQ(::getxattr(f.c_str(), "security.capability", buf, sizeof buf), -1);
+  EXPECT_EQ(errno, ENODATA);
+}
+
 TEST(Locks, FlockConflictsBetweenOpenFiles) {
   PosixVault v;
   write_file(v.at("lock"), "x");
