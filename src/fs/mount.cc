@@ -109,6 +109,8 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_lowlevel_ops ops = make_fuse_ops();
   m->session_ = fuse_session_new(&args, &ops, sizeof ops, m->fs_.get());
+  // libfuse may have copied the arguments into memory it owns (fuse_opt_add_arg).
+  fuse_opt_free_args(&args);
   if (!m->session_) return Status(Code::kInvalidArgument, "FUSE rejected the mount options: " + opts);
   if (fuse_session_mount(m->session_, cfg.mountpoint.c_str()) != 0)
     return Status(Code::kIo, "mounting " + cfg.mountpoint + " failed (is /dev/fuse available, and the mountpoint empty or allowed?)", EIO);
