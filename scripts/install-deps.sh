@@ -9,7 +9,10 @@ BUILD=(cmake ninja-build g++ pkg-config
        libfuse3-dev fuse3 libssl-dev openssl libsodium-dev libcurl4-openssl-dev
        nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev)
 TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
-      python3 xxd)
+      python3 xxd
+      # tests/integration/apps_test.cc and powerloss_test.cc (losetup is in mount)
+      sqlite3 git rsync tar diffutils xfsprogs mount
+      libcap2-bin)  # setcap/getcap: file capabilities through the mount
 
 missing=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do

@@ -1,0 +1,823 @@
+// Power loss under a kmsfs mount: the vault's backing directory lives on an XFS filesystem
+// on a loop device, and in the middle of a workload the XFS is shut down without flushing
+// its log (`xfs_io -x -c shutdown`): everything it had not yet made durable is dropped, as
+// a power cut would. Then kmsfs is unmounted (it sees EIO), the XFS is unmounted and
+// mounted again (log recovery), kmsfs is mounted again, and every file is checked against
+// a model of what the workload had fsync'ed:
+//
+//  * a file, name or unlink made durable by fsync (file) and fsync (directory) is there;
+//  * a file's size lies between the smallest and the largest size it had since its last
+//    fsync (so everything fsync'ed is still inside it);
+//  * every block reads, except that a block the workload wrote (or kmsfs re-sealed: the old
+//    last block on a size change) after the file's last fsync may fail with EIO;
+//  * every byte read is one the file held at that position at some time since its last
+//    fsync: the fsync'ed byte, a byte written since, or zero where the file was shorter.
+//    Never anything else (no stale, foreign or unauthenticated bytes).
+//
+// Workload (random, seeded): sequential appends with fdatasync every few appends, random
+// overwrites of a preallocated file with fsync, truncates up and down (also across large
+// sparse gaps) with writes, many small files (create, write, fsync, fsync of the
+// directory; rewrite with O_TRUNC; unlink), and atomic replace (write temp, fsync, rename
+// over, fsync of the directory). The cut comes after a seeded number of operations plus a
+// seeded delay, while the workload keeps running.
+//
+// Needs root, loop devices and xfsprogs; skips with the reason otherwise. Everything
+// (kmsfs mount, XFS mount, loop device) is torn down by destructors, also when a check fails.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "mounted_vault.h"
+
+namespace kmsfs::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kIterations = 12;
+constexpr uint64_t kImageSize = 512ull << 20;
+
+bool have(const std::string& prog) { return run({"/bin/sh", "-c", "command -v " + prog}).exit_code == 0; }
+
+std::string must(const std::vector<std::string>& argv) {
+  ProcessResult r = run(argv, {});
+  if (r.exit_code != 0) {
+    std::string cmd;
+    for (const auto& a : argv) cmd += a + " ";
+    throw std::runtime_error(cmd + "exited " + std::to_string(r.exit_code) + ": " + r.err + r.out);
+  }
+  return r.out;
+}
+
+// ---------------------------------------------------------------- RAII: loop + XFS
+
+class LoopXfs {
+ public:
+  // Returns a skip reason, or "" when the machine can do this.
+  static std::string unavailable() {
+    if (::geteuid() != 0) return "needs root";
+    if (::access("/dev/loop-control", F_OK) != 0) return "no /dev/loop-control (loop devices unavailable)";
+    for (const char* p : {"losetup", "mkfs.xfs", "xfs_io"})
+      if (!have(p)) return std::string(p) + " not found (Debian packages mount, xfsprogs)";
+    return "";
+  }
+
+  explicit LoopXfs(const TempDir& tmp) : image_(tmp / "xfs.img"), mnt_(tmp / "xfs") {
+    ::mkdir(mnt_.c_str(), 0755);
+    int fd = ::open(image_.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(kImageSize)) != 0) throw std::runtime_error("cannot create image");
+    ::close(fd);
+    must({"mkfs.xfs", "-q", "-f", image_});
+    ProcessResult r = run({"losetup", "--find", "--show", image_});
+    if (r.exit_code != 0) {
+      skip_reason_ = "losetup --find --show failed: " + r.err;
+      return;
+    }
+    dev_ = r.out.substr(0, r.out.find('\n'));
+    r = run({"mount", "-t", "xfs", dev_, mnt_});
+    if (r.exit_code != 0) {
+      skip_reason_ = "cannot mount XFS from a loop device: " + r.err;
+      return;
+    }
+    mounted_ = true;
+  }
+
+  ~LoopXfs() {
+    if (mounted_ && ::umount2(mnt_.c_str(), 0) != 0) ::umount2(mnt_.c_str(), MNT_DETACH);
+    if (!dev_.empty()) {
+      // A lazily detached filesystem may hold the device a moment longer.
+      for (int i = 0; i < 50 && run({"losetup", "-d", dev_}).exit_code != 0; ++i) std::this_thread::sleep_for(100ms);
+    }
+  }
+
+  const std::string& skip_reason() const { return skip_reason_; }
+  const std::string& mnt() const { return mnt_; }
+  const std::string& dev() const { return dev_; }
+  std::string at(const std::string& rel) const { return mnt_ + "/" + rel; }
+
+  // The power cut: shut down without flushing the log. This is `xfs_io -x -c shutdown`
+  // (XFS_IOC_GOINGDOWN, NOLOGFLUSH) issued directly: no fork/exec between deciding to cut
+  // and the cut, so the window in which a sync's outcome is unknown stays microseconds.
+  void shutdown() {
+    constexpr unsigned long kGoingDown = _IOR('X', 125, uint32_t);  // XFS_IOC_GOINGDOWN
+    uint32_t flags = 0x2;                                           // XFS_FSOP_GOING_FLAGS_NOLOGFLUSH
+    int fd = ::open(mnt_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && ::ioctl(fd, kGoingDown, &flags) == 0) {
+      ::close(fd);
+      return;
+    }
+    if (fd >= 0) ::close(fd);
+    must({"xfs_io", "-x", "-c", "shutdown", mnt_});
+  }
+
+  void unmount() {
+    if (!mounted_) return;
+    if (::umount2(mnt_.c_str(), 0) != 0) throw std::runtime_error("umount XFS: " + std::string(std::strerror(errno)));
+    mounted_ = false;
+  }
+  void mount() {
+    must({"mount", "-t", "xfs", dev_, mnt_});  // replays the log
+    mounted_ = true;
+  }
+
+ private:
+  std::string image_, mnt_, dev_, skip_reason_;
+  bool mounted_ = false;
+};
+
+// A `kmsfs mount --foreground` daemon over a backing directory anywhere (MountedVault
+// always keeps its backing directory in its own temp dir).
+class Daemon {
+ public:
+  Daemon(std::string backing, std::string mnt, std::string keyring, std::string log, std::vector<std::string> extra)
+      : backing_(std::move(backing)),
+        mnt_(std::move(mnt)),
+        keyring_(std::move(keyring)),
+        log_(std::move(log)),
+        extra_(std::move(extra)) {
+    struct stat st {};
+    std::string parent = mnt_.substr(0, mnt_.find_last_of('/'));
+    ::stat(parent.c_str(), &st);
+    parent_dev_ = st.st_dev;
+  }
+  ~Daemon() { stop(); }
+
+  bool mounted() const {
+    struct stat st {};
+    return ::stat(mnt_.c_str(), &st) == 0 && st.st_dev != parent_dev_;
+  }
+
+  void start() {
+    std::vector<std::string> argv = {kmsfs_bin(), "mount", backing_, mnt_, "--foreground", "--keyring", keyring_};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    bg_ = std::make_unique<Background>(argv, log_);
+    for (int i = 0; i < 500; ++i) {
+      if (mounted()) return;
+      if (!bg_->running()) throw std::runtime_error("kmsfs mount exited during start-up: " + log());
+      std::this_thread::sleep_for(20ms);
+    }
+    throw std::runtime_error("kmsfs mount did not come up: " + log());
+  }
+
+  // Unmounts (lazily if busy), waits for the daemon, kills it if it hangs. Returns its
+  // exit code (-1 if it had to be killed).
+  int stop() {
+    if (!bg_) return -1;
+    // Not `if (mounted())`: after the cut, stat of the mountpoint fails with EIO (the
+    // daemon's fstat on the dead XFS), yet it is mounted. EINVAL just means it is not.
+    if (::umount2(mnt_.c_str(), 0) != 0 && errno != EINVAL) ::umount2(mnt_.c_str(), MNT_DETACH);
+    int rc = bg_->wait(20s);
+    if (rc == -1) {
+      bg_->kill(SIGKILL);
+      bg_->wait(10s);
+    }
+    struct stat st;
+    if (::stat(mnt_.c_str(), &st) != 0 && errno == ENOTCONN) ::umount2(mnt_.c_str(), MNT_DETACH);
+    bg_.reset();
+    return rc;
+  }
+
+  std::string log() const {
+    try {
+      return read_file(log_);
+    } catch (...) {
+      return "";
+    }
+  }
+
+ private:
+  std::string backing_, mnt_, keyring_, log_;
+  std::vector<std::string> extra_;
+  dev_t parent_dev_ = 0;
+  std::unique_ptr<Background> bg_;
+};
+
+// ---------------------------------------------------------------- the model
+
+struct Write {
+  uint64_t off;
+  std::string data;
+};
+
+// One file (inode) as the workload sees it, and what its last successful fsync covered.
+struct FileModel {
+  std::string name;  // for reports
+  std::string cur;
+  bool ever_synced = false;
+  std::string synced;            // content at the last successful fsync/fdatasync
+  std::vector<Write> since;      // writes since then (also failed or in-flight ones)
+  uint64_t min_size = 0, max_size = 0;  // over the synced size and every size since
+  std::set<uint64_t> written;    // blocks written since
+  std::vector<std::string> ops;  // since the last fsync, for reports
+
+  void note(const std::string& s) {
+    if (ops.size() < 40) ops.push_back(s);
+    else if (ops.size() == 40) ops.push_back("...");
+  }
+  void resize(uint64_t n) {
+    cur.resize(n, '\0');
+    min_size = std::min(min_size, n);
+    max_size = std::max(max_size, n);
+  }
+  void write(uint64_t off, const std::string& d, uint64_t B) {
+    note("write off=" + std::to_string(off) + " len=" + std::to_string(d.size()));
+    if (off + d.size() > cur.size()) resize(off + d.size());
+    cur.replace(off, d.size(), d);
+    since.push_back({off, d});
+    for (uint64_t b = off / B; b <= (off + d.size() - 1) / B; ++b) written.insert(b);
+  }
+  void truncate(uint64_t n) {
+    note("truncate " + std::to_string(cur.size()) + " -> " + std::to_string(n));
+    resize(n);
+  }
+  void synced_now() {
+    ever_synced = true;
+    synced = cur;
+    since.clear();
+    written.clear();
+    ops.clear();
+    min_size = max_size = cur.size();
+  }
+
+  static uint64_t nblocks(uint64_t p, uint64_t B) { return std::max<uint64_t>(1, (p + B - 1) / B); }
+  // Blocks whose EIO is excused: written since the last fsync, or (if the size changed)
+  // any block that was the last one at some size since (kmsfs re-seals it on a size change).
+  bool may_fail(uint64_t blk, uint64_t B) const {
+    if (!ever_synced || written.count(blk)) return true;
+    if (min_size != max_size && blk + 1 >= nblocks(min_size, B) && blk < nblocks(max_size, B)) return true;
+    return false;
+  }
+  bool byte_ok(uint64_t pos, char c) const {
+    if (ever_synced && pos < synced.size() && synced[pos] == c) return true;
+    if (c == '\0' && pos >= min_size) return true;
+    for (const auto& w : since)
+      if (pos >= w.off && pos < w.off + w.data.size() && w.data[pos - w.off] == c) return true;
+    return false;
+  }
+  std::string describe() const {
+    std::ostringstream o;
+    o << name << ": " << (ever_synced ? "synced size " + std::to_string(synced.size()) : "never fsync'ed")
+      << ", sizes since [" << min_size << ", " << max_size << "], current " << cur.size() << "; since the last fsync:";
+    for (const auto& s : ops) o << " [" << s << "]";
+    return o.str();
+  }
+};
+
+// What a file read back as after the cut.
+struct ReadBack {
+  int open_errno = 0;
+  uint64_t size = 0;
+  std::vector<int> block_errno;       // per block, 0 if it read
+  std::string data;                   // zeros where a block failed
+  int eof_errno = 0;                  // a read at EOF
+};
+
+ReadBack read_back(const std::string& path, uint64_t B) {
+  ReadBack r;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    r.open_errno = errno;
+    return r;
+  }
+  struct stat st {};
+  ::fstat(fd, &st);
+  r.size = static_cast<uint64_t>(st.st_size);
+  r.data.assign(r.size, '\0');
+  for (uint64_t off = 0; off < r.size; off += B) {
+    size_t len = static_cast<size_t>(std::min<uint64_t>(B, r.size - off));
+    ssize_t n = ::pread(fd, r.data.data() + off, len, static_cast<off_t>(off));
+    if (n < 0) {
+      r.block_errno.push_back(errno);
+      std::fill_n(r.data.begin() + static_cast<long>(off), len, '\0');
+    } else if (static_cast<size_t>(n) != len) {
+      r.block_errno.push_back(-1);  // short read inside the file
+    } else {
+      r.block_errno.push_back(0);
+    }
+  }
+  char c;
+  if (::pread(fd, &c, 1, static_cast<off_t>(r.size)) < 0) r.eof_errno = errno;
+  ::close(fd);
+  return r;
+}
+
+// Problems of `rb` as a version of `f`; empty if it is one. `lost` counts failing blocks
+// that held fsync'ed bytes (allowed when kmsfs re-sealed them after the fsync: the
+// documented torn re-seal window of FORMAT.md 5.6), for the report.
+std::vector<std::string> judge(const FileModel& f, const ReadBack& rb, uint64_t B,
+                               std::vector<std::string>* lost = nullptr) {
+  std::vector<std::string> bad;
+  if (rb.open_errno) {
+    if (f.ever_synced) bad.push_back("open failed: " + std::string(std::strerror(rb.open_errno)));
+    return bad;
+  }
+  if (f.ever_synced && (rb.size < f.min_size || rb.size > f.max_size))
+    bad.push_back("size " + std::to_string(rb.size) + " outside [" + std::to_string(f.min_size) + ", " +
+                  std::to_string(f.max_size) + "]");
+  if (!f.ever_synced && rb.size > f.max_size) bad.push_back("size " + std::to_string(rb.size) + " > largest ever");
+  for (uint64_t b = 0; b < rb.block_errno.size(); ++b) {
+    if (rb.block_errno[b] != 0) {
+      if (!f.may_fail(b, B))
+        bad.push_back("block " + std::to_string(b) + " (bytes " + std::to_string(b * B) + "..) reads " +
+                      (rb.block_errno[b] > 0 ? std::strerror(rb.block_errno[b]) : "short") +
+                      " but was fsync'ed and not written since");
+      else if (lost && f.ever_synced && b * B < f.min_size)
+        lost->push_back(f.name + " block " + std::to_string(b) + ": fsync'ed bytes " + std::to_string(b * B) + ".." +
+                        std::to_string(std::min((b + 1) * B, f.min_size)) +
+                        (f.min_size != f.max_size ? " (size changed since the fsync)" : " (overwritten in part)"));
+      continue;
+    }
+    const uint64_t end = std::min<uint64_t>((b + 1) * B, rb.size);
+    for (uint64_t pos = b * B; pos < end; ++pos) {
+      if (!f.byte_ok(pos, rb.data[pos])) {
+        std::ostringstream o;
+        o << "byte " << pos << " (block " << b << ") reads 0x" << std::hex << (static_cast<unsigned>(rb.data[pos]) & 0xff)
+          << std::dec << ": neither the fsync'ed byte"
+          << (f.ever_synced && pos < f.synced.size()
+                  ? " (0x" + [&] { std::ostringstream h; h << std::hex << (static_cast<unsigned>(f.synced[pos]) & 0xff); return h.str(); }() + ")"
+                  : "")
+          << " nor one written since nor a zero past the smallest size";
+        bad.push_back(o.str());
+        break;  // one per block is enough
+      }
+    }
+  }
+  if (rb.eof_errno && f.ever_synced && f.min_size == f.max_size && !f.may_fail(FileModel::nblocks(rb.size, B) - 1, B))
+    bad.push_back("read at EOF fails: " + std::string(std::strerror(rb.eof_errno)));
+  return bad;
+}
+
+// A name and the files it may refer to after the cut.
+struct NameModel {
+  std::vector<int> candidates;  // file ids; the name must hold one of them if present
+  bool may_be_absent = true;
+  bool must_be_absent = false;  // unlink made durable
+};
+
+// ---------------------------------------------------------------- the workload
+
+class Workload {
+ public:
+  Workload(std::string root, uint64_t B, uint64_t seed) : root_(std::move(root)), B_(B), rng_(seed) {}
+  ~Workload() { close_all(); }
+
+  // Closes the long-lived descriptors (close may fail after the cut; that is fine).
+  void close_all() {
+    for (int* fd : {&append_fd_, &random_fd_, &trunc_fd_}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+  }
+
+  // Durable starting point: files created, filled, fsync'ed, directories fsync'ed.
+  void prepare() {
+    mkdir_synced("small");
+    append_id_ = create_synced("append.log", "", &append_fd_, O_APPEND);
+    random_id_ = create_synced("random.db", rand_bytes(2 << 20), &random_fd_, 0);
+    trunc_id_ = create_synced("trunc.bin", rand_bytes(300000), &trunc_fd_, 0);
+    int cfg = -1;
+    config_id_ = create_synced("config", "version 0\n" + rand_bytes(3000), &cfg, 0);
+    ::close(cfg);
+  }
+
+  // Runs until `stop`; counts operations in `ops`.
+  // `syncing` is non-zero while a big fsync is in flight (the cut aims for those).
+  void run(std::atomic<bool>& stop, std::atomic<int>& ops, std::atomic<bool>& cut_started, std::atomic<int>& syncing) {
+    cut_started_ = &cut_started;
+    syncing_ = &syncing;
+    while (!stop.load()) {
+      step();
+      ops.fetch_add(1);
+    }
+  }
+
+  std::string failure() const {
+    std::lock_guard l(mu_);
+    return failure_;
+  }
+  int op_count() const { return op_; }
+  int late_syncs() const { return late_syncs_; }
+  const std::map<std::string, NameModel>& names() const { return names_; }
+  const FileModel& file(int id) const { return files_[static_cast<size_t>(id)]; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  std::string p(const std::string& rel) const { return root_ + "/" + rel; }
+  uint64_t uni(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_); }
+  std::string rand_bytes(size_t n) {
+    std::string d(n, '\0');
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t x = rng_();
+      std::memcpy(&d[i], &x, std::min<size_t>(8, n - i));
+    }
+    return d;
+  }
+
+  // A failed call before the cut is a kmsfs failure; after it, expected.
+  bool check(long rc, const std::string& what) {
+    if (rc >= 0) return true;
+    int e = errno;
+    if (!cut_started_ || !cut_started_->load()) {
+      std::lock_guard l(mu_);
+      if (failure_.empty()) failure_ = "op " + std::to_string(op_) + ": " + what + " failed before the cut: " + std::strerror(e);
+    }
+    return false;
+  }
+
+  int new_file(const std::string& name) {
+    FileModel f;
+    f.name = name;
+    files_.push_back(std::move(f));
+    return static_cast<int>(files_.size()) - 1;
+  }
+
+  // A sync counts only if it returned before the cut began: once the XFS is shut down,
+  // fsync of a directory can return 0 without having forced anything (xfs_dir_fsync does
+  // not check for shutdown, and shutdown unpins the log items it would have waited for).
+  bool trusted(long rc, const std::string& what) {
+    if (!check(rc, what)) return false;
+    if (cut_started_ && cut_started_->load()) {
+      ++late_syncs_;
+      return false;
+    }
+    return true;
+  }
+
+  bool fsync_dir(const std::string& rel) {
+    int fd = ::open(p(rel).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!check(fd, "open dir " + rel)) return false;
+    bool ok = trusted(::fsync(fd), "fsync dir " + rel);
+    ::close(fd);
+    return ok;
+  }
+  static std::string dir_of(const std::string& rel) {
+    auto s = rel.find_last_of('/');
+    return s == std::string::npos ? "." : rel.substr(0, s);
+  }
+
+  void mkdir_synced(const std::string& rel) {
+    if (::mkdir(p(rel).c_str(), 0755) != 0) throw std::runtime_error("mkdir " + rel + ": " + std::strerror(errno));
+    if (!fsync_dir(".")) throw std::runtime_error("fsync of the root failed: " + failure());
+  }
+
+  // Creates, writes, fsyncs the file and its directory; leaves the fd open in *fd.
+  int create_synced(const std::string& rel, const std::string& data, int* fd, int extra_flags) {
+    int id = new_file(rel);
+    FileModel& f = files_[static_cast<size_t>(id)];
+    *fd = ::open(p(rel).c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | extra_flags, 0644);
+    if (*fd < 0) throw std::runtime_error("create " + rel + ": " + std::strerror(errno));
+    if (!data.empty()) {
+      f.write(0, data, B_);
+      if (::pwrite(*fd, data.data(), data.size(), 0) != static_cast<ssize_t>(data.size()))
+        throw std::runtime_error("write " + rel + ": " + std::strerror(errno));
+    }
+    if (::fsync(*fd) != 0) throw std::runtime_error("fsync " + rel + ": " + std::strerror(errno));
+    f.synced_now();
+    if (!fsync_dir(dir_of(rel))) throw std::runtime_error("fsync dir of " + rel + ": " + failure());
+    names_[rel] = NameModel{{id}, false, false};
+    return id;
+  }
+
+  void step() {
+    ++op_;
+    uint64_t r = uni(0, 99);
+    if (r < 22) return append();
+    if (r < 27) return sync_file(append_fd_, append_id_, uni(0, 1));
+    if (r < 45) return overwrite();
+    if (r < 50) return sync_file(random_fd_, random_id_, uni(0, 1));
+    if (r < 58) return trunc_op();
+    if (r < 62) return sync_file(trunc_fd_, trunc_id_, 0);
+    if (r < 80) return small_create();
+    if (r < 88) return small_rewrite();
+    if (r < 94) return small_unlink();
+    return replace_config();
+  }
+
+  void append() {
+    FileModel& f = files_[static_cast<size_t>(append_id_)];
+    if (f.cur.size() > (48u << 20)) return overwrite();
+    uint64_t r = uni(0, 19);
+    size_t len = r == 0 ? uni(256 << 10, 1 << 20) : r < 6 ? uni(4096, 65536) : uni(1, 6000);
+    std::string d = rand_bytes(len);
+    f.write(f.cur.size(), d, B_);
+    bytes_ += len;
+    check(::write(append_fd_, d.data(), len), "append");
+  }
+
+  void overwrite() {
+    FileModel& f = files_[static_cast<size_t>(random_id_)];
+    size_t len = uni(1, 16384);
+    uint64_t off = uni(0, f.cur.size() - len);
+    std::string d = rand_bytes(len);
+    f.write(off, d, B_);
+    bytes_ += len;
+    check(::pwrite(random_fd_, d.data(), len, static_cast<off_t>(off)), "overwrite");
+  }
+
+  void sync_file(int fd, int id, bool data_only) {
+    FileModel& f = files_[static_cast<size_t>(id)];
+    syncing_->fetch_add(1);
+    long rc = data_only ? ::fdatasync(fd) : ::fsync(fd);
+    syncing_->fetch_sub(1);
+    if (trusted(rc, data_only ? "fdatasync " + f.name : "fsync " + f.name)) f.synced_now();
+  }
+
+  void trunc_op() {
+    FileModel& f = files_[static_cast<size_t>(trunc_id_)];
+    uint64_t size = f.cur.size();
+    uint64_t r = uni(0, 9);
+    if (r < 3) {
+      uint64_t n = size ? uni(0, size) : 0;
+      f.truncate(n);
+      check(::ftruncate(trunc_fd_, static_cast<off_t>(n)), "ftruncate down");
+    } else if (r < 5 && size < (8u << 20)) {
+      // Up, sometimes across a gap larger than the sealed-gap limit (a sparse range).
+      uint64_t n = size + (uni(0, 2) == 0 ? uni((1 << 20) + 2 * B_, 3 << 20) : uni(1, 100000));
+      f.truncate(n);
+      check(::ftruncate(trunc_fd_, static_cast<off_t>(n)), "ftruncate up");
+    } else {
+      size_t len = uni(1, 20000);
+      uint64_t off = uni(0, size + 50000);
+      if (off + len > (10u << 20)) off = size ? uni(0, size - 1) : 0;
+      std::string d = rand_bytes(len);
+      f.write(off, d, B_);
+      bytes_ += len;
+      check(::pwrite(trunc_fd_, d.data(), len, static_cast<off_t>(off)), "write trunc.bin");
+    }
+  }
+
+  void small_create() {
+    std::string rel = "small/s" + std::to_string(next_small_++);
+    int id = new_file(rel);
+    names_[rel] = NameModel{{id}, true, false};
+    bool sync = uni(0, 9) != 0;  // a few stay unsynced: they may be absent or unreadable
+    int fd = ::open(p(rel).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (!check(fd, "create " + rel)) return;
+    std::string d = rand_bytes(uni(0, 4) == 0 ? uni(0, 100) : uni(100, 12000));
+    FileModel& f = files_[static_cast<size_t>(id)];
+    if (!d.empty()) f.write(0, d, B_);
+    bytes_ += d.size();
+    bool ok = check(::write(fd, d.data(), d.size()), "write " + rel);
+    if (ok && sync && trusted(::fsync(fd), "fsync " + rel)) f.synced_now();
+    ::close(fd);
+    if (ok && sync && f.ever_synced && fsync_dir("small")) {
+      names_[rel].may_be_absent = false;
+      live_small_.push_back(rel);
+    }
+  }
+
+  void small_rewrite() {
+    if (live_small_.empty()) return small_create();
+    const std::string rel = live_small_[uni(0, live_small_.size() - 1)];
+    FileModel& f = files_[static_cast<size_t>(names_[rel].candidates[0])];
+    f.truncate(0);
+    int fd = ::open(p(rel).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (!check(fd, "open O_TRUNC " + rel)) return;
+    std::string d = rand_bytes(uni(1, 12000));
+    f.write(0, d, B_);
+    bytes_ += d.size();
+    if (check(::write(fd, d.data(), d.size()), "rewrite " + rel) && trusted(::fdatasync(fd), "fdatasync " + rel))
+      f.synced_now();
+    ::close(fd);
+  }
+
+  void small_unlink() {
+    if (live_small_.size() < 10) return small_create();
+    size_t i = uni(0, live_small_.size() - 1);
+    const std::string rel = live_small_[i];
+    live_small_.erase(live_small_.begin() + static_cast<long>(i));
+    NameModel& n = names_[rel];
+    n.may_be_absent = true;
+    if (check(::unlink(p(rel).c_str()), "unlink " + rel) && fsync_dir("small")) n.must_be_absent = true;
+  }
+
+  // The classic atomic replace: temp file, fsync, rename over, fsync of the directory.
+  void replace_config() {
+    const std::string tmp = "config.tmp" + std::to_string(op_);
+    int id = new_file("config (written as " + tmp + ")");
+    names_[tmp] = NameModel{{id}, true, false};
+    int fd = ::open(p(tmp).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (!check(fd, "create " + tmp)) return;
+    std::string d = "version " + std::to_string(op_) + "\n" + rand_bytes(uni(10, 9000));
+    FileModel& f = files_[static_cast<size_t>(id)];
+    f.write(0, d, B_);
+    bool ok = check(::write(fd, d.data(), d.size()), "write " + tmp) && trusted(::fsync(fd), "fsync " + tmp);
+    if (ok) f.synced_now();
+    ::close(fd);
+    if (!ok) return;
+    // From here the name "config" may hold the old or the new file, and the temp name
+    // may or may not still exist (with the new file).
+    NameModel& c = names_["config"];
+    c.candidates.push_back(id);
+    if (!check(::rename(p(tmp).c_str(), p("config").c_str()), "rename " + tmp)) return;
+    names_[tmp].may_be_absent = true;
+    if (fsync_dir(".")) {
+      c.candidates = {id};
+      names_[tmp].must_be_absent = true;
+    }
+  }
+
+  std::string root_;
+  uint64_t B_;
+  std::mt19937_64 rng_;
+  std::atomic<bool>* cut_started_ = nullptr;
+  std::atomic<int> no_sync_counter_{0};
+  std::atomic<int>* syncing_ = &no_sync_counter_;
+  mutable std::mutex mu_;
+  std::string failure_;
+  int op_ = 0;
+  int late_syncs_ = 0;  // syncs that returned 0 after the cut began (not counted as durable)
+  uint64_t bytes_ = 0;
+  std::vector<FileModel> files_;
+  std::map<std::string, NameModel> names_;
+  std::vector<std::string> live_small_;
+  int next_small_ = 0;
+  int append_id_ = -1, random_id_ = -1, trunc_id_ = -1, config_id_ = -1;
+  int append_fd_ = -1, random_fd_ = -1, trunc_fd_ = -1;
+};
+
+// ---------------------------------------------------------------- the test
+
+class PowerLoss : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/bin:/bin";
+    if (path.find("/usr/sbin") == std::string::npos) ::setenv("PATH", (path + ":/usr/sbin:/sbin").c_str(), 1);
+    std::string why = LoopXfs::unavailable();
+    if (!why.empty()) GTEST_SKIP() << why;
+    xfs_ = std::make_unique<LoopXfs>(tmp_);
+    if (!xfs_->skip_reason().empty()) GTEST_SKIP() << xfs_->skip_reason();
+    keyring_ = tmp_ / "keyring";
+    kmsfs({"keyring", "create", keyring_, "--no-passphrase", "--key", "main"});
+    mnt_ = tmp_ / "mnt";
+    ::mkdir(mnt_.c_str(), 0755);
+  }
+
+  void TearDown() override {
+    daemon_.reset();  // kmsfs first (it holds files on the XFS), then XFS and the loop device
+    xfs_.reset();
+  }
+
+  // One iteration: fresh vault on the XFS, workload, cut, recovery, check.
+  // Odd iterations mount without the kernel writeback cache: then every write reaches
+  // XFS's page cache at once instead of waiting in the FUSE mount's.
+  void iteration(int it, uint64_t seed) {
+    const bool writeback = it % 2 == 0;
+    const std::vector<std::string> extra = writeback ? std::vector<std::string>{} : std::vector<std::string>{"--no-writeback"};
+    SCOPED_TRACE("iteration " + std::to_string(it) + ", seed " + std::to_string(seed) +
+                 (writeback ? "" : ", --no-writeback"));
+    const std::string vault = xfs_->at("vault" + std::to_string(it));
+    ASSERT_EQ(::mkdir(vault.c_str(), 0755), 0);
+    std::vector<std::string> init = {"init", vault, "--keyring", keyring_, "--key", "main"};
+    for (const auto& a : matrix_init_args()) init.push_back(a);
+    ProcessResult ir = kmsfs(init);
+    ASSERT_EQ(ir.exit_code, 0);
+    uint64_t B = 4096;
+    if (auto at = ir.out.find("block size: "); at != std::string::npos) B = std::stoull(ir.out.substr(at + 12));
+    must({"sync", "-f", xfs_->mnt()});  // the vault (config, directory) exists durably
+    const std::string log = tmp_ / ("daemon" + std::to_string(it) + ".log");
+    daemon_ = std::make_unique<Daemon>(vault, mnt_, keyring_, log, extra);
+    daemon_->start();
+
+    // The cut: after a seeded number of operations, either at a seeded delay or (more
+    // often) a seeded delay into the next fsync, when kmsfs and XFS are writing back.
+    std::mt19937_64 rng(seed);
+    const int cut_after = static_cast<int>(std::uniform_int_distribution<int>(100, 1000)(rng));
+    const bool in_fsync = std::uniform_int_distribution<int>(0, 3)(rng) != 0;
+    const int delay_us = std::uniform_int_distribution<int>(0, in_fsync ? 15000 : 40000)(rng);
+    Workload w(mnt_, B, seed);
+    ASSERT_NO_THROW(w.prepare()) << daemon_->log();
+    std::atomic<bool> stop{false}, cut_started{false};
+    std::atomic<int> ops{0}, syncing{0};
+    auto t0 = std::chrono::steady_clock::now();
+    std::thread worker([&] { w.run(stop, ops, cut_started, syncing); });
+    while ((ops.load() < cut_after || (in_fsync && syncing.load() == 0)) && std::chrono::steady_clock::now() - t0 < 60s)
+      std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+    cut_started = true;
+    std::string cut_error;
+    try {
+      xfs_->shutdown();
+    } catch (const std::exception& e) {
+      cut_error = e.what();
+    }
+    std::this_thread::sleep_for(20ms);  // the workload runs into the dead filesystem a little
+    stop = true;
+    worker.join();
+    w.close_all();
+    ASSERT_TRUE(cut_error.empty()) << cut_error;
+    const std::string before = w.failure();
+    ASSERT_TRUE(before.empty()) << before << "\n" << daemon_->log();
+    const int cut_op = w.op_count();
+
+    // Recovery: kmsfs goes (it saw EIO), the XFS goes and comes back (log replay).
+    int drc = daemon_->stop();
+    std::string log1 = daemon_->log();
+    daemon_.reset();
+    ASSERT_NO_THROW(xfs_->unmount());
+    ASSERT_NO_THROW(xfs_->mount());
+    daemon_ = std::make_unique<Daemon>(vault, mnt_, keyring_, log + ".after", extra);
+    ASSERT_NO_THROW(daemon_->start());
+
+    // Check every name the workload used.
+    std::vector<std::string> problems;
+    size_t files_checked = 0, eio_blocks = 0;
+    std::vector<std::string> lost_blocks;
+    for (const auto& [name, n] : w.names()) {
+      struct stat st;
+      const std::string path = mnt_ + "/" + name;
+      if (::lstat(path.c_str(), &st) != 0) {
+        if (errno != ENOENT) problems.push_back(name + ": stat fails: " + std::strerror(errno));
+        else if (!n.may_be_absent) problems.push_back(name + ": missing, but it and its directory were fsync'ed");
+        continue;
+      }
+      if (n.must_be_absent) {
+        problems.push_back(name + ": present, but its unlink/rename and the directory were fsync'ed");
+        continue;
+      }
+      ++files_checked;
+      ReadBack rb = read_back(path, B);
+      for (int e : rb.block_errno) eio_blocks += e != 0;
+      std::vector<std::string> best;
+      bool matched = false;
+      for (int id : n.candidates) {
+        std::vector<std::string> lost;
+        auto bad = judge(w.file(id), rb, B, &lost);
+        if (bad.empty()) {
+          matched = true;
+          lost_blocks.insert(lost_blocks.end(), lost.begin(), lost.end());
+          break;
+        }
+        if (best.empty()) {
+          best = bad;
+          best.push_back(w.file(id).describe());
+        }
+      }
+      if (!matched) {
+        std::string s = name + " (size read " + std::to_string(rb.size) + "):";
+        for (const auto& b : best) s += "\n    " + b;
+        problems.push_back(s);
+      }
+    }
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << "iteration " << it << " (seed " << seed << (writeback ? "" : ", --no-writeback") << "): cut after " << cut_op << " ops ("
+              << (in_fsync ? "in an fsync" : "anywhere") << " +" << delay_us << " us), " << w.bytes() / 1024 << " KiB written, " << files_checked << " files checked, " << eio_blocks
+              << " blocks read EIO (all written after the last fsync; " << lost_blocks.size()
+              << " of them held fsync'ed bytes), " << w.late_syncs()
+              << " syncs returned after the cut began, daemon exit " << drc << ", " << secs << " s\n";
+    for (const auto& l : lost_blocks) std::cout << "  torn re-seal lost " << l << "\n";
+    if (!problems.empty()) {
+      std::string all;
+      for (const auto& pr : problems) all += "  " + pr + "\n";
+      ADD_FAILURE() << problems.size() << " problem(s) after the power cut (block size " << B << "):\n"
+                    << all << "--- daemon log before the cut:\n"
+                    << log1.substr(log1.size() > 3000 ? log1.size() - 3000 : 0) << "--- daemon log after:\n"
+                    << daemon_->log();
+    }
+    EXPECT_EQ(daemon_->stop(), 0) << daemon_->log();
+    daemon_.reset();
+    // Make room for the next iteration.
+    std::error_code ec;
+    std::filesystem::remove_all(vault, ec);
+  }
+
+  TempDir tmp_{"kmsfs-powerloss"};
+  std::unique_ptr<LoopXfs> xfs_;
+  std::unique_ptr<Daemon> daemon_;
+  std::string keyring_, mnt_;
+};
+
+TEST_F(PowerLoss, FsyncedDataSurvivesXfsShutdown) {
+  // KMSFS_POWERLOSS_ITERATIONS / KMSFS_POWERLOSS_SEED explore further (seeds base+0, +1, ...).
+  const char* n = ::getenv("KMSFS_POWERLOSS_ITERATIONS");
+  const char* b = ::getenv("KMSFS_POWERLOSS_SEED");
+  const int iterations = n && *n ? std::atoi(n) : kIterations;
+  const uint64_t base = b && *b ? std::strtoull(b, nullptr, 0) : 7000;
+  for (int it = 0; it < iterations; ++it) {
+    iteration(it, base + static_cast<uint64_t>(it));
+    if (HasFatalFailure()) return;
+  }
+}
+
+}  // namespace
+}  // namespace kmsfs::testing
