@@ -189,6 +189,22 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const struct stat& attr, i
   return getattr(ino);
 }
 
+bool Filesystem::kill_suidgid(uint64_t ino) {
+  Inode& in = table_.get(ino);
+  if (in.type != S_IFREG) return false;
+  struct stat st;
+  if (::fstatat(in.fd.get(), "", &st, AT_EMPTY_PATH) != 0) return false;
+  mode_t mode = st.st_mode & 07777;
+  mode_t next = mode & ~mode_t{S_ISUID};
+  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) next &= ~mode_t{S_ISGID};
+  if (next == mode) return false;
+  if (::chmod(proc_path(in.fd.get()).c_str(), next) != 0) {
+    spdlog::error("clearing set-id bits of inode {}: {} (errno {})", st.st_ino, std::strerror(errno), errno);
+    return false;
+  }
+  return true;
+}
+
 Result<std::string> Filesystem::readlink(uint64_t ino) {
   Inode& in = table_.get(ino);
   char buf[PATH_MAX + 1];

@@ -108,6 +108,11 @@ class Filesystem {
   Result<size_t> listxattr(uint64_t ino, MutableByteSpan out);
   Status removexattr(uint64_t ino, const char* name);
 
+  // Drops the suid bit (and sgid if group-executable), as the kernel asks once it leaves
+  // that to the daemon (kernel_shim.h). Best effort: a failure is logged.
+  // Returns whether the mode changed.
+  bool kill_suidgid(uint64_t ino);
+
   // Flushes the backing filesystem (at unmount).
   void sync_backing();
   size_t inode_count() const { return table_.size(); }

@@ -115,6 +115,10 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   if (fuse_session_mount(m->session_, cfg.mountpoint.c_str()) != 0)
     return Status(Code::kIo, "mounting " + cfg.mountpoint + " failed (is /dev/fuse available, and the mountpoint empty or allowed?)", EIO);
   m->mounted_ = true;
+  Filesystem* fs = m->fs_.get();
+  m->shim_ = std::make_unique<KernelShim>([fs](uint64_t ino) { return fs->kill_suidgid(ino); });
+  if (!m->shim_->install(m->session_))
+    spdlog::warn("{}: cannot hook the FUSE channel; small writes will be slower", cfg.mountpoint);
   return m;
 }
 

@@ -8,6 +8,7 @@
 
 #include "base/status.h"
 #include "fs/filesystem.h"
+#include "fs/kernel_shim.h"
 
 struct fuse_session;
 
@@ -36,6 +37,7 @@ class FuseMount {
  private:
   FuseMount() = default;
   std::unique_ptr<Filesystem> fs_;
+  std::unique_ptr<KernelShim> shim_;
   fuse_session* session_ = nullptr;
   bool mounted_ = false;
   std::string mountpoint_;

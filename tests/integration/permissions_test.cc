@@ -109,6 +109,63 @@ TEST(Permissions, AllowOtherImpliesDefaultPermissionsAndOwnership) {
   EXPECT_EQ(as_nobody([&] { return rc_errno(::open(secret.c_str(), O_RDONLY)); }), EACCES);
 }
 
+// Writing, truncating or O_TRUNC-opening a set-id file as an unprivileged user drops the
+// set-id bits, as on a local filesystem; root (CAP_FSETID) keeps them. kmsfs negotiates
+// FUSE_HANDLE_KILLPRIV_V2 (so small writes skip a security.capability round trip), which
+// makes this the daemon's job.
+TEST(Permissions, UnprivilegedWritesDropSetIdBits) {
+  VaultOptions o;
+  o.mount_args = {"-o", "allow_other"};
+  PosixVault v(o);
+  open_tmp_for_others(v);
+  const std::string f = v.at("prog");
+  write_file(f, "#!/bin/sh\n");
+  auto mode_of = [&](const std::string& p) { return lstat_of(p).st_mode & 07777; };
+  auto append_as_nobody = [&] {
+    return as_nobody([&] {
+      int fd = ::open(f.c_str(), O_WRONLY | O_APPEND);
+      if (fd < 0) return errno;
+      ssize_t n = ::write(fd, "x", 1);
+      ::close(fd);
+      return n == 1 ? 0 : 200;
+    });
+  };
+
+  ASSERT_EQ(::chmod(f.c_str(), 04777), 0);
+  EXPECT_EQ(append_as_nobody(), 0);
+  EXPECT_EQ(mode_of(f), 0777u);
+  EXPECT_EQ(mode_of(v.backing_at("prog")), 0777u);
+
+  ASSERT_EQ(::chmod(f.c_str(), 06777), 0);
+  EXPECT_EQ(as_nobody([&] { return rc_errno(::truncate(f.c_str(), 3)); }), 0);
+  EXPECT_EQ(mode_of(f), 0777u);
+
+  ASSERT_EQ(::chmod(f.c_str(), 04777), 0);
+  EXPECT_EQ(as_nobody([&] {
+              int fd = ::open(f.c_str(), O_WRONLY | O_TRUNC);
+              if (fd < 0) return errno;
+              ::close(fd);
+              return 0;
+            }),
+            0);
+  EXPECT_EQ(mode_of(f), 0777u);
+
+  // Set-group-id without group execute is mandatory-locking, not privilege: it stays.
+  ASSERT_EQ(::chmod(f.c_str(), 02766), 0);
+  EXPECT_EQ(append_as_nobody(), 0);
+  EXPECT_EQ(mode_of(f), 02766u);
+
+  // Root keeps the bits.
+  ASSERT_EQ(::chmod(f.c_str(), 04777), 0);
+  {
+    int fd = ::open(f.c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "y", 1), 1);
+    ::close(fd);
+  }
+  EXPECT_EQ(mode_of(f), 04777u);
+}
+
 TEST(Permissions, WithoutAllowOtherOtherUsersAreShutOut) {
   PosixVault v;
   open_tmp_for_others(v);
