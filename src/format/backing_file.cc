@@ -1,5 +1,7 @@
 #include "format/backing_file.h"
 
+#include <climits>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +10,15 @@
 #include <cerrno>
 
 namespace kmsfs {
+
+std::string PosixBackingFile::name() const {
+  if (!name_.empty()) return name_;
+  char buf[PATH_MAX];
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
+  ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf - 1);
+  if (n < 0) return "<fd " + std::to_string(fd_.get()) + ">";
+  return std::string(buf, static_cast<size_t>(n));
+}
 
 Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::string& path,
                                                                  int flags, mode_t mode) {

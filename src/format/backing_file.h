@@ -32,7 +32,8 @@ class BackingFile {
   // filesystem cannot (callers treat that as "nothing reserved").
   virtual Status reserve(uint64_t off, uint64_t len) = 0;
   // The backing path, for log lines and error messages.
-  virtual const std::string& name() const = 0;
+  // For messages only; may cost a syscall.
+  virtual std::string name() const = 0;
 };
 
 class PosixBackingFile final : public BackingFile {
@@ -40,6 +41,8 @@ class PosixBackingFile final : public BackingFile {
   // Opens with O_CLOEXEC added. Never O_APPEND: pwrite ignores offsets under it.
   static Result<std::unique_ptr<PosixBackingFile>> open(const std::string& path, int flags,
                                                         mode_t mode = 0600);
+  // An empty name means "ask /proc when a message needs it": the current path of the
+  // open file (so also right after a rename), at no cost on the create path.
   PosixBackingFile(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
 
   Result<size_t> read_at(MutableByteSpan buf, uint64_t off) override;
@@ -48,7 +51,7 @@ class PosixBackingFile final : public BackingFile {
   Status truncate(uint64_t size) override;
   Status sync(bool data_only) override;
   Status reserve(uint64_t off, uint64_t len) override;
-  const std::string& name() const override { return name_; }
+  std::string name() const override;
   int fd() const { return fd_.get(); }
 
  private:
@@ -67,7 +70,7 @@ class MemoryBackingFile final : public BackingFile {
   Status truncate(uint64_t size) override;
   Status sync(bool) override { return Status::Ok(); }
   Status reserve(uint64_t, uint64_t) override { return Status::Ok(); }
-  const std::string& name() const override { return name_; }
+  std::string name() const override { return name_; }
 
   // Test helpers that bypass the engine, to tamper with the stored bytes.
   Bytes peek(uint64_t off, size_t len);

@@ -23,13 +23,6 @@ std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Status errno_status(const char* what) { return Status::Io(errno, what); }
 
-// The backing path behind an fd, for log lines (the only place paths are recovered).
-std::string path_of(int fd) {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink(proc_path(fd).c_str(), buf, sizeof buf - 1);
-  if (n < 0) return "<fd " + std::to_string(fd) + ">";
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 bool is_dot(const char* n) { return n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)); }
 
@@ -216,6 +209,9 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
 
 Status Filesystem::own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const {
   if (!as_root_) return Status::Ok();  // a user's daemon creates as that user already
+  // The daemon's own ids are what the backing fs gave the entry already (and in a setgid
+  // directory the inherited group is right): skip two syscalls on the create path.
+  if (c.uid == ::geteuid() && c.gid == ::getegid() && !(mode & (S_ISUID | S_ISGID))) return Status::Ok();
   struct stat parent {};
   if (::fstat(dirfd, &parent) != 0) return errno_status("stat parent");
   // In a setgid directory the group is inherited (the backing fs already did that).
@@ -307,8 +303,7 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
     fd.reset(::open(proc_path(in.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   }
   if (!fd.valid()) return errno_status("open backing file");
-  std::string name = path_of(fd.get());
-  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::move(name));
+  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
   auto f = vault_.open_file(backing);
   if (!f.ok()) return logged(f.status(), "open");
   in.file = std::shared_ptr<CryptFile>(std::move(*f));
@@ -366,8 +361,7 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   if (Status s = own_new(dir.fd.get(), bname, c, S_IFREG | mode); !s.ok()) return fail(s);
   UniqueFd path_fd(::open(proc_path(fd.get()).c_str(), O_PATH | O_CLOEXEC));
   if (!path_fd.valid()) return fail(errno_status("create"));
-  std::string log_name = path_of(fd.get());
-  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::move(log_name));
+  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
   auto f = vault_.create_file(backing);
   if (!f.ok()) return fail(f.status());
   fuse_entry_param e{};

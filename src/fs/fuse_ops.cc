@@ -144,7 +144,6 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t o
   fuse_reply_write(req, *r);
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fs_of(req).release(fh_of(fi));
@@ -244,7 +243,9 @@ fuse_lowlevel_ops make_fuse_ops() {
   ops.create = op_create;
   ops.read = op_read;
   ops.write = op_write;
-  ops.flush = op_flush;
+  // No flush: with it unimplemented (ENOSYS once) the kernel stops sending FLUSH on every
+  // close(2), a round trip that would do nothing here. Dirty pages are still written back
+  // before close returns (fuse_flush does that itself), and locks are the kernel's.
   ops.release = op_release;
   ops.fsync = op_fsync;
   ops.fallocate = op_fallocate;
