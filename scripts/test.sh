@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test CI runs:
 #   1. the whole suite on the default configuration (warnings as errors),
-#   2. a slice of the option matrix (cipher x block size) over the CLI and mount smoke tests,
+#   2. a slice of the option matrix (cipher x block size x name mode) over the CLI, mount smoke
+#      and POSIX tests,
 #   3. unit, CLI and mount smoke tests under ASan+UBSan.
 # scripts/test.sh --full-matrix runs the full option matrix in step 2.
 set -euo pipefail
@@ -22,13 +23,18 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
 if [ $full = 1 ]; then
   matrix=("--cipher aes-256-gcm --block-size 1024" "--cipher aes-256-gcm --block-size 65536"
           "--cipher xchacha20-poly1305 --block-size 1024" "--cipher xchacha20-poly1305 --block-size 4096"
-          "--cipher xchacha20-poly1305 --block-size 65536")
+          "--cipher xchacha20-poly1305 --block-size 65536"
+          "--plaintext-names" "--name-encoding base32" "--longname-max 72"
+          "--cipher xchacha20-poly1305 --name-encoding base32 --longname-max 100 --block-size 16384")
+  labels='cli|smoke|posix|heavy'
 else
-  matrix=("--cipher xchacha20-poly1305 --block-size 16384")
+  matrix=("--cipher xchacha20-poly1305 --block-size 16384 --name-encoding base32 --longname-max 80"
+          "--plaintext-names")
+  labels='cli|smoke|posix'
 fi
 for m in "${matrix[@]}"; do
   echo "== option matrix: $m"
-  KMSFS_TEST_INIT_ARGS="$m" ctest --test-dir build --output-on-failure -j"$jobs" -L 'cli|smoke' --timeout 600
+  KMSFS_TEST_INIT_ARGS="$m" ctest --test-dir build --output-on-failure -j"$jobs" -L "$labels" --timeout 600
 done
 
 echo "== ASan+UBSan: unit, CLI and mount smoke tests"

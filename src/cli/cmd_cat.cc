@@ -1,5 +1,6 @@
 // kmsfs cat BACKING_FILE: decrypts one backing file to stdout, without a mount.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -11,6 +12,8 @@
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
 #include "format/backing_file.h"
+#include "cli/vault_path.h"
+#include "vault/paths.h"
 #include "vault/vault.h"
 
 namespace kmsfs::cli {
@@ -23,11 +26,25 @@ struct CatOptions {
   PassphraseOptions passphrase;
 };
 
+// A path that is not there as a backing file is read as BACKING/PLAIN/PATH.
+Result<std::string> backing_file_of(const CatOptions& o) {
+  struct stat st;
+  if (::lstat(o.file.c_str(), &st) == 0) return o.file;
+  auto vp = split_vault_path(o.file);
+  if (!vp.ok()) return Status::Io(ENOENT, o.file + " (neither a backing file nor a path inside a vault)");
+  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp->vault_dir, o.keyring, o.passphrase));
+  ASSIGN_OR_RETURN(std::string rel, encrypt_path(*ov.vault, vp->rel));
+  std::string path = vp->vault_dir + "/" + rel;
+  if (::lstat(path.c_str(), &st) != 0) return Status(Code::kNotFound, o.file + ": no such file in the vault", ENOENT);
+  return path;
+}
+
 Status run_cat(const CatOptions& o) {
-  ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(o.file, O_RDONLY));
+  ASSIGN_OR_RETURN(std::string file, backing_file_of(o));
+  ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(file, O_RDONLY));
   std::shared_ptr<BackingFile> backing(std::move(posix));
   auto providers = make_providers(
-      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source()});
+      {[&o, &file] { return locate_keyring({o.keyring, "", file}); }, o.passphrase.source()});
   ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, *providers));
   StreamResult r = stream_plaintext(*f, [](ByteSpan b) { return write_all(STDOUT_FILENO, b); });
   return r.status;
@@ -38,7 +55,7 @@ Status run_cat(const CatOptions& o) {
 void add_cat_command(CLI::App& app, Commands& out) {
   auto o = std::make_shared<CatOptions>();
   CLI::App* cmd = app.add_subcommand("cat", "Decrypt one backing file to standard output (no mount needed)");
-  cmd->add_option("BACKING_FILE", o->file, "An encrypted file in a vault's backing directory")->required();
+  cmd->add_option("FILE", o->file, "An encrypted file in a backing directory, or BACKING/PLAIN/PATH (a path in the plaintext view of a vault)")->required();
   cmd->add_option("--keyring", o->keyring,
                   "Keyring to unwrap the file key with (default: $KMSFS_KEYRING, else the "
                   "keyring named by the nearest kmsfs.conf above the file)")
@@ -47,7 +64,8 @@ void add_cat_command(CLI::App& app, Commands& out) {
   cmd->footer(
       "Only authenticated bytes are written: a damaged block stops the output before any of\n"
       "its bytes, and the command exits 5 naming the file, its id and the block.\n\n"
-      "Example:\n  kmsfs cat /srv/vault/report.pdf --passphrase-file /run/kmsfs/pw > report.pdf");
+      "Examples:\n  kmsfs cat /backup/vault/docs/report.pdf --passphrase-file /run/kmsfs/pw > report.pdf\n"
+      "  kmsfs cat /backup/vault/Vq1aZ.../KcP0s... > report.pdf");
   out.push_back({"cat", cmd, [o] { return run_cat(*o); }});
 }
 

@@ -27,6 +27,9 @@ struct InitCliOptions {
   std::string cipher = "aes-256-gcm";
   uint32_t block_size = 4096;
   std::vector<std::string> context;
+  bool plaintext_names = false;
+  std::string name_encoding = "base64url";
+  uint32_t longname_max = kDefaultLongnameMax;
   PassphraseOptions passphrase;
 };
 
@@ -64,6 +67,11 @@ Status run_init(const InitCliOptions& o) {
   auto cipher = cipher_from_name(o.cipher);
   if (!cipher) return Status(Code::kInvalidArgument, "unknown cipher '" + o.cipher + "'");
   ASSIGN_OR_RETURN(EncryptionContext ctx, parse_context(o.context));
+  auto encoding = name_encoding_from_name(o.name_encoding);
+  if (!encoding) return Status(Code::kInvalidArgument, "unknown name encoding '" + o.name_encoding + "'");
+  if (!o.plaintext_names && (o.longname_max < kMinLongnameMax || o.longname_max > 255))
+    return Status(Code::kInvalidArgument, "--longname-max must be between " + std::to_string(kMinLongnameMax) +
+                                              " and 255, got " + std::to_string(o.longname_max));
   struct stat st;
   if (::stat(o.backing.c_str(), &st) != 0) {
     if (errno == ENOENT) return Status(Code::kNotFound, "backing directory " + o.backing + " does not exist", ENOENT);
@@ -85,13 +93,20 @@ Status run_init(const InitCliOptions& o) {
   io.key_spec = o.key;
   io.keyring_hint = keyring;
   io.user_context = std::move(ctx);
+  io.plaintext_names = o.plaintext_names;
+  io.name_encoding = *encoding;
+  io.longname_max = o.longname_max;
   ASSIGN_OR_RETURN(auto vault, Vault::init(o.backing, *providers, io));
   const FsConfig& c = vault->config();
   std::error_code ec;
   auto conf_abs = std::filesystem::absolute(conf, ec).lexically_normal().string();
+  const std::string names = c.encrypted_names()
+                                ? fmt::format("encrypted (AES-SIV, {}, names over {} bytes hashed)",
+                                              name_encoding_name(c.name_encoding), c.longname_max)
+                                : std::string("plaintext");
   return print(fmt::format(
-      "fs id: {}\ncipher: {}\nblock size: {}\nkey: {} (spec {}, keyring {})\nconfig: {}\n",
-      c.fs_id_hex(), cipher_name(c.cipher), c.block_size, c.fs_key_ref.to_string(), c.key_spec,
+      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}, keyring {})\nconfig: {}\n",
+      c.fs_id_hex(), cipher_name(c.cipher), c.block_size, names, c.fs_key_ref.to_string(), c.key_spec,
       keyring, ec ? conf : conf_abs));
 }
 
@@ -119,6 +134,19 @@ void add_init_command(CLI::App& app, Commands& out) {
                   "Extra encryption-context pair bound into every key wrap (repeatable)")
       ->type_name("K=V")
       ->allow_extra_args(false);
+  cmd->add_flag("--plaintext-names", o->plaintext_names,
+                "Store file names, symlink targets and xattrs in plaintext (fixed at init; names are "
+                "encrypted by default)");
+  cmd->add_option("--name-encoding", o->name_encoding,
+                  "How encrypted names are spelled: base64url, or base32 for case-insensitive backing "
+                  "filesystems")
+      ->check(CLI::IsMember({"base64url", "base32"}))
+      ->capture_default_str();
+  cmd->add_option("--longname-max", o->longname_max,
+                  "Longest backing name to use; longer encrypted names are stored hashed with a side "
+                  "file (lower it for cloud-synced backends with shorter name limits)")
+      ->type_name("N")
+      ->capture_default_str();
   add_passphrase_options(*cmd, o->passphrase);
   cmd->footer(
       "Prints the filesystem id, cipher, block size, the key reference the filesystem key\n"

@@ -111,7 +111,11 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   cfg.fs.attr_timeout = a.attr_timeout;
   cfg.fs.entry_timeout = a.entry_timeout;
   cfg.fs.writeback_cache = !a.no_writeback;
-  cfg.options = split_options(a.options);
+  for (auto& o : split_options(a.options)) {
+    // Ours, not the kernel's: undecryptable names to show (fnmatch pattern).
+    if (o.rfind("badname=", 0) == 0) cfg.fs.badname.push_back(o.substr(8));
+    else cfg.options.push_back(std::move(o));
+  }
   cfg.max_threads = a.threads;
   auto m = FuseMount::mount(**vault, cfg);
   if (!m.ok()) return fail(m.status());
@@ -225,7 +229,7 @@ void add_mount_commands(CLI::App& app, Commands& out) {
   m->add_option("MOUNTPOINT", args->mountpoint, "Where the plaintext view appears")->required();
   m->add_option("--keyring", args->keyring, "Keyring file (default: $KMSFS_KEYRING, then the vault's keyring hint)");
   m->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr (for systemd and tests)");
-  m->add_option("-o", args->options, "Mount options, comma-separated: allow_other (implies default_permissions), default_permissions, ro, ...")
+  m->add_option("-o", args->options, "Mount options, comma-separated: allow_other (implies default_permissions), default_permissions, ro, badname=PATTERN (show undecryptable names matching the glob, with \" KMSFS_BAD_NAME\" appended), ...")
       ->allow_extra_args(false);
   m->add_option("--attr-timeout", args->attr_timeout, "Seconds the kernel caches attributes (default 1)")->check(CLI::NonNegativeNumber);
   m->add_option("--entry-timeout", args->entry_timeout, "Seconds the kernel caches names (default 1)")->check(CLI::NonNegativeNumber);

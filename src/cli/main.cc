@@ -87,6 +87,7 @@ int run(int argc, char** argv) {
   add_inspect_command(app, commands);
   add_cat_command(app, commands);
   add_encrypt_command(app, commands);
+  add_path_commands(app, commands);
   add_mount_commands(app, commands);
   std::vector<std::string> topic;
   CLI::App* help = app.add_subcommand("help", "Show the help of a command");

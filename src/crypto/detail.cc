@@ -60,6 +60,12 @@ const EVP_CIPHER* aes256_gcm() {
   return c.get();
 }
 
+const EVP_CIPHER* aes_siv(size_t key_size) {
+  static const CipherPtr c128 = fetch_or_die<CipherPtr>(EVP_CIPHER_fetch, "AES-128-SIV");
+  static const CipherPtr c256 = fetch_or_die<CipherPtr>(EVP_CIPHER_fetch, "AES-256-SIV");
+  return key_size == 32 ? c128.get() : key_size == 64 ? c256.get() : nullptr;
+}
+
 const EVP_MD* sha256_md() {
   static const MdPtr md = fetch_or_die<MdPtr>(EVP_MD_fetch, "SHA256");
   return md.get();

@@ -42,6 +42,8 @@ Status openssl_error(std::string_view what);
 // default provider always has these, so absence means a broken installation).
 const EVP_CIPHER* aes256_ecb();
 const EVP_CIPHER* aes256_gcm();
+// AES-SIV (RFC 5297) with a 256-bit (AES-128-SIV) or 512-bit (AES-256-SIV) key.
+const EVP_CIPHER* aes_siv(size_t key_size);
 const EVP_MD* sha256_md();
 EVP_KDF* hkdf_kdf();
 

@@ -21,6 +21,13 @@ namespace {
 
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+// The backing path behind an fd, for log lines only.
+std::string proc_target(int fd) {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink(proc_path(fd).c_str(), buf, sizeof buf - 1);
+  return n < 0 ? "<fd " + std::to_string(fd) + ">" : std::string(buf, static_cast<size_t>(n));
+}
+
 Status errno_status(const char* what) { return Status::Io(errno, what); }
 
 
@@ -32,7 +39,7 @@ Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
     : vault_(vault),
       opts_(opts),
       table_(std::move(root_fd)),
-      names_(table_.root()),
+      names_(vault.names(), opts.badname),
       writeback_(opts.writeback_cache),
       as_root_(::geteuid() == 0) {
   layout_.header_size = vault.config().header_size;
@@ -96,14 +103,16 @@ Status Filesystem::logged(Status s, const char* op) const {
   return s;
 }
 
-Result<std::string> Filesystem::backing_name(const Inode& dir, const char* name, bool creating) const {
-  if (names_.reserved(dir, name))
-    return creating ? Status(Code::kPermissionDenied, "reserved name", EPERM)
-                    : Status(Code::kNotFound, "reserved name", ENOENT);
-  return names_.to_backing(dir, name);
+Result<BackingName> Filesystem::backing_name(const Inode& dir, const char* name, bool creating) const {
+  auto b = names_.to_backing(name, &dir == &table_.root());
+  // A reserved name (the vault config) is not there for lookups, and not creatable.
+  if (!b.ok() && !creating && b.status().code() == Code::kPermissionDenied)
+    return Status(Code::kNotFound, "reserved name", ENOENT);
+  return b;
 }
 
 void Filesystem::fix_attr(Inode& in, struct stat& st) {
+  if (S_ISLNK(st.st_mode)) st.st_size = names_.link_size(st.st_size);
   if (!S_ISREG(st.st_mode)) return;
   std::shared_ptr<CryptFile> f;
   {
@@ -130,8 +139,8 @@ Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bn
 
 Result<fuse_entry_param> Filesystem::lookup(uint64_t parent, const char* name) {
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, false));
-  return entry_for(dir, bname, name);
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, false));
+  return entry_for(dir, b.name, name);
 }
 
 Result<struct stat> Filesystem::getattr(uint64_t ino) {
@@ -204,7 +213,9 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
   ssize_t n = ::readlinkat(in.fd.get(), "", buf, sizeof buf);
   if (n < 0) return errno_status("readlink");
   if (static_cast<size_t>(n) >= sizeof buf) return Status(Code::kIo, "readlink", ENAMETOOLONG);
-  return std::string(buf, static_cast<size_t>(n));
+  auto target = names_.link_to_plain(std::string_view(buf, static_cast<size_t>(n)));
+  if (!target.ok()) return logged(target.status().with_context("symlink " + proc_target(in.fd.get())), "readlink");
+  return target;
 }
 
 Status Filesystem::own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const {
@@ -231,49 +242,62 @@ Result<fuse_entry_param> Filesystem::mknod(uint64_t parent, const char* name, mo
     return cr.entry;
   }
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
-  if (::mknodat(dir.fd.get(), bname.c_str(), mode, rdev) != 0) return errno_status("mknod");
-  RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, mode));
-  return entry_for(dir, bname, name);
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
+  auto guard = names_.store().guard(b);
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "mknod"));
+  if (::mknodat(dir.fd.get(), b.name.c_str(), mode, rdev) != 0) return errno_status("mknod");
+  RETURN_IF_ERROR(own_new(dir.fd.get(), b.name, c, mode));
+  return entry_for(dir, b.name, name);
 }
 
 Result<fuse_entry_param> Filesystem::mkdir(uint64_t parent, const char* name, mode_t mode, Caller c) {
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
-  if (::mkdirat(dir.fd.get(), bname.c_str(), mode) != 0) return errno_status("mkdir");
-  RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, S_IFDIR | mode));
-  return entry_for(dir, bname, name);
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
+  auto guard = names_.store().guard(b);
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "mkdir"));
+  if (::mkdirat(dir.fd.get(), b.name.c_str(), mode) != 0) return errno_status("mkdir");
+  RETURN_IF_ERROR(own_new(dir.fd.get(), b.name, c, S_IFDIR | mode));
+  return entry_for(dir, b.name, name);
 }
 
 Result<fuse_entry_param> Filesystem::symlink(const char* target, uint64_t parent, const char* name, Caller c) {
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
-  if (::symlinkat(target, dir.fd.get(), bname.c_str()) != 0) return errno_status("symlink");
-  RETURN_IF_ERROR(own_new(dir.fd.get(), bname, c, S_IFLNK | 0777));
-  return entry_for(dir, bname, name);
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
+  ASSIGN_OR_RETURN(std::string stored, names_.link_to_backing(target));
+  auto guard = names_.store().guard(b);
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "symlink"));
+  if (::symlinkat(stored.c_str(), dir.fd.get(), b.name.c_str()) != 0) return errno_status("symlink");
+  RETURN_IF_ERROR(own_new(dir.fd.get(), b.name, c, S_IFLNK | 0777));
+  return entry_for(dir, b.name, name);
 }
 
 Result<fuse_entry_param> Filesystem::link(uint64_t ino, uint64_t newparent, const char* newname) {
   Inode& in = table_.get(ino);
   Inode& dir = table_.get(newparent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, newname, true));
-  int rc = as_root_ ? ::linkat(in.fd.get(), "", dir.fd.get(), bname.c_str(), AT_EMPTY_PATH)
-                    : ::linkat(AT_FDCWD, proc_path(in.fd.get()).c_str(), dir.fd.get(), bname.c_str(), AT_SYMLINK_FOLLOW);
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, newname, true));
+  auto guard = names_.store().guard(b);
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "link"));
+  int rc = as_root_ ? ::linkat(in.fd.get(), "", dir.fd.get(), b.name.c_str(), AT_EMPTY_PATH)
+                    : ::linkat(AT_FDCWD, proc_path(in.fd.get()).c_str(), dir.fd.get(), b.name.c_str(), AT_SYMLINK_FOLLOW);
   if (rc != 0) return errno_status("link");
-  return entry_for(dir, bname, newname);
+  return entry_for(dir, b.name, newname);
 }
 
 Status Filesystem::unlink(uint64_t parent, const char* name) {
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
-  if (::unlinkat(dir.fd.get(), bname.c_str(), 0) != 0) return errno_status("unlink");
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
+  auto guard = names_.store().guard(b);
+  if (::unlinkat(dir.fd.get(), b.name.c_str(), 0) != 0) return errno_status("unlink");
+  names_.store().forget(dir.fd.get(), b);
   return Status::Ok();
 }
 
 Status Filesystem::rmdir(uint64_t parent, const char* name) {
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
-  if (::unlinkat(dir.fd.get(), bname.c_str(), AT_REMOVEDIR) != 0) return errno_status("rmdir");
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
+  auto guard = names_.store().guard(b);
+  if (::unlinkat(dir.fd.get(), b.name.c_str(), AT_REMOVEDIR) != 0) return errno_status("rmdir");
+  names_.store().forget(dir.fd.get(), b);
   return Status::Ok();
 }
 
@@ -281,9 +305,15 @@ Status Filesystem::rename(uint64_t parent, const char* name, uint64_t newparent,
                           unsigned int flags) {
   Inode& from = table_.get(parent);
   Inode& to = table_.get(newparent);
-  ASSIGN_OR_RETURN(std::string a, backing_name(from, name, true));
-  ASSIGN_OR_RETURN(std::string b, backing_name(to, newname, true));
-  if (::renameat2(from.fd.get(), a.c_str(), to.fd.get(), b.c_str(), flags) != 0) return errno_status("rename");
+  ASSIGN_OR_RETURN(BackingName a, backing_name(from, name, true));
+  ASSIGN_OR_RETURN(BackingName b, backing_name(to, newname, true));
+  auto guard = names_.store().guard(a, &b);
+  // With RENAME_EXCHANGE the source name ends up naming the other entry: it needs its
+  // side file too (it has one already, unless something removed it).
+  RETURN_IF_ERROR(logged(names_.store().prepare(to.fd.get(), b), "rename"));
+  if (flags & RENAME_EXCHANGE) RETURN_IF_ERROR(logged(names_.store().prepare(from.fd.get(), a), "rename"));
+  if (::renameat2(from.fd.get(), a.name.c_str(), to.fd.get(), b.name.c_str(), flags) != 0) return errno_status("rename");
+  if (!(flags & RENAME_EXCHANGE)) names_.store().forget(from.fd.get(), a);
   return Status::Ok();
 }
 
@@ -341,7 +371,10 @@ Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
 
 Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mode, int flags, Caller c) {
   Inode& dir = table_.get(parent);
-  ASSIGN_OR_RETURN(std::string bname, backing_name(dir, name, true));
+  ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
+  const std::string& bname = b.name;
+  auto guard = names_.store().guard(b);
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "create"));
   UniqueFd fd(::openat(dir.fd.get(), bname.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 07777));
   if (!fd.valid()) {
     if (errno != EEXIST || (flags & O_EXCL)) return errno_status("create");
@@ -447,7 +480,7 @@ Result<size_t> Filesystem::readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, 
     const struct dirent* d = dh->entry;
     const off_t next = d->d_off;
     std::optional<std::string> plain = is_dot(d->d_name) ? std::optional<std::string>(d->d_name)
-                                                          : names_.to_plain(dir, d->d_name);
+                                                          : names_.to_plain(dir.fd.get(), d->d_name, &dir == &table_.root());
     if (plain) {
       size_t entsize;
       if (plus) {
@@ -503,6 +536,7 @@ Status Filesystem::fsyncdir(DirHandle* dh, bool datasync) {
 Result<struct statvfs> Filesystem::statfs() {
   struct statvfs sv {};
   if (::fstatvfs(table_.root().fd.get(), &sv) != 0) return errno_status("statfs");
+  if (names_.encrypted()) sv.f_namemax = kMaxPlainName;  // longer ones become hashed long names
   return sv;
 }
 
@@ -513,7 +547,13 @@ bool is_caps(const char* name) { return std::strcmp(name, "security.capability")
 Status Filesystem::setxattr(uint64_t ino, const char* name, ByteSpan value, int flags) {
   Inode& in = table_.get(ino);
   if (is_caps(name)) in.known_no_caps = false;
-  if (::setxattr(proc_path(in.fd.get()).c_str(), name, value.data(), value.size(), flags) != 0)
+  ASSIGN_OR_RETURN(std::string bname, names_.xattr_to_backing(name));
+  Bytes sealed;
+  if (bname != name) {
+    ASSIGN_OR_RETURN(sealed, names_.store().cipher()->seal_xattr_value(bname, value));
+    value = sealed;
+  }
+  if (::setxattr(proc_path(in.fd.get()).c_str(), bname.c_str(), value.data(), value.size(), flags) != 0)
     return errno_status("setxattr");
   return Status::Ok();
 }
@@ -522,25 +562,78 @@ Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteS
   Inode& in = table_.get(ino);
   const bool caps = is_caps(name);
   if (caps && in.known_no_caps) return Status(Code::kNotFound, "getxattr", ENODATA);
-  ssize_t n = ::getxattr(proc_path(in.fd.get()).c_str(), name, out.data(), out.size());
-  if (n < 0) {
-    if (caps && errno == ENODATA) in.known_no_caps = true;
-    return errno_status("getxattr");
+  ASSIGN_OR_RETURN(std::string bname, names_.xattr_to_backing(name));
+  const std::string path = proc_path(in.fd.get());
+  if (bname == name) {
+    ssize_t n = ::getxattr(path.c_str(), name, out.data(), out.size());
+    if (n < 0) {
+      if (caps && errno == ENODATA) in.known_no_caps = true;
+      return errno_status("getxattr");
+    }
+    return static_cast<size_t>(n);
   }
-  return static_cast<size_t>(n);
+  // Encrypted value: read it whole (the size can change between calls: retry on ERANGE).
+  Bytes stored;
+  while (true) {
+    ssize_t need = ::getxattr(path.c_str(), bname.c_str(), nullptr, 0);
+    if (need < 0) return errno_status("getxattr");
+    stored.resize(static_cast<size_t>(need));
+    ssize_t n = ::getxattr(path.c_str(), bname.c_str(), stored.data(), stored.size());
+    if (n >= 0) {
+      stored.resize(static_cast<size_t>(n));
+      break;
+    }
+    if (errno != ERANGE) return errno_status("getxattr");
+  }
+  auto plain = names_.store().cipher()->open_xattr_value(bname, stored);
+  if (!plain.ok()) return logged(plain.status().with_context("xattr of " + proc_target(in.fd.get())), "getxattr");
+  if (out.empty()) return plain->size();
+  if (out.size() < plain->size()) return Status(Code::kIo, "getxattr", ERANGE);
+  std::copy(plain->begin(), plain->end(), out.begin());
+  return plain->size();
 }
 
 Result<size_t> Filesystem::listxattr(uint64_t ino, MutableByteSpan out) {
   Inode& in = table_.get(ino);
-  ssize_t n = ::listxattr(proc_path(in.fd.get()).c_str(), reinterpret_cast<char*>(out.data()), out.size());
-  if (n < 0) return errno_status("listxattr");
-  return static_cast<size_t>(n);
+  const std::string path = proc_path(in.fd.get());
+  if (!names_.encrypted()) {
+    ssize_t n = ::listxattr(path.c_str(), reinterpret_cast<char*>(out.data()), out.size());
+    if (n < 0) return errno_status("listxattr");
+    return static_cast<size_t>(n);
+  }
+  std::string raw;
+  while (true) {
+    ssize_t need = ::listxattr(path.c_str(), nullptr, 0);
+    if (need < 0) return errno_status("listxattr");
+    raw.resize(static_cast<size_t>(need));
+    ssize_t n = ::listxattr(path.c_str(), raw.data(), raw.size());
+    if (n >= 0) {
+      raw.resize(static_cast<size_t>(n));
+      break;
+    }
+    if (errno != ERANGE) return errno_status("listxattr");
+  }
+  std::string list;
+  for (size_t i = 0; i < raw.size();) {
+    size_t end = raw.find('\0', i);
+    if (end == std::string::npos) end = raw.size();
+    if (auto plain = names_.xattr_to_plain(std::string_view(raw).substr(i, end - i))) {
+      list += *plain;
+      list.push_back('\0');
+    }
+    i = end + 1;
+  }
+  if (out.empty()) return list.size();
+  if (out.size() < list.size()) return Status(Code::kIo, "listxattr", ERANGE);
+  std::copy(list.begin(), list.end(), out.begin());
+  return list.size();
 }
 
 Status Filesystem::removexattr(uint64_t ino, const char* name) {
   Inode& in = table_.get(ino);
   if (is_caps(name)) in.known_no_caps = false;
-  if (::removexattr(proc_path(in.fd.get()).c_str(), name) != 0) return errno_status("removexattr");
+  ASSIGN_OR_RETURN(std::string bname, names_.xattr_to_backing(name));
+  if (::removexattr(proc_path(in.fd.get()).c_str(), bname.c_str()) != 0) return errno_status("removexattr");
   return Status::Ok();
 }
 

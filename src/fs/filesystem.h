@@ -33,6 +33,8 @@ struct FsOptions {
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   bool writeback_cache = true;
+  // -o badname=PATTERN (fnmatch): undecryptable backing names to show, not hide.
+  std::vector<std::string> badname;
 };
 
 // Who asked: new files and directories are owned by the caller, not by the daemon.
@@ -134,7 +136,7 @@ class Filesystem {
   Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name, std::string_view name);
   // Wakes await_eviction() past the high-water mark.
   void after_acquire();
-  Result<std::string> backing_name(const Inode& dir, const char* name, bool creating) const;
+  Result<BackingName> backing_name(const Inode& dir, const char* name, bool creating) const;
   Status own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const;
   void fix_attr(Inode& in, struct stat& st);
   // The inode's shared CryptFile, opened on first use (one DEK unwrap per open file).
@@ -145,7 +147,7 @@ class Filesystem {
   Vault& vault_;
   FsOptions opts_;
   InodeTable table_;
-  PlaintextNames names_;
+  NameTransform names_;
   Layout layout_;
   bool writeback_ = true;
   const bool as_root_;

@@ -58,6 +58,7 @@ class InodeTable {
   explicit InodeTable(UniqueFd root_fd);
 
   Inode& root() { return *root_; }
+  const Inode& root() const { return *root_; }
   // The inode for nodeid `id` (1 = root). The kernel never names a forgotten nodeid.
   Inode& get(uint64_t id);
   uint64_t id_of(const Inode& in) const;

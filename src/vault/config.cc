@@ -34,7 +34,7 @@ namespace {
 json body_of(const FsConfig& c) {
   json ctx = json::object();
   for (const auto& [k, v] : c.user_context.pairs()) ctx[k] = v;
-  return json{
+  json body{
       {"kmsfs_config", c.version},
       {"fs_id", c.fs_id_hex()},
       {"created", c.created},
@@ -51,6 +51,9 @@ json body_of(const FsConfig& c) {
         {"version", c.fs_key_ref.version},
         {"wrapped", to_hex(c.fs_key_wrapped)}}},
   };
+  if (c.encrypted_names())
+    body["names"] = {{"encoding", std::string(name_encoding_name(c.name_encoding))}, {"longname_max", c.longname_max}};
+  return body;
 }
 
 // The MAC covers the compact dump of everything but "mac": nlohmann's objects are
@@ -111,7 +114,16 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
     c.header_size = j.at("header_size").get<uint32_t>();
     if (c.header_size != header::kSize) return Status(Code::kUnsupported, "vault config " + where + ": header_size " + std::to_string(c.header_size) + " not supported");
     c.name_mode = j.at("name_mode").get<std::string>();
-    if (c.name_mode != "plaintext") return Status(Code::kUnsupported, "vault config " + where + ": name mode '" + c.name_mode + "' not supported");
+    if (c.name_mode == "aes-siv") {
+      const json& names = j.at("names");
+      auto enc = name_encoding_from_name(names.at("encoding").get<std::string>());
+      if (!enc) return Status(Code::kUnsupported, "vault config " + where + ": unknown name encoding '" + names.at("encoding").get<std::string>() + "'");
+      c.name_encoding = *enc;
+      c.longname_max = names.at("longname_max").get<uint32_t>();
+      if (c.longname_max < kMinLongnameMax || c.longname_max > 255) return bad(where, "names.longname_max out of range");
+    } else if (c.name_mode != "plaintext") {
+      return Status(Code::kUnsupported, "vault config " + where + ": name mode '" + c.name_mode + "' not supported");
+    }
     const json& key = j.at("key");
     auto prov = provider_from_name(key.at("provider").get<std::string>());
     if (!prov) return Status(Code::kUnsupported, "vault config " + where + ": unknown key provider '" + key.at("provider").get<std::string>() + "'");

@@ -11,6 +11,7 @@
 #include "crypto/aead.h"
 #include "crypto/kdf.h"
 #include "format/key_ref.h"
+#include "format/names.h"
 
 namespace kmsfs {
 
@@ -28,7 +29,11 @@ struct FsConfig {
   CipherId cipher = CipherId::kAes256Gcm;
   uint32_t block_size = 4096;
   uint32_t header_size = 4096;
-  std::string name_mode = "plaintext";
+  // "plaintext", or "aes-siv" (docs/FORMAT.md §8) with the encoding and long-name limit.
+  std::string name_mode = "aes-siv";
+  NameEncoding name_encoding = NameEncoding::kBase64Url;
+  uint32_t longname_max = kDefaultLongnameMax;
+  bool encrypted_names() const { return name_mode != "plaintext"; }
   // What new files are wrapped under: the provider and the user's key spec (keyring key
   // name, later a KMS alias), resolved to an exact KeyRef at each create.
   ProviderId provider = ProviderId::kKeyring;

@@ -98,7 +98,9 @@ Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders&
     return fs_key.status().with_context("vault " + dir + ": filesystem key (" + c.fs_key_ref.to_string() + ")");
   ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->span(), c.fs_id));
   RETURN_IF_ERROR(verify_config(text, c, mac_key.span(), path));
-  return std::unique_ptr<Vault>(new Vault(dir, std::move(c), providers));
+  std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers));
+  RETURN_IF_ERROR(v->init_names(fs_key->span()));
+  return v;
 }
 
 Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders& providers,
@@ -118,6 +120,12 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   c.key_spec = opts.key_spec;
   c.keyring_hint = opts.keyring_hint;
   c.user_context = opts.user_context;
+  c.name_mode = opts.plaintext_names ? "plaintext" : "aes-siv";
+  c.name_encoding = opts.name_encoding;
+  c.longname_max = opts.longname_max;
+  if (!opts.plaintext_names && (c.longname_max < kMinLongnameMax || c.longname_max > 255))
+    return Status(Code::kInvalidArgument, "--longname-max must be between " + std::to_string(kMinLongnameMax) +
+                                              " and 255, got " + std::to_string(c.longname_max));
   for (const auto& [k, v] : c.user_context.pairs())
     if (k.rfind("kmsfs:", 0) == 0)
       return Status(Code::kInvalidArgument, "encryption context key '" + k + "' is reserved (kmsfs: prefix)");
@@ -141,7 +149,16 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   if (w.code() == Code::kAlreadyExists)
     return Status(Code::kAlreadyExists, "'" + dir + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
   RETURN_IF_ERROR(w);
-  return std::unique_ptr<Vault>(new Vault(dir, std::move(c), providers));
+  std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers));
+  RETURN_IF_ERROR(v->init_names(fs_key->plaintext.span()));
+  return v;
+}
+
+Status Vault::init_names(ByteSpan fs_key) {
+  if (!config_.encrypted_names()) return Status::Ok();
+  ASSIGN_OR_RETURN(names_, NameCipher::create(fs_key, config_.fs_id, config_.cipher, config_.name_encoding,
+                                              config_.longname_max));
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFile> backing) {

@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "format/crypt_file.h"
 #include "keys/key_providers.h"
+#include "format/names.h"
 #include "vault/config.h"
 
 namespace kmsfs {
@@ -23,6 +24,9 @@ struct InitOptions {
   std::string key_spec;
   std::string keyring_hint;
   EncryptionContext user_context;
+  bool plaintext_names = false;
+  NameEncoding name_encoding = NameEncoding::kBase64Url;
+  uint32_t longname_max = kDefaultLongnameMax;
 };
 
 // Reads and parses a file's header (structure only).
@@ -56,6 +60,8 @@ class Vault {
   Result<std::unique_ptr<CryptFile>> open_file(std::shared_ptr<BackingFile> backing);
 
   CryptFile::Options file_options() const { return file_opts_; }
+  // The name cipher, or nullptr when the vault keeps plaintext names.
+  const NameCipher* names() const { return names_.get(); }
 
  private:
   Vault(std::string dir, FsConfig config, KeyProviders& providers)
@@ -65,6 +71,9 @@ class Vault {
   FsConfig config_;
   KeyProviders& providers_;
   CryptFile::Options file_opts_;
+  std::unique_ptr<NameCipher> names_;
+
+  Status init_names(ByteSpan fs_key);
 };
 
 }  // namespace kmsfs

@@ -197,7 +197,7 @@ TEST_F(BadInputTest, UsageErrors) {
   EXPECT_TRUE(FailedWith(kmsfs({}), kUsage, {"(see kmsfs --help)"}));
   EXPECT_TRUE(FailedWith(kmsfs({"keyring", "frob"}), kUsage, {"keyring: unknown command 'frob'", "(see kmsfs keyring --help)"}));
   EXPECT_TRUE(FailedWith(kmsfs({"keyring"}), kUsage, {"keyring: ", "(see kmsfs keyring --help)"}));
-  EXPECT_TRUE(FailedWith(kmsfs({"cat"}), kUsage, {"cat: ", "BACKING_FILE"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat"}), kUsage, {"cat: ", "FILE"}));
   EXPECT_TRUE(FailedWith(kmsfs({"--bogus"}), kUsage, {"--bogus", "(see kmsfs --help)"}));
   EXPECT_TRUE(FailedWith(kmsfs({"help", "frobnicate"}), kUsage, {"unknown command 'frobnicate'"}));
 }

@@ -59,6 +59,14 @@ MountedVault::MountedVault(VaultOptions opts) : tmp_("kmsfs-it", "/var/tmp"), op
   mount();
 }
 
+std::string MountedVault::backing_at(const std::string& rel) const {
+  auto r = kmsfs({"encrypt-path", backing_, rel, "--keyring", keyring_});
+  std::string out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  if (r.exit_code != 0 || out.empty()) throw std::runtime_error("kmsfs encrypt-path " + rel + " failed: " + r.err);
+  return out;
+}
+
 bool MountedVault::mounted() const {
   struct stat st {};
   return ::stat(mnt_.c_str(), &st) == 0 && st.st_dev != parent_dev_;

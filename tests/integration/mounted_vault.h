@@ -38,7 +38,9 @@ class MountedVault {
   const std::string& backing() const { return backing_; }
   const std::string& keyring() const { return keyring_; }
   std::string at(const std::string& rel) const { return mnt_ + "/" + rel; }
-  std::string backing_at(const std::string& rel) const { return backing_ + "/" + rel; }
+  // The backing path of a plaintext path, from `kmsfs encrypt-path` (names are encrypted
+  // by default; this is also how a user finds a file in a backup).
+  std::string backing_at(const std::string& rel) const;
   const TempDir& tmp() const { return tmp_; }
 
   void mount();

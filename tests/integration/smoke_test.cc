@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "mounted_vault.h"
@@ -50,13 +51,26 @@ TEST(MountSmoke, BackingHoldsNoPlaintext) {
 
 TEST(MountSmoke, ConfigIsHiddenAndReserved) {
   MountedVault v;
+  const std::string conf = v.backing() + "/kmsfs.conf";
+  const std::string before = read_file(conf);
   struct stat st;
   EXPECT_EQ(::stat(v.at("kmsfs.conf").c_str(), &st), -1);
   EXPECT_EQ(errno, ENOENT);
-  int fd = ::open(v.at("kmsfs.conf").c_str(), O_CREAT | O_WRONLY, 0644);
-  EXPECT_EQ(fd, -1);
-  EXPECT_EQ(errno, EPERM);
   for (const auto& e : std::filesystem::directory_iterator(v.mnt())) EXPECT_NE(e.path().filename(), "kmsfs.conf");
+  int fd = ::open(v.at("kmsfs.conf").c_str(), O_CREAT | O_WRONLY, 0644);
+  if (v.backing_at("x") == v.backing() + "/x") {
+    // Plaintext names: the name is the config's, so it is reserved.
+    EXPECT_EQ(fd, -1);
+    EXPECT_EQ(errno, EPERM);
+  } else {
+    // Encrypted names: an ordinary name whose backing entry is not the config.
+    ASSERT_GE(fd, 0) << strerror(errno);
+    EXPECT_EQ(::write(fd, "mine", 4), 4);
+    ::close(fd);
+    EXPECT_EQ(read_file(v.at("kmsfs.conf")), "mine");
+  }
+  EXPECT_EQ(read_file(conf), before);
+  v.remount();  // the real config still authenticates
 }
 
 }  // namespace
