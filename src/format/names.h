@@ -1,4 +1,4 @@
-// Encrypted names (docs/FORMAT.md §8): file names, symlink targets and user.* xattrs.
+// Encrypted names (docs/FORMAT.md §11): file names, symlink targets and user.* xattrs.
 //
 // Names are encrypted deterministically with AES-256-SIV under one filesystem-wide name
 // key, so a lookup computes the backing name without listing the directory, a directory

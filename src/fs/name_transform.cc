@@ -66,7 +66,7 @@ Result<std::string> NameTransform::link_to_backing(std::string_view target) cons
   if (!encrypted()) return std::string(target);
   if (target.size() >= PATH_MAX) return Status(Code::kInvalidArgument, "symlink target too long", ENAMETOOLONG);
   ASSIGN_OR_RETURN(std::string stored, store_.cipher()->seal_link(target));
-  // The backing filesystem's limit applies to the encrypted form (docs/FORMAT.md §8.5).
+  // The backing filesystem's limit applies to the encrypted form (docs/FORMAT.md §11.3).
   if (stored.size() >= PATH_MAX) return Status(Code::kInvalidArgument, "symlink target too long once encrypted", ENAMETOOLONG);
   return stored;
 }

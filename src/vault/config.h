@@ -29,7 +29,7 @@ struct FsConfig {
   CipherId cipher = CipherId::kAes256Gcm;
   uint32_t block_size = 4096;
   uint32_t header_size = 4096;
-  // "plaintext", or "aes-siv" (docs/FORMAT.md §8) with the encoding and long-name limit.
+  // "plaintext", or "aes-siv" (docs/FORMAT.md §11) with the encoding and long-name limit.
   std::string name_mode = "aes-siv";
   NameEncoding name_encoding = NameEncoding::kBase64Url;
   uint32_t longname_max = kDefaultLongnameMax;

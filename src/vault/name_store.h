@@ -1,7 +1,7 @@
 // The directory half of file names: plaintext name -> backing entry and back, for the
 // mount and for the offline tools alike. With encrypted names a name too long for the
 // backing filesystem is stored as "kmsfs.ln.<hash>" with the full encrypted name in the
-// side file "kmsfs.ln.<hash>.name" beside it (docs/FORMAT.md §8.4). Side files are
+// side file "kmsfs.ln.<hash>.name" beside it (docs/FORMAT.md §11.4). Side files are
 // deterministic (the same name always gives the same bytes), so creating one twice, or a
 // sync tool copying one from another host, is harmless; an orphan is harmless too.
 #pragma once
