@@ -13,6 +13,14 @@
 
 namespace kmsfs {
 
+std::string fd_path(int fd) {
+  char buf[PATH_MAX];
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf - 1);
+  if (n < 0) return "<fd " + std::to_string(fd) + ">";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
 Result<Bytes> read_file(const std::string& path, size_t max_size) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {

@@ -20,4 +20,8 @@ Result<Bytes> read_file(const std::string& path, size_t max_size);
 // existing file (kAlreadyExists), atomically (link(2) instead of rename(2)).
 Status write_file_atomic(const std::string& path, ByteSpan data, mode_t mode, bool exclusive = false);
 
+// The current path of an open fd (O_PATH included), from /proc, for messages only:
+// "<fd N>" when it cannot be had.
+std::string fd_path(int fd);
+
 }  // namespace kmsfs

@@ -43,14 +43,6 @@ struct Auth {
   std::optional<uint64_t> bad_block;
 };
 
-Layout layout_of(const FileHeader& h) {
-  Layout l;
-  l.header_size = h.header_size;
-  l.block_size = h.block_size;
-  l.overhead = kAeadOverhead;
-  return l;
-}
-
 json slot_json(const FileHeader& h, int i) {
   json s{{"index", i}};
   if (!h.slots[i]) {
@@ -73,7 +65,7 @@ json slot_json(const FileHeader& h, int i) {
 }
 
 json report_json(const std::string& path, const FileHeader& h, uint64_t backing_size, const Auth& auth) {
-  const Layout::Decoded d = layout_of(h).plaintext_size(backing_size);
+  const Layout::Decoded d = Layout::of(h.header_size, h.block_size).plaintext_size(backing_size);
   json ctx = json::object();
   for (const auto& [k, v] : h.context.pairs()) ctx[k] = v;
   json j{
@@ -115,7 +107,7 @@ std::string slot_text(const FileHeader& h, int i) {
 
 std::string report_text(const std::string& path, const FileHeader& h, uint64_t backing_size,
                         const Auth& auth) {
-  const Layout::Decoded d = layout_of(h).plaintext_size(backing_size);
+  const Layout::Decoded d = Layout::of(h.header_size, h.block_size).plaintext_size(backing_size);
   std::string t;
   t += fmt::format("path: {}\n", path);
   t += fmt::format("format version: {}\n", h.version);

@@ -43,10 +43,7 @@ Status run_ls(const PathOptions& o) {
   ASSIGN_OR_RETURN(VaultPath vp, split_vault_path(o.target));
   ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp.vault_dir, o.keyring, o.passphrase));
   ASSIGN_OR_RETURN(Listing l, list_dir(*ov.vault, vp.rel));
-  Layout layout;
-  layout.header_size = ov.vault->config().header_size;
-  layout.block_size = ov.vault->config().block_size;
-  layout.overhead = kAeadOverhead;
+  const Layout layout = Layout::of(ov.vault->config().header_size, ov.vault->config().block_size);
   std::string out;
   for (const auto& e : l.entries) {
     if (!o.long_format) {

@@ -1,7 +1,5 @@
 #include "format/backing_file.h"
 
-#include <climits>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,16 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/file_io.h"
+
 namespace kmsfs {
 
-std::string PosixBackingFile::name() const {
-  if (!name_.empty()) return name_;
-  char buf[PATH_MAX];
-  const std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
-  ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf - 1);
-  if (n < 0) return "<fd " + std::to_string(fd_.get()) + ">";
-  return std::string(buf, static_cast<size_t>(n));
-}
+std::string PosixBackingFile::name() const { return name_.empty() ? fd_path(fd_.get()) : name_; }
 
 Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::string& path,
                                                                  int flags, mode_t mode) {

@@ -34,14 +34,6 @@ bool all_zero(ByteSpan b) {
   return true;
 }
 
-Layout layout_of(const FileHeader& h) {
-  Layout l;
-  l.header_size = h.header_size;
-  l.block_size = h.block_size;
-  l.overhead = kAeadOverhead;
-  return l;
-}
-
 }  // namespace
 
 // Locks the stripes covering blocks [first, last] in ascending stripe order, shared or
@@ -78,7 +70,7 @@ CryptFile::CryptFile(std::shared_ptr<BackingFile> backing, FileHeader header,
       keys_(std::move(keys)),
       opts_(opts),
       file_id_(header.file_id),
-      layout_(layout_of(header)),
+      layout_(Layout::of(header.header_size, header.block_size)),
       header_(std::move(header)) {}
 
 Result<std::unique_ptr<CryptFile>> CryptFile::create(std::shared_ptr<BackingFile> backing,
@@ -93,7 +85,7 @@ Result<std::unique_ptr<CryptFile>> CryptFile::create(std::shared_ptr<BackingFile
   ASSIGN_OR_RETURN(Bytes imm, encode_immutable(header, keys->header_mac_key.span()));
   ASSIGN_OR_RETURN(Bytes e0, encode_slot(s0));
   ASSIGN_OR_RETURN(Bytes e1, encode_slot(s1));
-  Layout l = layout_of(header);
+  Layout l = Layout::of(header.header_size, header.block_size);
   Bytes out(l.ciphertext_size(0), 0);
   std::copy(imm.begin(), imm.end(), out.begin());
   std::copy(e0.begin(), e0.end(), out.begin() + header::kSlotOffset[0]);

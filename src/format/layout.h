@@ -7,12 +7,19 @@
 
 #include <cstdint>
 
+#include "crypto/aead.h"
+
 namespace kmsfs {
 
 struct Layout {
   uint64_t header_size = 4096;
   uint64_t block_size = 4096;
-  uint64_t overhead = 40;  // nonce + tag per block
+  uint64_t overhead = kAeadOverhead;  // nonce + tag per block
+
+  // The layout of files with these sizes (from a header or the vault config).
+  static Layout of(uint64_t header_size, uint64_t block_size) {
+    return Layout{header_size, block_size, kAeadOverhead};
+  }
 
   uint64_t sealed_block_size() const { return block_size + overhead; }
   // Number of blocks a file of plaintext size p has (>= 1).

@@ -118,11 +118,16 @@ Result<std::string> NameCipher::decrypt_xattr_name(std::string_view enc) const {
   return open_name(kXattrNameLabel, enc);
 }
 
-Result<Bytes> NameCipher::seal_xattr_value(std::string_view enc_name, ByteSpan value) const {
-  // Bound to the (encrypted) attribute name, so values cannot be swapped between attributes.
+// Bound to the (encrypted) attribute name, so values cannot be swapped between attributes.
+static Bytes xattr_value_aad(std::string_view enc_name) {
   Bytes aad(kXattrValueAad.begin(), kXattrValueAad.end());
   aad.push_back(0);
   aad.insert(aad.end(), enc_name.begin(), enc_name.end());
+  return aad;
+}
+
+Result<Bytes> NameCipher::seal_xattr_value(std::string_view enc_name, ByteSpan value) const {
+  const Bytes aad = xattr_value_aad(enc_name);
   Bytes out(value.size() + kAeadOverhead);
   RETURN_IF_ERROR(values_->seal(value, aad, out));
   return out;
@@ -130,9 +135,7 @@ Result<Bytes> NameCipher::seal_xattr_value(std::string_view enc_name, ByteSpan v
 
 Result<Bytes> NameCipher::open_xattr_value(std::string_view enc_name, ByteSpan stored) const {
   if (stored.size() < kAeadOverhead) return Status(Code::kCorrupt, "xattr value too short to be sealed");
-  Bytes aad(kXattrValueAad.begin(), kXattrValueAad.end());
-  aad.push_back(0);
-  aad.insert(aad.end(), enc_name.begin(), enc_name.end());
+  const Bytes aad = xattr_value_aad(enc_name);
   Bytes out(stored.size() - kAeadOverhead);
   RETURN_IF_ERROR(values_->open(stored, aad, out));
   return out;

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/file_io.h"
 #include "fs/errno_map.h"
 
 namespace kmsfs {
@@ -21,14 +22,25 @@ namespace {
 
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-// The backing path behind an fd, for log lines only.
-std::string proc_target(int fd) {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink(proc_path(fd).c_str(), buf, sizeof buf - 1);
-  return n < 0 ? "<fd " + std::to_string(fd) + ">" : std::string(buf, static_cast<size_t>(n));
-}
-
 Status errno_status(const char* what) { return Status::Io(errno, what); }
+
+// Whole-value reads through a (buf, size) call that reports the size needed when given
+// size 0 (getxattr, listxattr); asks again if the value grew in between (ERANGE).
+template <typename Call>
+Result<std::string> read_sized(Call call, const char* what) {
+  std::string out;
+  while (true) {
+    ssize_t need = call(nullptr, 0);
+    if (need < 0) return errno_status(what);
+    out.resize(static_cast<size_t>(need));
+    ssize_t n = call(out.data(), out.size());
+    if (n >= 0) {
+      out.resize(static_cast<size_t>(n));
+      return out;
+    }
+    if (errno != ERANGE) return errno_status(what);
+  }
+}
 
 
 bool is_dot(const char* n) { return n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)); }
@@ -40,11 +52,9 @@ Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
       opts_(opts),
       table_(std::move(root_fd)),
       names_(vault.names(), opts.badname),
+      layout_(Layout::of(vault.config().header_size, vault.config().block_size)),
       writeback_(opts.writeback_cache),
       as_root_(::geteuid() == 0) {
-  layout_.header_size = vault.config().header_size;
-  layout_.block_size = vault.config().block_size;
-  layout_.overhead = kAeadOverhead;
   // Eviction starts at half the fd limit in inodes and goes down to a quarter: the other
   // half is for open files' backing fds, directory handles, libfuse's per-thread clone
   // fds, and for the inodes a fast creator adds before the kernel's FORGETs come in.
@@ -214,7 +224,7 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
   if (n < 0) return errno_status("readlink");
   if (static_cast<size_t>(n) >= sizeof buf) return Status(Code::kIo, "readlink", ENAMETOOLONG);
   auto target = names_.link_to_plain(std::string_view(buf, static_cast<size_t>(n)));
-  if (!target.ok()) return logged(target.status().with_context("symlink " + proc_target(in.fd.get())), "readlink");
+  if (!target.ok()) return logged(target.status().with_context("symlink " + fd_path(in.fd.get())), "readlink");
   return target;
 }
 
@@ -572,21 +582,14 @@ Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteS
     }
     return static_cast<size_t>(n);
   }
-  // Encrypted value: read it whole (the size can change between calls: retry on ERANGE).
-  Bytes stored;
-  while (true) {
-    ssize_t need = ::getxattr(path.c_str(), bname.c_str(), nullptr, 0);
-    if (need < 0) return errno_status("getxattr");
-    stored.resize(static_cast<size_t>(need));
-    ssize_t n = ::getxattr(path.c_str(), bname.c_str(), stored.data(), stored.size());
-    if (n >= 0) {
-      stored.resize(static_cast<size_t>(n));
-      break;
-    }
-    if (errno != ERANGE) return errno_status("getxattr");
-  }
-  auto plain = names_.store().cipher()->open_xattr_value(bname, stored);
-  if (!plain.ok()) return logged(plain.status().with_context("xattr of " + proc_target(in.fd.get())), "getxattr");
+  // Encrypted value: read it whole.
+  ASSIGN_OR_RETURN(std::string stored, read_sized(
+                                           [&](char* buf, size_t size) {
+                                             return ::getxattr(path.c_str(), bname.c_str(), buf, size);
+                                           },
+                                           "getxattr"));
+  auto plain = names_.store().cipher()->open_xattr_value(bname, as_bytes(stored));
+  if (!plain.ok()) return logged(plain.status().with_context("xattr of " + fd_path(in.fd.get())), "getxattr");
   if (out.empty()) return plain->size();
   if (out.size() < plain->size()) return Status(Code::kIo, "getxattr", ERANGE);
   std::copy(plain->begin(), plain->end(), out.begin());
@@ -601,18 +604,9 @@ Result<size_t> Filesystem::listxattr(uint64_t ino, MutableByteSpan out) {
     if (n < 0) return errno_status("listxattr");
     return static_cast<size_t>(n);
   }
-  std::string raw;
-  while (true) {
-    ssize_t need = ::listxattr(path.c_str(), nullptr, 0);
-    if (need < 0) return errno_status("listxattr");
-    raw.resize(static_cast<size_t>(need));
-    ssize_t n = ::listxattr(path.c_str(), raw.data(), raw.size());
-    if (n >= 0) {
-      raw.resize(static_cast<size_t>(n));
-      break;
-    }
-    if (errno != ERANGE) return errno_status("listxattr");
-  }
+  ASSIGN_OR_RETURN(std::string raw,
+                   read_sized([&](char* buf, size_t size) { return ::listxattr(path.c_str(), buf, size); },
+                              "listxattr"));
   std::string list;
   for (size_t i = 0; i < raw.size();) {
     size_t end = raw.find('\0', i);

@@ -1,7 +1,8 @@
 #include "fs/name_transform.h"
 
+#include "base/file_io.h"
+
 #include <fnmatch.h>
-#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
@@ -14,13 +15,6 @@ namespace {
 
 constexpr size_t kMaxLoggedBadNames = 10000;  // bounds memory; later ones still get hidden
 constexpr std::string_view kUserPrefix = "user.";
-
-std::string dir_path(int dirfd) {
-  char buf[PATH_MAX];
-  const std::string proc = "/proc/self/fd/" + std::to_string(dirfd);
-  ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf - 1);
-  return n < 0 ? "<dir fd " + std::to_string(dirfd) + ">" : std::string(buf, static_cast<size_t>(n));
-}
 
 }  // namespace
 
@@ -40,7 +34,7 @@ Result<BackingName> NameTransform::to_backing(std::string_view name, bool in_roo
 }
 
 void NameTransform::log_bad_once(int dirfd, std::string_view backing, const Status& why) const {
-  const std::string dir = dir_path(dirfd);
+  const std::string dir = fd_path(dirfd);
   std::string key = dir + "/" + std::string(backing);
   {
     std::lock_guard lock(logged_mu_);
