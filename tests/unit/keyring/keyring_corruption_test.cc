@@ -28,7 +28,7 @@ bool refused_cleanly(const Result<Keyring>& k) {
 
 TEST(KeyringCorruption, EveryBitFlipOfASealedFileIsRefused) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   auto pw = pass("pw");
   std::vector<std::string> keys = {"k"};
   // Most flips reach Argon2 (any flip in the blob, many in the meta), hundreds of runs:
@@ -38,7 +38,7 @@ TEST(KeyringCorruption, EveryBitFlipOfASealedFileIsRefused) {
   const Bytes good = read_all(path);
   ASSERT_TRUE(Keyring::open(path, &pw).ok());
 
-  const std::string target = dir.file("flipped");
+  const std::string target = dir / "flipped";
   for (size_t off = 0; off < good.size(); ++off) {
     for (int bit = 0; bit < 8; ++bit) {
       Bytes bad = good;
@@ -54,7 +54,7 @@ TEST(KeyringCorruption, EveryBitFlipOfASealedFileIsRefused) {
 
 TEST(KeyringCorruption, EveryBitFlipOfAnUnsealedFileIsRefused) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   std::vector<std::string> keys = {"k", "l"};
   auto k0 = Keyring::create(path, nullptr, {}, keys);
   ASSERT_TRUE(k0.ok());
@@ -62,7 +62,7 @@ TEST(KeyringCorruption, EveryBitFlipOfAnUnsealedFileIsRefused) {
   ASSERT_TRUE(k0->save().ok());
   const Bytes good = read_all(path);
 
-  const std::string target = dir.file("flipped");
+  const std::string target = dir / "flipped";
   for (size_t off = 0; off < good.size(); ++off) {
     for (int bit = 0; bit < 8; ++bit) {
       Bytes bad = good;
@@ -78,7 +78,7 @@ TEST(KeyringCorruption, EveryBitFlipOfAnUnsealedFileIsRefused) {
 
 TEST(KeyringCorruption, FlipInTheBlobOfAnUnsealedFileIsAChecksumError) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   std::vector<std::string> keys = {"k"};
   ASSERT_TRUE(Keyring::create(path, nullptr, {}, keys).ok());
   Bytes bad = read_all(path);
@@ -95,11 +95,11 @@ TEST(KeyringCorruption, TruncatedFilesAreRefused) {
   TempDir dir;
   auto pw = pass("pw");
   std::vector<std::string> keys = {"k"};
-  ASSERT_TRUE(Keyring::create(dir.file("s"), &pw, fast_kdf(), keys).ok());
-  ASSERT_TRUE(Keyring::create(dir.file("u"), nullptr, {}, keys).ok());
-  const std::string target = dir.file("t");
+  ASSERT_TRUE(Keyring::create(dir / "s", &pw, fast_kdf(), keys).ok());
+  ASSERT_TRUE(Keyring::create(dir / "u", nullptr, {}, keys).ok());
+  const std::string target = dir / "t";
   for (const char* name : {"s", "u"}) {
-    const Bytes good = read_all(dir.file(name));
+    const Bytes good = read_all(dir / name);
     for (size_t len = 0; len < good.size(); ++len) {
       write_raw(target, ByteSpan(good).first(len));
       auto k = Keyring::open(target, &pw);
@@ -117,7 +117,7 @@ TEST(KeyringCorruption, TruncatedFilesAreRefused) {
 
 TEST(KeyringCorruption, GarbageIsRefused) {
   TempDir dir;
-  const std::string target = dir.file("g");
+  const std::string target = dir / "g";
   auto pw = pass("pw");
   for (size_t size : {0, 1, 7, 8, 16, 20, 64, 1000, 100000}) {
     Bytes junk(size);

@@ -34,7 +34,7 @@ bool same(const SecureBuffer& a, const SecureBuffer& b) { return ct_equal(a.span
 // versions 1..`versions` and "other" at version 1.
 class ProviderTest : public ::testing::Test {
  protected:
-  void SetUp() override { provider_ = make(dir_.file("kr"), 3); }
+  void SetUp() override { provider_ = make(dir_ / "kr", 3); }
 
   static std::unique_ptr<KeyringProvider> make(const std::string& path, uint32_t versions) {
     std::vector<std::string> keys = {"main", "other"};
@@ -55,7 +55,7 @@ class ProviderTest : public ::testing::Test {
     });
   }
 
-  std::string path() const { return dir_.file("kr"); }
+  std::string path() const { return dir_ / "kr"; }
 
   TempDir dir_;
   std::unique_ptr<KeyringProvider> provider_;
@@ -172,7 +172,7 @@ TEST_F(ProviderTest, AWrapOnlyOpensUnderItsKeyVersionAndContext) {
 TEST_F(ProviderTest, ADifferentKeyringWithTheSameNamesCannotUnwrap) {
   auto dk = provider_->generate_data_key(ref("main", 1), file_ctx());
   ASSERT_TRUE(dk.ok());
-  auto stranger = make(dir_.file("kr2"), 3);
+  auto stranger = make(dir_ / "kr2", 3);
   auto out = stranger->unwrap(ref("main", 1), dk->wrapped, file_ctx());
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), Code::kCorrupt);
@@ -283,8 +283,8 @@ TEST_F(ProviderTest, UnknownKeysAreNotFound) {
 TEST_F(ProviderTest, SealedKeyringProviderWorks) {
   auto pw = pass("pw");
   std::vector<std::string> keys = {"main"};
-  ASSERT_TRUE(Keyring::create(dir_.file("sealed"), &pw, fast_kdf(), keys).ok());
-  auto p = KeyringProvider::open(dir_.file("sealed"), &pw);
+  ASSERT_TRUE(Keyring::create(dir_ / "sealed", &pw, fast_kdf(), keys).ok());
+  auto p = KeyringProvider::open(dir_ / "sealed", &pw);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   auto r = (*p)->resolve("main");
   ASSERT_TRUE(r.ok());
@@ -293,7 +293,7 @@ TEST_F(ProviderTest, SealedKeyringProviderWorks) {
   EXPECT_TRUE((*p)->unwrap(*r, dk->wrapped, file_ctx()).ok());
   EXPECT_TRUE((*p)->info().sealed);
   auto wrong = pass("nope");
-  EXPECT_EQ(KeyringProvider::open(dir_.file("sealed"), &wrong).status().code(),
+  EXPECT_EQ(KeyringProvider::open(dir_ / "sealed", &wrong).status().code(),
             Code::kPermissionDenied);
 }
 

@@ -24,7 +24,7 @@ Bytes material_of(const Keyring& k, std::string_view name, uint32_t version) {
 
 TEST(Keyring, CreateSealedAndOpen) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   auto pw = pass("correct horse");
   std::vector<std::string> keys = {"main"};
   auto k = Keyring::create(path, &pw, fast_kdf(), keys);
@@ -47,7 +47,7 @@ TEST(Keyring, CreateSealedAndOpen) {
 
 TEST(Keyring, CreateUnsealedAndOpen) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   std::vector<std::string> keys = {"a", "b"};
   auto k = Keyring::create(path, nullptr, {}, keys);
   ASSERT_TRUE(k.ok()) << k.status().to_string();
@@ -66,19 +66,19 @@ TEST(Keyring, CreateUnsealedAndOpen) {
 TEST(Keyring, EmptyKeyringRoundTrips) {
   TempDir dir;
   auto pw = pass("pw");
-  ASSERT_TRUE(Keyring::create(dir.file("s"), &pw, fast_kdf()).ok());
-  ASSERT_TRUE(Keyring::create(dir.file("u"), nullptr, {}).ok());
-  auto s = Keyring::open(dir.file("s"), &pw);
+  ASSERT_TRUE(Keyring::create(dir / "s", &pw, fast_kdf()).ok());
+  ASSERT_TRUE(Keyring::create(dir / "u", nullptr, {}).ok());
+  auto s = Keyring::open(dir / "s", &pw);
   ASSERT_TRUE(s.ok()) << s.status().to_string();
   EXPECT_TRUE(s->list().empty());
-  auto u = Keyring::open(dir.file("u"), nullptr);
+  auto u = Keyring::open(dir / "u", nullptr);
   ASSERT_TRUE(u.ok()) << u.status().to_string();
   EXPECT_TRUE(u->list().empty());
 }
 
 TEST(Keyring, WrongPassphraseIsPermissionDenied) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   auto pw = pass("right");
   std::vector<std::string> keys = {"main"};
   ASSERT_TRUE(Keyring::create(path, &pw, fast_kdf(), keys).ok());
@@ -93,8 +93,8 @@ TEST(Keyring, WrongPassphraseIsPermissionDenied) {
 TEST(Keyring, SealedNeedsAPassphrase) {
   TempDir dir;
   auto pw = pass("pw");
-  ASSERT_TRUE(Keyring::create(dir.file("kr"), &pw, fast_kdf()).ok());
-  auto k = Keyring::open(dir.file("kr"), nullptr);
+  ASSERT_TRUE(Keyring::create(dir / "kr", &pw, fast_kdf()).ok());
+  auto k = Keyring::open(dir / "kr", nullptr);
   ASSERT_FALSE(k.ok());
   EXPECT_EQ(k.status().code(), Code::kInvalidArgument);
 }
@@ -102,25 +102,25 @@ TEST(Keyring, SealedNeedsAPassphrase) {
 TEST(Keyring, CreateRefusesEmptyPassphraseAndBadParams) {
   TempDir dir;
   auto empty = pass("");
-  auto c = Keyring::create(dir.file("a"), &empty, fast_kdf());
+  auto c = Keyring::create(dir / "a", &empty, fast_kdf());
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
   auto pw = pass("pw");
-  auto d = Keyring::create(dir.file("b"), &pw, Argon2Params{1, 1024});
+  auto d = Keyring::create(dir / "b", &pw, Argon2Params{1, 1024});
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().code(), Code::kInvalidArgument);
-  auto e = Keyring::create(dir.file("c"), &pw, Argon2Params{1000, 1 << 20});
+  auto e = Keyring::create(dir / "c", &pw, Argon2Params{1000, 1 << 20});
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), Code::kInvalidArgument);
   std::vector<std::string> bad_keys = {"no spaces"};
-  EXPECT_FALSE(Keyring::create(dir.file("d"), nullptr, {}, bad_keys).ok());
-  EXPECT_FALSE(std::filesystem::exists(dir.file("a")));
-  EXPECT_FALSE(std::filesystem::exists(dir.file("d")));
+  EXPECT_FALSE(Keyring::create(dir / "d", nullptr, {}, bad_keys).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "a"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "d"));
 }
 
 TEST(Keyring, CreateRefusesAnExistingPath) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   testing::write_raw(path, as_bytes("precious"));
   auto k = Keyring::create(path, nullptr, {});
   ASSERT_FALSE(k.ok());
@@ -128,18 +128,18 @@ TEST(Keyring, CreateRefusesAnExistingPath) {
   EXPECT_EQ(read_all(path), Bytes(as_bytes("precious").begin(), as_bytes("precious").end()));
   // ... including another keyring.
   auto pw = pass("pw");
-  ASSERT_TRUE(Keyring::create(dir.file("kr2"), &pw, fast_kdf()).ok());
-  auto again = Keyring::create(dir.file("kr2"), &pw, fast_kdf());
+  ASSERT_TRUE(Keyring::create(dir / "kr2", &pw, fast_kdf()).ok());
+  auto again = Keyring::create(dir / "kr2", &pw, fast_kdf());
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
 }
 
 TEST(Keyring, MissingFileIsNotFound) {
   TempDir dir;
-  auto k = Keyring::open(dir.file("nope"), nullptr);
+  auto k = Keyring::open(dir / "nope", nullptr);
   ASSERT_FALSE(k.ok());
   EXPECT_EQ(k.status().code(), Code::kNotFound);
-  EXPECT_EQ(Keyring::peek(dir.file("nope")).status().code(), Code::kNotFound);
+  EXPECT_EQ(Keyring::peek(dir / "nope").status().code(), Code::kNotFound);
 }
 
 TEST(Keyring, FileModeIs0600) {
@@ -147,22 +147,22 @@ TEST(Keyring, FileModeIs0600) {
   mode_t old = ::umask(0);  // the mode must not depend on a permissive umask
   auto pw = pass("pw");
   std::vector<std::string> keys = {"main"};
-  auto s = Keyring::create(dir.file("s"), &pw, fast_kdf(), keys);
-  auto u = Keyring::create(dir.file("u"), nullptr, {}, keys);
+  auto s = Keyring::create(dir / "s", &pw, fast_kdf(), keys);
+  auto u = Keyring::create(dir / "u", nullptr, {}, keys);
   ::umask(old);
   ASSERT_TRUE(s.ok() && u.ok());
-  EXPECT_EQ(file_mode(dir.file("s")), 0600u);
-  EXPECT_EQ(file_mode(dir.file("u")), 0600u);
+  EXPECT_EQ(file_mode(dir / "s"), 0600u);
+  EXPECT_EQ(file_mode(dir / "u"), 0600u);
   ASSERT_TRUE(s->rotate("main").ok());
   ASSERT_TRUE(s->save().ok());
   ASSERT_TRUE(u->save().ok());
-  EXPECT_EQ(file_mode(dir.file("s")), 0600u);
-  EXPECT_EQ(file_mode(dir.file("u")), 0600u);
+  EXPECT_EQ(file_mode(dir / "s"), 0600u);
+  EXPECT_EQ(file_mode(dir / "u"), 0600u);
 }
 
 TEST(Keyring, AddRotateDisableSaveReopen) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   auto pw = pass("pw");
   auto k = Keyring::create(path, &pw, fast_kdf());
   ASSERT_TRUE(k.ok());
@@ -204,7 +204,7 @@ TEST(Keyring, AddRotateDisableSaveReopen) {
 TEST(Keyring, MutationErrors) {
   TempDir dir;
   std::vector<std::string> keys = {"main"};
-  auto k = Keyring::create(dir.file("kr"), nullptr, {}, keys);
+  auto k = Keyring::create(dir / "kr", nullptr, {}, keys);
   ASSERT_TRUE(k.ok());
   EXPECT_EQ(k->add_key("main").code(), Code::kAlreadyExists);
   EXPECT_EQ(k->add_key("").code(), Code::kInvalidArgument);
@@ -217,14 +217,14 @@ TEST(Keyring, MutationErrors) {
   auto missing = k->lookup("nope", 1);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), Code::kNotFound);
-  EXPECT_EQ(missing.status().message(), "key 'nope' not found in keyring " + dir.file("kr"));
+  EXPECT_EQ(missing.status().message(), "key 'nope' not found in keyring " + dir / "kr");
   EXPECT_EQ(k->lookup("main", 2).status().code(), Code::kNotFound);
   EXPECT_EQ(k->newest_enabled("nope").status().code(), Code::kNotFound);
 }
 
 TEST(Keyring, EverySaveUsesAFreshNonceAndTheSameSalt) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   auto pw = pass("pw");
   std::vector<std::string> keys = {"main"};
   auto k = Keyring::create(path, &pw, fast_kdf(), keys);
@@ -245,11 +245,11 @@ TEST(Keyring, MaterialNeverAppearsInASealedFile) {
   TempDir dir;
   auto pw = pass("pw");
   std::vector<std::string> keys = {"main", "other"};
-  auto s = Keyring::create(dir.file("s"), &pw, fast_kdf(), keys);
+  auto s = Keyring::create(dir / "s", &pw, fast_kdf(), keys);
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE(s->rotate("main").ok());
   ASSERT_TRUE(s->save().ok());
-  Bytes file = read_all(dir.file("s"));
+  Bytes file = read_all(dir / "s");
   for (auto [name, v] : {std::pair{"main", 1u}, {"main", 2u}, {"other", 1u}}) {
     Bytes m = material_of(*s, name, v);
     EXPECT_FALSE(contains(file, m)) << name << "@" << v;
@@ -261,21 +261,21 @@ TEST(Keyring, MaterialNeverAppearsInASealedFile) {
   EXPECT_FALSE(contains(file, as_bytes("pw\"")));
 
   // The same search does find material in an unsealed keyring (so the search works).
-  auto u = Keyring::create(dir.file("u"), nullptr, {}, keys);
+  auto u = Keyring::create(dir / "u", nullptr, {}, keys);
   ASSERT_TRUE(u.ok());
-  EXPECT_TRUE(contains(read_all(dir.file("u")), material_of(*u, "other", 1)));
+  EXPECT_TRUE(contains(read_all(dir / "u"), material_of(*u, "other", 1)));
 }
 
 TEST(Keyring, PeekNeedsNoPassphrase) {
   TempDir dir;
   auto pw = pass("pw");
   std::vector<std::string> keys = {"main"};
-  auto k = Keyring::create(dir.file("kr"), &pw, fast_kdf(), keys);
+  auto k = Keyring::create(dir / "kr", &pw, fast_kdf(), keys);
   ASSERT_TRUE(k.ok());
   ASSERT_TRUE(k->rotate("main").ok());
   ASSERT_TRUE(k->set_state("main", 1, KeyState::kDisabled).ok());
   ASSERT_TRUE(k->save().ok());
-  auto info = Keyring::peek(dir.file("kr"));
+  auto info = Keyring::peek(dir / "kr");
   ASSERT_TRUE(info.ok()) << info.status().to_string();
   EXPECT_TRUE(info->sealed);
   EXPECT_EQ(info->id, k->id());
@@ -287,13 +287,13 @@ TEST(Keyring, PeekNeedsNoPassphrase) {
   EXPECT_EQ(info->keys[0].versions[0].state, KeyState::kDisabled);
   EXPECT_EQ(info->keys[0].versions[1].state, KeyState::kEnabled);
   EXPECT_EQ(info->keys[0].versions[1].version, 2u);
-  EXPECT_EQ(info->path, dir.file("kr"));
+  EXPECT_EQ(info->path, dir / "kr");
   EXPECT_EQ(k->info().keys[0].versions.size(), 2u);
 }
 
 TEST(Keyring, ChangeAndRemovePassphrase) {
   TempDir dir;
-  const std::string path = dir.file("kr");
+  const std::string path = dir / "kr";
   std::vector<std::string> keys = {"main"};
   auto k = Keyring::create(path, nullptr, {}, keys);
   ASSERT_TRUE(k.ok());
@@ -336,9 +336,9 @@ std::string versions(int n) {
 Status open_plain(const TempDir& dir, const std::string& meta, size_t materials) {
   SecureBuffer mats(materials * 32);
   SecureBuffer file = build_plain_keyring(meta, mats.span());
-  testing::write_raw(dir.file("kr"), file.span());
-  auto k = Keyring::open(dir.file("kr"), nullptr);
-  auto p = Keyring::peek(dir.file("kr"));
+  testing::write_raw(dir / "kr", file.span());
+  auto k = Keyring::open(dir / "kr", nullptr);
+  auto p = Keyring::peek(dir / "kr");
   EXPECT_EQ(k.ok(), p.ok());
   if (!k.ok()) {
     EXPECT_EQ(k.status().message(), p.status().message());
@@ -354,7 +354,7 @@ TEST(KeyringValidation, HandBuiltPlainFileOpens) {
 
 TEST(KeyringValidation, EachRuleNamesItsField) {
   TempDir dir;
-  const std::string p = "keyring " + dir.file("kr") + ": ";
+  const std::string p = "keyring " + dir / "kr" + ": ";
   struct Case {
     std::string meta;
     size_t materials;
@@ -405,7 +405,7 @@ TEST(KeyringValidation, EachRuleNamesItsField) {
 // cannot make us allocate gigabytes (or spin for hours) just to fail authentication.
 TEST(KeyringValidation, SealedKdfParametersAreBounded) {
   TempDir dir;
-  const std::string p = "keyring " + dir.file("kr") + ": ";
+  const std::string p = "keyring " + dir / "kr" + ": ";
   auto aead = Aead::create(CipherId::kXChaCha20Poly1305, Bytes(32, 7));
   ASSERT_TRUE(aead.ok());
   auto meta = [](const std::string& kdf) {
@@ -436,37 +436,37 @@ TEST(KeyringValidation, SealedKdfParametersAreBounded) {
   for (const auto& c : cases) {
     auto file = build_sealed_keyring(meta(c.kdf), {}, **aead);
     ASSERT_TRUE(file.ok());
-    testing::write_raw(dir.file("kr"), *file);
-    auto k = Keyring::open(dir.file("kr"), &pw);
+    testing::write_raw(dir / "kr", *file);
+    auto k = Keyring::open(dir / "kr", &pw);
     ASSERT_FALSE(k.ok());
     EXPECT_EQ(k.status().code(), Code::kCorrupt);
     EXPECT_EQ(k.status().message(), p + c.message);
   }
   auto no_kdf = build_sealed_keyring(meta_with_keys("[]"), {}, **aead);
-  testing::write_raw(dir.file("kr"), *no_kdf);
-  EXPECT_EQ(Keyring::open(dir.file("kr"), &pw).status().message(),
+  testing::write_raw(dir / "kr", *no_kdf);
+  EXPECT_EQ(Keyring::open(dir / "kr", &pw).status().message(),
             p + "meta.kdf: missing in a sealed keyring");
 }
 
 TEST(KeyringValidation, UnknownVersionAndFlagsAreUnsupported) {
   TempDir dir;
   std::vector<std::string> keys = {"main"};
-  ASSERT_TRUE(Keyring::create(dir.file("kr"), nullptr, {}, keys).ok());
-  Bytes good = read_all(dir.file("kr"));
+  ASSERT_TRUE(Keyring::create(dir / "kr", nullptr, {}, keys).ok());
+  Bytes good = read_all(dir / "kr");
 
   Bytes v2 = good;
   put_le16(v2.data() + 8, 2);
-  testing::write_raw(dir.file("kr"), v2);
-  auto a = Keyring::open(dir.file("kr"), nullptr);
+  testing::write_raw(dir / "kr", v2);
+  auto a = Keyring::open(dir / "kr", nullptr);
   EXPECT_EQ(a.status().code(), Code::kUnsupported);
 
   Bytes f = good;
   put_le16(f.data() + 10, 4);
-  testing::write_raw(dir.file("kr"), f);
-  auto b = Keyring::open(dir.file("kr"), nullptr);
+  testing::write_raw(dir / "kr", f);
+  auto b = Keyring::open(dir / "kr", nullptr);
   EXPECT_EQ(b.status().code(), Code::kUnsupported);
   EXPECT_NE(b.status().message().find("unsupported keyring feature"), std::string::npos);
-  EXPECT_NE(b.status().message().find(dir.file("kr")), std::string::npos);
+  EXPECT_NE(b.status().message().find(dir / "kr"), std::string::npos);
 }
 
 }  // namespace

@@ -20,8 +20,8 @@ using testing::TempDir;
 std::string str(const SecureBuffer& b) { return std::string(as_chars(b.span())); }
 
 Result<SecureBuffer> from_file(const TempDir& dir, std::string_view content) {
-  testing::write_raw(dir.file("pw"), as_bytes(content));
-  return read_passphrase({PassphraseSource::Kind::kFile, dir.file("pw")}, "", false);
+  testing::write_raw(dir / "pw", as_bytes(content));
+  return read_passphrase({PassphraseSource::Kind::kFile, dir / "pw"}, "", false);
 }
 
 TEST(PassphraseFile, FirstLineWithoutItsEnding) {
@@ -49,13 +49,13 @@ TEST(PassphraseFile, EmptyIsRefused) {
     auto pw = from_file(dir, content);
     ASSERT_FALSE(pw.ok()) << content;
     EXPECT_EQ(pw.status().code(), Code::kInvalidArgument);
-    EXPECT_EQ(pw.status().message(), "passphrase file " + dir.file("pw") + " is empty");
+    EXPECT_EQ(pw.status().message(), "passphrase file " + dir / "pw" + " is empty");
   }
 }
 
 TEST(PassphraseFile, MissingIsNotFound) {
   TempDir dir;
-  auto pw = read_passphrase_file(dir.file("nope"));
+  auto pw = read_passphrase_file(dir / "nope");
   ASSERT_FALSE(pw.ok());
   EXPECT_EQ(pw.status().code(), Code::kNotFound);
 }

@@ -12,32 +12,13 @@
 #include <string>
 
 #include "base/bytes.h"
+#include "temp_dir.h"  // TempDir, shared with the other suites
 #include "base/file_io.h"
 #include "crypto/kdf.h"
 #include "crypto/secure_buffer.h"
 
 namespace kmsfs::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kmsfs-keyring-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 inline SecureBuffer pass(std::string_view s) { return SecureBuffer::copy_of(as_bytes(s)); }
 
