@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "crypto/aead_impl.h"
+#include "crypto/random.h"
 
 namespace kmsfs {
 namespace {
@@ -32,6 +33,12 @@ std::optional<CipherId> cipher_from_name(std::string_view name) noexcept {
 bool cipher_known(uint8_t raw) noexcept {
   return raw == static_cast<uint8_t>(CipherId::kAes256Gcm) ||
          raw == static_cast<uint8_t>(CipherId::kXChaCha20Poly1305);
+}
+
+Status Aead::seal(ByteSpan pt, ByteSpan aad, MutableByteSpan out) const {
+  uint8_t nonce[kAeadNonceSize];
+  random_nonce(nonce);
+  return seal_with_nonce(nonce, pt, aad, out);
 }
 
 Result<std::unique_ptr<Aead>> Aead::create(CipherId id, ByteSpan key) {

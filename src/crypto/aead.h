@@ -42,8 +42,9 @@ class Aead {
 
   // Seals with a fresh random nonce. out.size() must be pt.size() + kAeadOverhead.
   // pt and out must not overlap. Thread-safe: may be called concurrently.
-  virtual Status seal(ByteSpan pt, ByteSpan aad, MutableByteSpan out) const = 0;
-  // Same with a caller-chosen nonce: for known-answer tests only.
+  Status seal(ByteSpan pt, ByteSpan aad, MutableByteSpan out) const;
+  // Same with a caller-chosen nonce: what each cipher implements. Outside seal() only
+  // known-answer tests may call it (a repeated nonce under one key breaks both ciphers).
   virtual Status seal_with_nonce(ByteSpan nonce, ByteSpan pt, ByteSpan aad,
                                  MutableByteSpan out) const = 0;
   // in = nonce || ct || tag; out.size() must be in.size() - kAeadOverhead.

@@ -16,7 +16,6 @@
 
 #include "crypto/aead_impl.h"
 #include "crypto/detail.h"
-#include "crypto/random.h"
 #include "crypto/secure_buffer.h"
 
 namespace kmsfs::detail {
@@ -68,12 +67,6 @@ class XAes256Gcm final : public Aead {
   }
 
   CipherId id() const noexcept override { return CipherId::kAes256Gcm; }
-
-  Status seal(ByteSpan pt, ByteSpan aad, MutableByteSpan out) const override {
-    uint8_t nonce[kAeadNonceSize];
-    random_nonce(nonce);
-    return seal_with_nonce(nonce, pt, aad, out);
-  }
 
   Status seal_with_nonce(ByteSpan nonce, ByteSpan pt, ByteSpan aad,
                          MutableByteSpan out) const override {

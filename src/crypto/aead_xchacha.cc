@@ -6,7 +6,6 @@
 
 #include "crypto/aead_impl.h"
 #include "crypto/detail.h"
-#include "crypto/random.h"
 #include "crypto/secure_buffer.h"
 
 namespace kmsfs::detail {
@@ -21,12 +20,6 @@ class XChaCha20Poly1305 final : public Aead {
   explicit XChaCha20Poly1305(ByteSpan key) : key_(SecureBuffer::copy_of(key)) {}
 
   CipherId id() const noexcept override { return CipherId::kXChaCha20Poly1305; }
-
-  Status seal(ByteSpan pt, ByteSpan aad, MutableByteSpan out) const override {
-    uint8_t nonce[kAeadNonceSize];
-    random_nonce(nonce);
-    return seal_with_nonce(nonce, pt, aad, out);
-  }
 
   Status seal_with_nonce(ByteSpan nonce, ByteSpan pt, ByteSpan aad,
                          MutableByteSpan out) const override {
