@@ -1,0 +1,53 @@
+// The HTTP(S) front end, on Debian's cpp-httplib: converts requests for the Dispatcher and
+// replies back, serves the admin endpoints to loopback peers, carries out dropped-
+// connection faults, logs one line per request. Binding is separate from serving so the
+// bound port (port 0: any free one) can be published before the first request.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "dispatcher.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace kmsfs::kms_local {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1";
+  int port = 0;
+  std::string tls_cert;  // PEM; both or neither
+  std::string tls_key;
+  size_t threads = 16;  // requests served at once (injected latency holds a thread)
+  bool log_requests = true;
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, Dispatcher& dispatcher, Faults& faults, Stats& stats);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound port. kInvalidArgument if the TLS files do not load; kIo if bind fails.
+  Result<int> bind();
+  // Serves until stop(); then waits for the requests in flight.
+  Status serve();
+  // Thread-safe; called from the signal-handling thread.
+  void stop();
+
+ private:
+  void install_routes();
+
+  ServerOptions options_;
+  Dispatcher& dispatcher_;
+  Faults& faults_;
+  Stats& stats_;
+  std::unique_ptr<httplib::Server> server_;
+};
+
+}  // namespace kmsfs::kms_local
