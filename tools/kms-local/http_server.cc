@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "admin.h"
-#include "drop_connection.h"
+#include "connections.h"
 
 namespace kmsfs::kms_local {
 namespace {
@@ -81,6 +81,7 @@ Result<int> HttpServer::bind() {
     return Status(Code::kIo, "cannot listen on " + options_.listen + ":" +
                                  std::to_string(options_.port));
   }
+  port_ = port;
   return port;
 }
 
@@ -90,7 +91,12 @@ Status HttpServer::serve() {
 }
 
 void HttpServer::stop() {
-  if (server_) server_->stop();
+  if (!server_) return;
+  server_->stop();
+  // cpp-httplib lets an idle keep-alive connection wait out its timeout (5 s) before its
+  // worker ends, and serve() joins the workers: clients that pool connections (boto3 and
+  // the AWS CLI do) would hold every stop for 5 s.
+  end_idle_connections(port_);
 }
 
 void HttpServer::install_routes() {

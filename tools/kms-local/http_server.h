@@ -4,6 +4,7 @@
 // bound port (port 0: any free one) can be published before the first request.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -48,6 +49,7 @@ class HttpServer {
   Faults& faults_;
   Stats& stats_;
   std::unique_ptr<httplib::Server> server_;
+  std::atomic<int> port_{0};  // set by bind(), read by stop() on the signal thread
 };
 
 }  // namespace kmsfs::kms_local

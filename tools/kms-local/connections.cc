@@ -1,4 +1,4 @@
-#include "drop_connection.h"
+#include "connections.h"
 
 #include <dirent.h>
 #include <netinet/in.h>
@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cstdlib>
+#include <functional>
 
 namespace kmsfs::kms_local {
 namespace {
@@ -16,10 +17,11 @@ int port_of(const sockaddr_storage& a) {
   return -1;
 }
 
-int find_socket(int local_port, int remote_port) {
+// Calls visit(fd, peer_port) for every connected socket of ours whose local port is
+// `local_port` (the listening socket has no peer and is skipped); stops when it says so.
+void for_each_connection(int local_port, const std::function<bool(int, int)>& visit) {
   DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int found = -1;
+  if (dir == nullptr) return;
   while (dirent* e = ::readdir(dir)) {
     char* end = nullptr;
     long fd = std::strtol(e->d_name, &end, 10);
@@ -29,21 +31,32 @@ int find_socket(int local_port, int remote_port) {
     if (::getsockname(int(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
     if (port_of(local) != local_port) continue;
     if (::getpeername(int(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    if (port_of(peer) == remote_port) {
-      found = int(fd);
-      break;
-    }
+    if (!visit(int(fd), port_of(peer))) break;
   }
   ::closedir(dir);
-  return found;
 }
 
 }  // namespace
 
 bool drop_connection(const void* ssl, int local_port, int remote_port) {
-  int fd = ssl != nullptr ? SSL_get_fd(static_cast<const SSL*>(ssl))
-                          : find_socket(local_port, remote_port);
+  int fd = -1;
+  if (ssl != nullptr) {
+    fd = SSL_get_fd(static_cast<const SSL*>(ssl));
+  } else {
+    for_each_connection(local_port, [&](int candidate, int peer_port) {
+      if (peer_port != remote_port) return true;
+      fd = candidate;
+      return false;
+    });
+  }
   return fd >= 0 && ::shutdown(fd, SHUT_RDWR) == 0;
+}
+
+void end_idle_connections(int local_port) {
+  for_each_connection(local_port, [](int fd, int) {
+    ::shutdown(fd, SHUT_RD);
+    return true;
+  });
 }
 
 }  // namespace kmsfs::kms_local
