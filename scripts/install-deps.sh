@@ -13,7 +13,9 @@ TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       python3 xxd
       # tests/integration/apps_test.cc and powerloss_test.cc (losetup is in mount)
       sqlite3 git rsync tar diffutils xfsprogs mount
-      libcap2-bin)  # setcap/getcap: file capabilities through the mount
+      libcap2-bin  # setcap/getcap: file capabilities through the mount
+      # tests/kms_local: independent KMS clients against tools/kms-local, and curl
+      awscli python3-boto3 curl)
 
 missing=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do
