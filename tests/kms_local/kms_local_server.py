@@ -63,10 +63,15 @@ class KmsLocal:
         self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        status = self.stop()
+        log = self.log()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        # Every test also checks the server stopped cleanly (a sanitizer report is a
+        # non-zero exit), unless it is already failing for another reason.
+        if exc_type is None and status != 0:
+            raise RuntimeError(f"kms-local exited with {status}:\n{log}")
 
     @property
     def credentials_file(self):

@@ -59,6 +59,15 @@ TEST(KmsLocalProcess, SigtermStopsPromptlyWithAKeepAliveConnectionOpen) {
   EXPECT_NE(s.log().find("kms-local: stopped"), std::string::npos) << s.log();
 }
 
+TEST(KmsLocalProcess, SigtermRightAfterThePortFileIsNotLost) {
+  for (int i = 0; i < 10; ++i) {
+    KmsLocal s(KMS_LOCAL_BIN);
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(s.stop(), 0) << s.log();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  }
+}
+
 TEST(KmsLocalProcess, TlsAndAdminOverTls) {
   KmsLocal s(KMS_LOCAL_BIN, {.tls = true});
   EXPECT_EQ(s.endpoint().rfind("https://", 0), 0u);
@@ -89,7 +98,8 @@ TEST(KmsLocalProcess, StateFileAcrossARestart) {
 TEST(KmsLocalProcess, RefusesToStartOnBadInput) {
   TempDir dir("kms-local-bad");
   ProcessResult no_creds = run({KMS_LOCAL_BIN, "--port-file", dir / "port"});
-  EXPECT_NE(no_creds.exit_code, 0);
+  EXPECT_EQ(no_creds.exit_code, 2) << no_creds.err;
+  EXPECT_NE(no_creds.err.find("--credentials-file is required"), std::string::npos) << no_creds.err;
   ProcessResult missing = run({KMS_LOCAL_BIN, "--credentials-file", dir / "nope"});
   EXPECT_EQ(missing.exit_code, 2) << missing.err;
   EXPECT_THROW(KmsLocal(KMS_LOCAL_BIN, {.extra_args = {"--account-id", "12"}}), std::runtime_error);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "admin.h"
 #include "connections.h"
@@ -86,12 +87,19 @@ Result<int> HttpServer::bind() {
 }
 
 Status HttpServer::serve() {
-  if (!server_->listen_after_bind()) return Status(Code::kIo, "the HTTP server stopped with an error");
+  const bool clean = server_->listen_after_bind();
+  finished_ = true;
+  if (!clean) return Status(Code::kIo, "the HTTP server stopped with an error");
   return Status::Ok();
 }
 
 void HttpServer::stop() {
-  if (!server_) return;
+  // cpp-httplib's stop() does nothing until the accept loop runs, so a SIGTERM that came
+  // right after the port file appeared would be lost: wait for the loop (or its end).
+  while (!server_->is_running()) {
+    if (finished_) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   server_->stop();
   // cpp-httplib lets an idle keep-alive connection wait out its timeout (5 s) before its
   // worker ends, and serve() joins the workers: clients that pool connections (boto3 and

@@ -23,7 +23,9 @@ struct ServerOptions {
   int port = 0;
   std::string tls_cert;  // PEM; both or neither
   std::string tls_key;
-  size_t threads = 16;  // requests served at once (injected latency holds a thread)
+  // Connections served at once: an idle keep-alive connection holds a thread for up to
+  // 5 s, and injected latency holds one too.
+  size_t threads = 32;
   bool log_requests = true;
 };
 
@@ -38,7 +40,8 @@ class HttpServer {
   Result<int> bind();
   // Serves until stop(); then waits for the requests in flight.
   Status serve();
-  // Thread-safe; called from the signal-handling thread.
+  // Thread-safe, once, from the signal-handling thread, after bind(): returns when the
+  // server is stopping (or serve() has returned on its own).
   void stop();
 
  private:
@@ -50,6 +53,7 @@ class HttpServer {
   Stats& stats_;
   std::unique_ptr<httplib::Server> server_;
   std::atomic<int> port_{0};  // set by bind(), read by stop() on the signal thread
+  std::atomic<bool> finished_{false};  // serve() has returned
 };
 
 }  // namespace kmsfs::kms_local

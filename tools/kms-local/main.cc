@@ -44,6 +44,9 @@ Status check_flags(const Flags& f) {
       f.region.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
     return Status(Code::kInvalidArgument, "--region must look like us-east-1");
   }
+  if (f.server.threads < 1 || f.server.threads > 1024) {
+    return Status(Code::kInvalidArgument, "--threads must be 1..1024");
+  }
   if (f.session_lifetime && *f.session_lifetime < 1) {
     return Status(Code::kInvalidArgument, "--session-lifetime must be at least 1 second");
   }
@@ -116,7 +119,8 @@ int run(const Flags& f) {
 
   std::thread signals(wait_for_signal, std::ref(server), set);
   Status served = server.serve();
-  // serve() also returns on its own failure: wake the signal thread so it can be joined.
+  // serve() may also return on its own failure: wake the signal thread so it can be joined
+  // (a signal already taken leaves this one pending, harmlessly: the process is ending).
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
   if (!served.ok()) {
@@ -160,6 +164,11 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--fault-count", f.faults.count, "fault: inject at most this many, then clear");
   app.add_flag("--quiet", f.quiet, "no per-request log lines on stderr");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is a "parse error" with code 0; every real one is our usage error, 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   return kmsfs::kms_local::run(f);
 }
