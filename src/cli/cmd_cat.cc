@@ -21,13 +21,14 @@ struct CatOptions {
   std::string file;
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
+  AwsCliOptions aws;
 };
 
 Status run_cat(const CatOptions& o) {
   ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(o.file, O_RDONLY));
   std::shared_ptr<BackingFile> backing(std::move(posix));
   auto providers = make_providers(
-      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source()});
+      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source(), o.aws});
   ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, *providers));
   StreamResult r = stream_plaintext(*f, [](ByteSpan b) { return write_all(STDOUT_FILENO, b); });
   return r.status;
@@ -44,6 +45,7 @@ void add_cat_command(CLI::App& app, Commands& out) {
                   "keyring named by the nearest kmsfs.conf above the file)")
       ->type_name("KEYRING");
   add_passphrase_options(*cmd, o->passphrase);
+  add_aws_options(*cmd, o->aws);
   cmd->footer(
       "Only authenticated bytes are written: a damaged block stops the output before any of\n"
       "its bytes, and the command exits 5 naming the file, its id and the block.\n\n"
