@@ -174,27 +174,62 @@ std::pair<int, std::string> KmsLocal::admin(const std::string& method, const std
   return answer(c->Post(path.c_str(), body, "application/json"));
 }
 
-std::pair<int, std::string> KmsLocal::call(const std::string& operation,
-                                           const std::string& json_body,
-                                           const std::string& secret) const {
+namespace {
+
+// POST / signed for `service` with the test credentials.
+std::pair<int, std::string> signed_post(const std::string& endpoint, const std::string& ca,
+                                        int port, const char* service,
+                                        std::vector<std::pair<std::string, std::string>> headers,
+                                        const std::string& content_type, const std::string& body,
+                                        const std::string& secret) {
   aws::HttpRequest req;
   req.method = "POST";
   req.path = "/";
-  req.headers = {{"Host", "127.0.0.1:" + std::to_string(port_)},
-                 {"Content-Type", "application/x-amz-json-1.1"},
-                 {"X-Amz-Target", "TrentService." + operation}};
-  req.body = json_body;
-  auto creds = aws::Credentials::make(kAccessKeyId, secret);
-  aws::SigningParams p{.region = kRegion,
-                       .service = "kms",
+  req.headers = {{"Host", "127.0.0.1:" + std::to_string(port)}, {"Content-Type", content_type}};
+  req.headers.insert(req.headers.end(), headers.begin(), headers.end());
+  req.body = body;
+  auto creds = aws::Credentials::make(KmsLocal::kAccessKeyId, secret);
+  aws::SigningParams p{.region = KmsLocal::kRegion,
+                       .service = service,
                        .amz_date = aws::amz_date(std::chrono::system_clock::now())};
   if (!aws::sign_headers(req, creds, p).ok()) return {-1, "signing failed"};
-  httplib::Headers headers;
+  httplib::Headers out;
   for (const auto& [k, v] : req.headers) {
-    if (k != "Content-Type" && k != "Host") headers.emplace(k, v);
+    if (k != "Content-Type" && k != "Host") out.emplace(k, v);  // cpp-httplib sends these
   }
-  auto c = client_for(endpoint(), ca_file());
-  return answer(c->Post("/", headers, req.body, "application/x-amz-json-1.1"));
+  return answer(client_for(endpoint, ca)->Post("/", out, req.body, content_type.c_str()));
+}
+
+std::string xml_value(const std::string& xml, const std::string& tag) {
+  size_t a = xml.find("<" + tag + ">"), b = xml.find("</" + tag + ">");
+  if (a == std::string::npos || b == std::string::npos) return "";
+  a += tag.size() + 2;
+  return xml.substr(a, b - a);
+}
+
+}  // namespace
+
+std::pair<int, std::string> KmsLocal::call(const std::string& operation,
+                                           const std::string& json_body,
+                                           const std::string& secret) const {
+  return signed_post(endpoint(), ca_file(), port_, "kms",
+                     {{"X-Amz-Target", "TrentService." + operation}},
+                     "application/x-amz-json-1.1", json_body, secret);
+}
+
+std::pair<int, std::string> KmsLocal::sts(const std::string& form_body) const {
+  return signed_post(endpoint(), ca_file(), port_, "sts", {},
+                     "application/x-www-form-urlencoded; charset=utf-8", form_body,
+                     kSecretAccessKey);
+}
+
+KmsLocal::SessionCredentials KmsLocal::assume_role(const std::string& role_name) const {
+  auto [status, xml] = sts("Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A" +
+                           std::string(kAccountId) + "%3Arole%2F" + role_name +
+                           "&RoleSessionName=kmsfs-test");
+  if (status != 200) throw std::runtime_error("AssumeRole: " + std::to_string(status) + " " + xml);
+  return {xml_value(xml, "AccessKeyId"), xml_value(xml, "SecretAccessKey"),
+          xml_value(xml, "SessionToken")};
 }
 
 }  // namespace kmsfs::testing

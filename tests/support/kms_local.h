@@ -59,6 +59,15 @@ class KmsLocal {
   // A KMS operation signed with kmsfs's SigV4 signer: {HTTP status, body}.
   std::pair<int, std::string> call(const std::string& operation, const std::string& json_body,
                                    const std::string& secret = kSecretAccessKey) const;
+  // An STS query ("Action=AssumeRole&Version=2011-06-15&...", form-encoded), signed the
+  // same way: {HTTP status, XML body}.
+  std::pair<int, std::string> sts(const std::string& form_body) const;
+
+  struct SessionCredentials {
+    std::string access_key_id, secret_access_key, session_token;
+  };
+  // AssumeRole through sts(); throws std::runtime_error on failure.
+  SessionCredentials assume_role(const std::string& role_name = "kmsfs-test") const;
 
   // SIGTERM and wait (SIGKILL after 15 s); the exit status, 0 for a clean stop.
   int stop();
