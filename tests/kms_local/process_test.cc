@@ -2,7 +2,11 @@
 // start it): port 0 and the port file, parallel instances, signed calls with kmsfs's own
 // signer over a real socket, admin endpoints, clean SIGTERM with connections open, TLS,
 // the state file across a restart, and refusals at start.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -93,6 +97,34 @@ TEST(KmsLocalProcess, StateFileAcrossARestart) {
   auto [status, body] = s.call("Decrypt", json{{"CiphertextBlob", enc["CiphertextBlob"]}}.dump());
   EXPECT_EQ(status, 200) << body;
   EXPECT_EQ(parse(body)["Plaintext"], "a21zZnM=");
+}
+
+// The first IPv4 address of this host that is not loopback, if any.
+std::string non_loopback_ipv4() {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return "";
+  std::string found;
+  for (ifaddrs* i = list; i && found.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    char buf[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    found = buf;
+  }
+  ::freeifaddrs(list);
+  return found;
+}
+
+TEST(KmsLocalProcess, AdminEndpointsAnswerOnlyLoopbackPeers) {
+  const std::string ip = non_loopback_ipv4();
+  if (ip.empty()) GTEST_SKIP() << "no non-loopback IPv4 address to test from";
+  KmsLocal s(KMS_LOCAL_BIN, {.extra_args = {"--listen", "0.0.0.0"}});
+  auto code = [&](const std::string& host) {
+    return run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                "http://" + host + ":" + std::to_string(s.port()) + "/__admin/stats"})
+        .out;
+  };
+  EXPECT_EQ(code("127.0.0.1"), "200");
+  EXPECT_EQ(code(ip), "403");
 }
 
 TEST(KmsLocalProcess, RefusesToStartOnBadInput) {
