@@ -24,6 +24,7 @@ struct CatOptions {
   std::string file;
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
+  AwsCliOptions aws;
 };
 
 // A path that is not there as a backing file is read as BACKING/PLAIN/PATH.
@@ -32,7 +33,7 @@ Result<std::string> backing_file_of(const CatOptions& o) {
   if (::lstat(o.file.c_str(), &st) == 0) return o.file;
   auto vp = split_vault_path(o.file);
   if (!vp.ok()) return Status::Io(ENOENT, o.file + " (neither a backing file nor a path inside a vault)");
-  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp->vault_dir, o.keyring, o.passphrase));
+  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp->vault_dir, o.keyring, o.passphrase, o.aws));
   ASSIGN_OR_RETURN(std::string rel, encrypt_path(*ov.vault, vp->rel));
   std::string path = vp->vault_dir + "/" + rel;
   if (::lstat(path.c_str(), &st) != 0) return Status(Code::kNotFound, o.file + ": no such file in the vault", ENOENT);
@@ -44,7 +45,7 @@ Status run_cat(const CatOptions& o) {
   ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(file, O_RDONLY));
   std::shared_ptr<BackingFile> backing(std::move(posix));
   auto providers = make_providers(
-      {[&o, &file] { return locate_keyring({o.keyring, "", file}); }, o.passphrase.source()});
+      {[&o, &file] { return locate_keyring({o.keyring, "", file}); }, o.passphrase.source(), o.aws});
   ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, *providers));
   StreamResult r = stream_plaintext(*f, [](ByteSpan b) { return write_all(STDOUT_FILENO, b); });
   return r.status;
@@ -61,6 +62,7 @@ void add_cat_command(CLI::App& app, Commands& out) {
                   "keyring named by the nearest kmsfs.conf above the file)")
       ->type_name("KEYRING");
   add_passphrase_options(*cmd, o->passphrase);
+  add_aws_options(*cmd, o->aws);
   cmd->footer(
       "Only authenticated bytes are written: a damaged block stops the output before any of\n"
       "its bytes, and the command exits 5 naming the file, its id and the block.\n\n"

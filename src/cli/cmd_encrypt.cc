@@ -33,6 +33,7 @@ struct EncryptOptions {
   std::string dest;
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
+  AwsCliOptions aws;
 };
 
 // DEST as a path: relative ones are relative to the vault. Either way it must lie inside
@@ -98,7 +99,7 @@ Status run_encrypt(const EncryptOptions& o) {
   const mode_t mode = st.st_mode & 0777;
 
   auto providers = make_providers(
-      {[&o] { return locate_keyring({o.keyring, o.backing, ""}); }, o.passphrase.source()});
+      {[&o] { return locate_keyring({o.keyring, o.backing, ""}); }, o.passphrase.source(), o.aws});
   ASSIGN_OR_RETURN(auto vault, Vault::open(o.backing, *providers));
   auto created = vault->create_file(dest, mode);
   if (!created.ok()) {
@@ -135,6 +136,7 @@ void add_encrypt_command(CLI::App& app, Commands& out) {
                   "config's keyring)")
       ->type_name("KEYRING");
   add_passphrase_options(*cmd, o->passphrase);
+  add_aws_options(*cmd, o->aws);
   cmd->footer(
       "The new file gets PLAIN_FILE's permission bits and a fresh data key under the vault's\n"
       "current key version. On failure no partial DEST is left behind.\n\n"

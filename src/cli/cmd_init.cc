@@ -23,7 +23,9 @@ namespace {
 struct InitCliOptions {
   std::string backing;
   std::optional<std::string> keyring;
-  std::string key;
+  std::string key;      // --key: a keyring key
+  std::string kms_key;  // --kms-key: an AWS KMS key (ARN, alias/NAME or key id)
+  AwsCliOptions aws;
   std::string cipher = "aes-256-gcm";
   uint32_t block_size = 4096;
   std::vector<std::string> context;
@@ -61,6 +63,8 @@ Result<std::string> init_keyring(const InitCliOptions& o) {
 
 Status run_init(const InitCliOptions& o) {
   // Everything checkable without keys is checked before a passphrase is asked for.
+  if (o.key.empty() == o.kms_key.empty())
+    return Status(Code::kInvalidArgument, "pass exactly one of --key (keyring) and --kms-key (AWS KMS)");
   if (!valid_block_size(o.block_size))
     return Status(Code::kInvalidArgument, "block size " + std::to_string(o.block_size) +
                                               " must be a power of two from 1024 to 1048576");
@@ -82,15 +86,25 @@ Status run_init(const InitCliOptions& o) {
   if (::lstat(conf.c_str(), &st) == 0)
     return Status(Code::kAlreadyExists,
                   "'" + o.backing + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
-  ASSIGN_OR_RETURN(std::string keyring, init_keyring(o));
+  const bool kms = !o.kms_key.empty();
+  std::string keyring;
+  if (!kms) {
+    ASSIGN_OR_RETURN(keyring, init_keyring(o));
+  }
 
-  auto providers = make_providers({[keyring] { return Result<std::string>(keyring); },
-                                   o.passphrase.source()});
+  auto providers = make_providers(
+      {[keyring]() -> Result<std::string> {
+         if (keyring.empty()) return Status(Code::kInvalidArgument, "no keyring: pass --keyring");
+         return keyring;
+       },
+       o.passphrase.source(), o.aws});
   InitOptions io;
   io.cipher = *cipher;
   io.block_size = o.block_size;
-  io.provider = ProviderId::kKeyring;
-  io.key_spec = o.key;
+  // The spec is stored as given (an alias stays an alias, so retargeting it moves new
+  // files); each wrap records the exact ARN KMS answered.
+  io.provider = kms ? ProviderId::kAwsKms : ProviderId::kKeyring;
+  io.key_spec = kms ? o.kms_key : o.key;
   io.keyring_hint = keyring;
   io.user_context = std::move(ctx);
   io.plaintext_names = o.plaintext_names;
@@ -104,10 +118,11 @@ Status run_init(const InitCliOptions& o) {
                                 ? fmt::format("encrypted (AES-SIV, {}, names over {} bytes hashed)",
                                               name_encoding_name(c.name_encoding), c.longname_max)
                                 : std::string("plaintext");
+  std::string where = kms ? "" : ", keyring " + keyring;
   return print(fmt::format(
-      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}, keyring {})\nconfig: {}\n",
+      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}{})\nconfig: {}\n",
       c.fs_id_hex(), cipher_name(c.cipher), c.block_size, names, c.fs_key_ref.to_string(), c.key_spec,
-      keyring, ec ? conf : conf_abs));
+      where, ec ? conf : conf_abs));
 }
 
 }  // namespace
@@ -120,9 +135,15 @@ void add_init_command(CLI::App& app, Commands& out) {
   cmd->add_option("--keyring", o->keyring,
                   "The keyring (default: $KMSFS_KEYRING); stored in the config as an absolute path")
       ->type_name("KEYRING");
-  cmd->add_option("--key", o->key, "Name of the keyring key new files are wrapped under (NAME or NAME:VERSION)")
-      ->type_name("NAME")
-      ->required();
+  CLI::Option* key = cmd->add_option("--key", o->key, "Name of the keyring key new files are wrapped under (NAME or NAME:VERSION)")
+      ->type_name("NAME");
+  CLI::Option* kms_key =
+      cmd->add_option("--kms-key", o->kms_key,
+                      "AWS KMS key new files are wrapped under: key ARN, alias/NAME or key id "
+                      "(stored as given; each file records the key ARN)")
+          ->type_name("KEY");
+  key->excludes(kms_key);
+  add_aws_options(*cmd, o->aws);
   cmd->add_option("--cipher", o->cipher, "Content cipher")
       ->check(CLI::IsMember({"aes-256-gcm", "xchacha20-poly1305"}))
       ->capture_default_str();
@@ -151,7 +172,8 @@ void add_init_command(CLI::App& app, Commands& out) {
   cmd->footer(
       "Prints the filesystem id, cipher, block size, the key reference the filesystem key\n"
       "was wrapped under, and where the config was written.\n\n"
-      "Example:\n  kmsfs init /srv/vault --keyring /etc/kmsfs/keyring --key main --context team=ops");
+      "Examples:\n  kmsfs init /srv/vault --keyring /etc/kmsfs/keyring --key main --context team=ops\n"
+      "  kmsfs init /srv/vault --kms-key alias/kmsfs --region eu-west-1");
   out.push_back({"init", cmd, [o] { return run_init(*o); }});
 }
 

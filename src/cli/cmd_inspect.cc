@@ -31,6 +31,7 @@ struct InspectOptions {
   bool verify = false;
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
+  AwsCliOptions aws;
 
   // Authentication needs key material, so it runs only when asked for: plain `inspect`
   // stays non-interactive and works without any keyring.
@@ -140,7 +141,7 @@ Auth authenticate(const InspectOptions& o, std::shared_ptr<BackingFile> backing)
   Auth a;
   a.checked = true;
   auto providers = make_providers(
-      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source()});
+      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source(), o.aws});
   auto f = open_crypt_file(std::move(backing), *providers);
   if (!f.ok()) {
     a.status = f.status();
@@ -179,6 +180,7 @@ void add_inspect_command(CLI::App& app, Commands& out) {
                 "Authenticate with the keyring found as for cat ($KMSFS_KEYRING, else the "
                 "nearest kmsfs.conf above the file)");
   add_passphrase_options(*cmd, o->passphrase);
+  add_aws_options(*cmd, o->aws);
   cmd->footer(
       "Without --keyring/--verify (or a passphrase option) only the header's structure is\n"
       "checked. Exits 5 on a damaged header, or when authentication fails (the first bad\n"

@@ -46,6 +46,7 @@ struct MountArgs {
   bool no_writeback = false;
   unsigned threads = 16;
   PassphraseOptions pass;
+  AwsCliOptions aws;
 };
 
 Result<std::string> absolute(const std::string& p, const char* what) {
@@ -93,8 +94,15 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
     report(s);
     return s;
   };
-  KeyProviders providers(nullptr);
-  {
+  // The AWS provider is made here, after the fork, on first use: libcurl's connections
+  // and the credentials refresh thread do not survive a fork. The keyring (if any) is
+  // opened up front, with the passphrase read before the fork.
+  KeyProviders providers([aws = a.aws](ProviderId id) -> Result<std::unique_ptr<KeyProvider>> {
+    if (id == ProviderId::kAwsKms) return make_aws_provider(aws);
+    return Status(Code::kInvalidArgument, "a file needs the " + std::string(provider_name(id)) +
+                                              " provider: pass --keyring");
+  });
+  if (!keyring_path.empty()) {
     // Re-home the passphrase in memory locked by this process before using it.
     std::optional<SecureBuffer> pw;
     if (passphrase) pw = passphrase->clone();
@@ -146,14 +154,17 @@ Status run_mount(MountArgs& a) {
   ASSIGN_OR_RETURN(a.backing, absolute(a.backing, "backing directory"));
   ASSIGN_OR_RETURN(a.mountpoint, absolute(a.mountpoint, "mountpoint"));
   ASSIGN_OR_RETURN(FsConfig cfg, Vault::peek_config(a.backing));
-  if (cfg.provider != ProviderId::kKeyring)
-    return Status(Code::kUnsupported, "vault uses the " + std::string(provider_name(cfg.provider)) +
-                                          " provider, which this build cannot mount yet");
-  KeyringSearch search;
-  search.explicit_path = a.keyring;
-  search.vault_dir = a.backing;
-  ASSIGN_OR_RETURN(std::string keyring_path, locate_keyring(search));
-  ASSIGN_OR_RETURN(auto passphrase, keyring_passphrase(keyring_path, a.pass.source()));
+  // A keyring vault needs its keyring; a KMS vault needs one only if asked for (files
+  // wrapped by a keyring, e.g. copied in from another vault).
+  std::string keyring_path;
+  std::optional<SecureBuffer> passphrase;
+  if (cfg.provider == ProviderId::kKeyring || a.keyring || a.pass.given()) {
+    KeyringSearch search;
+    search.explicit_path = a.keyring;
+    search.vault_dir = a.backing;
+    ASSIGN_OR_RETURN(keyring_path, locate_keyring(search));
+    ASSIGN_OR_RETURN(passphrase, keyring_passphrase(keyring_path, a.pass.source()));
+  }
 
   // Say it here too: a daemonized child's warning goes to syslog only.
   if (is_dead_mount(a.mountpoint))
@@ -228,6 +239,7 @@ void add_mount_commands(CLI::App& app, Commands& out) {
   m->add_option("BACKING", args->backing, "The vault's backing directory (ciphertext)")->required();
   m->add_option("MOUNTPOINT", args->mountpoint, "Where the plaintext view appears")->required();
   m->add_option("--keyring", args->keyring, "Keyring file (default: $KMSFS_KEYRING, then the vault's keyring hint)");
+  add_aws_options(*m, args->aws);
   m->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr (for systemd and tests)");
   m->add_option("-o", args->options, "Mount options, comma-separated: allow_other (implies default_permissions), default_permissions, ro, badname=PATTERN (show undecryptable names matching the glob, with \" KMSFS_BAD_NAME\" appended), ...")
       ->allow_extra_args(false);

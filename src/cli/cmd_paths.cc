@@ -27,6 +27,7 @@ struct PathOptions {
   bool long_format = false;
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
+  AwsCliOptions aws;
 };
 
 char type_char(mode_t m) {
@@ -41,7 +42,7 @@ char type_char(mode_t m) {
 
 Status run_ls(const PathOptions& o) {
   ASSIGN_OR_RETURN(VaultPath vp, split_vault_path(o.target));
-  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp.vault_dir, o.keyring, o.passphrase));
+  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp.vault_dir, o.keyring, o.passphrase, o.aws));
   ASSIGN_OR_RETURN(Listing l, list_dir(*ov.vault, vp.rel));
   const Layout layout = Layout::of(ov.vault->config().header_size, ov.vault->config().block_size);
   std::string out;
@@ -81,13 +82,13 @@ std::string inside(const std::string& backing, const std::string& path) {
 }
 
 Status run_encrypt_path(const PathOptions& o) {
-  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.backing, o.keyring, o.passphrase));
+  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.backing, o.keyring, o.passphrase, o.aws));
   ASSIGN_OR_RETURN(std::string rel, encrypt_path(*ov.vault, o.path));
   return print((rel.empty() ? o.backing : o.backing + "/" + rel) + "\n");
 }
 
 Status run_decrypt_path(const PathOptions& o) {
-  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.backing, o.keyring, o.passphrase));
+  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.backing, o.keyring, o.passphrase, o.aws));
   ASSIGN_OR_RETURN(std::string rel, decrypt_path(*ov.vault, inside(o.backing, o.path)));
   return print(rel + "\n");
 }
@@ -96,6 +97,7 @@ void common(CLI::App* cmd, PathOptions& o) {
   cmd->add_option("--keyring", o.keyring, "Keyring (default: $KMSFS_KEYRING, else the one the vault names)")
       ->type_name("KEYRING");
   add_passphrase_options(*cmd, o.passphrase);
+  add_aws_options(*cmd, o.aws);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "cli/providers.h"
 
+#include "keys/aws/aws_kms_provider.h"
 #include "keys/keyring/keyring_provider.h"
 
 namespace kmsfs::cli {
@@ -16,6 +17,14 @@ Result<std::optional<SecureBuffer>> keyring_passphrase(const std::string& path,
 Result<Keyring> open_keyring(const std::string& path, const PassphraseSource& src) {
   ASSIGN_OR_RETURN(std::optional<SecureBuffer> pw, keyring_passphrase(path, src));
   return Keyring::open(path, pw ? &*pw : nullptr);
+}
+
+Result<std::unique_ptr<KeyProvider>> make_aws_provider(const AwsCliOptions& opts) {
+  ASSIGN_OR_RETURN(std::unique_ptr<aws::AwsKmsProvider> p,
+                   aws::AwsKmsProvider::create({.region = opts.region,
+                                                .endpoint = opts.kms_endpoint,
+                                                .profile = ""}));
+  return std::unique_ptr<KeyProvider>(std::move(p));
 }
 
 namespace {
@@ -36,8 +45,7 @@ std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg) {
       [cfg = std::move(cfg)](ProviderId id) -> Result<std::unique_ptr<KeyProvider>> {
         switch (id) {
           case ProviderId::kKeyring: return make_keyring_provider(cfg);
-          case ProviderId::kAwsKms:
-            return Status(Code::kUnsupported, "AWS KMS provider is not built yet");
+          case ProviderId::kAwsKms: return make_aws_provider(cfg.aws);
         }
         return Status(Code::kUnsupported, "unknown key provider id " +
                                               std::to_string(static_cast<int>(id)));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "cli/aws_options.h"
 #include "crypto/secure_buffer.h"
 #include "keys/key_providers.h"
 #include "keys/keyring/keyring.h"
@@ -20,9 +21,14 @@ struct ProviderConfig {
   // Finds the keyring path; called only when the keyring provider is first needed.
   std::function<Result<std::string>()> keyring;
   PassphraseSource passphrase;
+  AwsCliOptions aws;
 };
 
 std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg);
+
+// The AWS KMS provider (libcurl, the default credential chain). Create it in the process
+// that uses it: its connections and refresh thread do not survive a fork.
+Result<std::unique_ptr<KeyProvider>> make_aws_provider(const AwsCliOptions& opts);
 
 // The passphrase for the keyring at `path` if it is sealed (read from `src`, prompting on
 // the terminal only then), nullopt if it is not sealed.

@@ -29,9 +29,9 @@ Result<VaultPath> split_vault_path(const std::string& arg) {
 }
 
 Result<OpenedVault> open_vault_offline(const std::string& dir, const std::optional<std::string>& keyring,
-                                       const PassphraseOptions& pass) {
+                                       const PassphraseOptions& pass, const AwsCliOptions& aws) {
   OpenedVault o;
-  o.providers = make_providers({[keyring, dir] { return locate_keyring({keyring, dir, ""}); }, pass.source()});
+  o.providers = make_providers({[keyring, dir] { return locate_keyring({keyring, dir, ""}); }, pass.source(), aws});
   ASSIGN_OR_RETURN(o.vault, Vault::open(dir, *o.providers));
   return o;
 }

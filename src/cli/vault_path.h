@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "cli/aws_options.h"
 #include "cli/passphrase_options.h"
 #include "keys/key_providers.h"
 #include "vault/vault.h"
@@ -26,6 +27,6 @@ struct OpenedVault {
   std::unique_ptr<Vault> vault;
 };
 Result<OpenedVault> open_vault_offline(const std::string& dir, const std::optional<std::string>& keyring,
-                                       const PassphraseOptions& pass);
+                                       const PassphraseOptions& pass, const AwsCliOptions& aws);
 
 }  // namespace kmsfs::cli

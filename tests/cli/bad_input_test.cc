@@ -138,8 +138,10 @@ TEST_F(BadInputTest, TruncatedInsideABlock) {
 }
 
 // A header whose slots name the AWS KMS provider (rewritten here, slot checksums fixed up):
-// inspect shows it; opening it needs a provider this build does not have.
-TEST_F(BadInputTest, AwsKmsProviderIsNotBuiltYet) {
+// inspect shows it; opening it goes to the AWS provider, which needs a region for a key
+// that is not an ARN, and reports an unreachable KMS as unavailable (exit 9), without
+// leaving the machine.
+TEST_F(BadInputTest, AwsKmsWrappedFileNeedsRegionAndReachableKms) {
   std::string file = read_file(p("vault/f.bin"));
   for (size_t slot : {1024u, 2560u}) {
     // Slot: magic u32, len u32, seq u64, then the key-reference record (type u16, len u16,
@@ -154,11 +156,36 @@ TEST_F(BadInputTest, AwsKmsProviderIsNotBuiltYet) {
   json j = inspect_json("vault/aws.bin");
   EXPECT_EQ(j["slots"][1]["provider"], "aws-kms");
   EXPECT_EQ(j["slots"][1]["key_ref"], "aws-kms:main");
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/aws.bin", "--keyring", "keyring"}), kUnsupported,
-                         {"cat: ", "AWS KMS provider is not built yet"}));
-  auto inspect = kmsfs({"inspect", "vault/aws.bin", "--keyring", "keyring"});
-  EXPECT_TRUE(FailedWith(inspect, kUnsupported, {"AWS KMS provider is not built yet"}));
+
+  // No region anywhere (no AWS_* variables, a HOME without ~/.aws).
+  SpawnOptions no_aws;
+  for (const char* v : {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL",
+                        "AWS_ENDPOINT_URL_KMS", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"}) {
+    no_aws.env.emplace_back(v, std::nullopt);
+  }
+  no_aws.env.emplace_back("HOME", p(""));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/aws.bin"}, no_aws), kUsage,
+                         {"cat: ", "no AWS region for KMS key 'main'", "--region"}));
+  auto inspect = kmsfs({"inspect", "vault/aws.bin", "--verify"}, no_aws);
+  EXPECT_TRUE(FailedWith(inspect, kUsage, {"no AWS region"}));
   EXPECT_TRUE(contains(inspect.out, "authenticated: no (")) << inspect.out;
+
+  // A region and credentials, but nothing listening at the endpoint: retried, then exit 9.
+  SpawnOptions down = no_aws;
+  down.env.emplace_back("AWS_ACCESS_KEY_ID", "AKIDTEST");
+  down.env.emplace_back("AWS_SECRET_ACCESS_KEY", "secret");
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/aws.bin", "--region", "eu-west-1", "--kms-endpoint",
+                                "http://127.0.0.1:1"},
+                               down),
+                         kUnavailable, {"cat: ", "KMS Decrypt at http://127.0.0.1:1", "3 attempts"}));
+}
+
+TEST_F(BadInputTest, InitTakesExactlyOneKindOfKey) {
+  ASSERT_EQ(::mkdir(p("v3").c_str(), 0700), 0);
+  EXPECT_TRUE(FailedWith(kmsfs({"init", "v3"}), kUsage, {"exactly one of --key", "--kms-key"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"init", "v3", "--key", "main", "--kms-key", "alias/x"}), kUsage,
+                         {"--kms-key"}));
+  EXPECT_FALSE(std::filesystem::exists(p("v3/kmsfs.conf")));
 }
 
 TEST_F(BadInputTest, NotAKmsfsFile) {

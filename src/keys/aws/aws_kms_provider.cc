@@ -1,0 +1,124 @@
+#include "keys/aws/aws_kms_provider.h"
+
+namespace kmsfs::aws {
+
+AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env) {
+  AwsSettings s;
+  s.profile = o.profile.empty() ? profile_name(env) : o.profile;
+  s.region = o.region;
+  if (s.region.empty()) s.region = env.get("AWS_REGION").value_or("");
+  if (s.region.empty()) s.region = env.get("AWS_DEFAULT_REGION").value_or("");
+  if (s.region.empty()) {
+    ProfileFiles files = ProfileFiles::load(env);
+    if (auto p = profile_settings(files, s.profile); p.ok()) {
+      if (auto it = p->find("region"); it != p->end()) s.region = it->second;
+    }
+  }
+  s.endpoint = o.endpoint;
+  if (s.endpoint.empty()) s.endpoint = env.get("AWS_ENDPOINT_URL_KMS").value_or("");
+  if (s.endpoint.empty()) s.endpoint = env.get("AWS_ENDPOINT_URL").value_or("");
+  return s;
+}
+
+Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptions& o, Env env) {
+  AwsSettings s = resolve_settings(o, env);
+  std::shared_ptr<HttpTransport> http = make_curl_transport();
+  ChainOptions chain;
+  chain.env = std::move(env);
+  chain.http = http;
+  chain.profile = s.profile;
+  chain.region = s.region;
+  KmsClientOptions ko;
+  ko.region = s.region;
+  ko.endpoint = s.endpoint;
+  auto client = std::make_shared<KmsClient>(http, make_default_chain(std::move(chain)), std::move(ko));
+  return std::make_unique<AwsKmsProvider>(std::move(client));
+}
+
+AwsKmsProvider::AwsKmsProvider(std::shared_ptr<KmsClient> client, std::chrono::seconds resolve_ttl)
+    : client_(std::move(client)), resolve_ttl_(resolve_ttl) {}
+
+Status AwsKmsProvider::check_ref(const KeyRef& key) const {
+  if (key.provider != ProviderId::kAwsKms || key.key_id.empty()) {
+    return Status(Code::kInvalidArgument, "not an AWS KMS key reference: " + key.to_string());
+  }
+  return Status::Ok();
+}
+
+KeyRef AwsKmsProvider::ref_from_answer(const std::string& answered, const KeyRef& asked) const {
+  // KMS answers with the key ARN; a server that answers otherwise does not get to change
+  // what the header records.
+  return KeyRef{ProviderId::kAwsKms, answered.starts_with("arn:") ? answered : asked.key_id, 0};
+}
+
+Result<KeyRef> AwsKmsProvider::resolve(std::string_view spec) {
+  if (spec.empty() || spec.size() > kMaxKeyIdSize) {
+    return Status(Code::kInvalidArgument, "AWS KMS key spec must be 1 to " +
+                                              std::to_string(kMaxKeyIdSize) + " characters");
+  }
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard g(mu_);
+    if (auto it = resolved_.find(spec); it != resolved_.end() && now < it->second.second) {
+      return it->second.first;
+    }
+  }
+  std::string key(spec);
+  ASSIGN_OR_RETURN(KeyMetadata m, client_->describe_key(key));
+  if (!m.arn.starts_with("arn:")) {
+    return Status(Code::kCorrupt, "KMS DescribeKey of " + key + " returned no key ARN");
+  }
+  if (m.key_state == "PendingDeletion" || m.key_state == "PendingReplicaDeletion") {
+    return Status(Code::kPermissionDenied, "KMS key " + m.arn + " is pending deletion");
+  }
+  if (!m.enabled || (!m.key_state.empty() && m.key_state != "Enabled")) {
+    return Status(Code::kPermissionDenied, "KMS key " + m.arn + " is disabled (state " +
+                                               (m.key_state.empty() ? "unknown" : m.key_state) + ")");
+  }
+  if (m.key_usage != "ENCRYPT_DECRYPT") {
+    return Status(Code::kInvalidArgument, "KMS key " + m.arn + " has KeyUsage " + m.key_usage +
+                                              "; kmsfs needs ENCRYPT_DECRYPT");
+  }
+  if (m.key_spec != "SYMMETRIC_DEFAULT") {
+    return Status(Code::kInvalidArgument, "KMS key " + m.arn + " has KeySpec " + m.key_spec +
+                                              "; kmsfs needs SYMMETRIC_DEFAULT");
+  }
+  if (m.arn.size() > kMaxKeyIdSize) {
+    return Status(Code::kInvalidArgument, "KMS key ARN longer than " + std::to_string(kMaxKeyIdSize));
+  }
+  KeyRef ref{ProviderId::kAwsKms, m.arn, 0};
+  std::lock_guard g(mu_);
+  resolved_[key] = {ref, now + resolve_ttl_};
+  return ref;
+}
+
+Result<DataKey> AwsKmsProvider::generate_data_key(const KeyRef& key, const EncryptionContext& ctx) {
+  RETURN_IF_ERROR(check_ref(key));
+  ASSIGN_OR_RETURN(PlaintextAnswer a, client_->generate_data_key(key.key_id, ctx));
+  if (a.plaintext.size() != kDataKeySize) {
+    return Status(Code::kCorrupt, "KMS GenerateDataKey returned a key of the wrong size");
+  }
+  return DataKey{std::move(a.plaintext), std::move(a.blob), ref_from_answer(a.key_id, key)};
+}
+
+Result<SecureBuffer> AwsKmsProvider::unwrap(const KeyRef& key, ByteSpan wrapped,
+                                            const EncryptionContext& ctx) {
+  RETURN_IF_ERROR(check_ref(key));
+  ASSIGN_OR_RETURN(PlaintextAnswer a, client_->decrypt(key.key_id, wrapped, ctx));
+  if (a.plaintext.size() != kDataKeySize) {
+    return Status(Code::kCorrupt, "KMS Decrypt under " + key.key_id +
+                                      " returned " + std::to_string(a.plaintext.size()) +
+                                      " bytes, not a data key");
+  }
+  return std::move(a.plaintext);
+}
+
+Result<Rewrapped> AwsKmsProvider::rewrap(const KeyRef& from, ByteSpan wrapped,
+                                         const EncryptionContext& ctx, const KeyRef& to) {
+  RETURN_IF_ERROR(check_ref(from));
+  RETURN_IF_ERROR(check_ref(to));
+  ASSIGN_OR_RETURN(BlobAnswer a, client_->reencrypt(from.key_id, wrapped, ctx, to.key_id, ctx));
+  return Rewrapped{std::move(a.blob), ref_from_answer(a.key_id, to)};
+}
+
+}  // namespace kmsfs::aws

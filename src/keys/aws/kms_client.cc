@@ -1,0 +1,154 @@
+#include "keys/aws/kms_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "keys/aws/kms_errors.h"
+#include "keys/aws/url.h"
+
+namespace kmsfs::aws {
+
+std::string region_of_arn(std::string_view key_id) {
+  // arn:PARTITION:kms:REGION:ACCOUNT:RESOURCE
+  if (!key_id.starts_with("arn:")) return {};
+  size_t pos = 0;
+  for (int field = 0; field < 3; ++field) {
+    pos = key_id.find(':', pos);
+    if (pos == std::string_view::npos) return {};
+    ++pos;
+  }
+  size_t end = key_id.find(':', pos);
+  if (end == std::string_view::npos) return {};
+  return std::string(key_id.substr(pos, end - pos));
+}
+
+std::string default_kms_endpoint(std::string_view region) {
+  std::string domain = region.starts_with("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
+  return "https://kms." + std::string(region) + "." + domain;
+}
+
+KmsClient::KmsClient(std::shared_ptr<HttpTransport> http,
+                     std::shared_ptr<CredentialsProvider> creds, KmsClientOptions opts)
+    : http_(std::move(http)), creds_(std::move(creds)), opts_(std::move(opts)) {
+  if (!opts_.random) opts_.random = default_random01;
+  if (!opts_.sleep) opts_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  if (!opts_.clock) opts_.clock = [] { return std::chrono::system_clock::now(); };
+}
+
+Result<std::string> KmsClient::region_for(std::string_view key_id) const {
+  std::string r = region_of_arn(key_id);
+  std::lock_guard g(region_mu_);
+  if (!r.empty()) {
+    if (learned_region_.empty()) learned_region_ = r;
+    return r;
+  }
+  r = opts_.region.empty() ? learned_region_ : opts_.region;
+  if (r.empty()) {
+    return Status(Code::kInvalidArgument,
+                  "no AWS region for KMS key '" + std::string(key_id) +
+                      "': pass --region, set AWS_REGION, or use the key ARN");
+  }
+  return r;
+}
+
+Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key_id,
+                                     std::string body) {
+  WipeOnExit wipe_body(body);
+  ASSIGN_OR_RETURN(std::string region, region_for(key_id));
+  std::string endpoint = opts_.endpoint.empty() ? default_kms_endpoint(region) : opts_.endpoint;
+  ASSIGN_OR_RETURN(Url url, parse_url(endpoint));
+
+  Status last;
+  for (int attempt = 0; attempt < opts_.retry.max_attempts; ++attempt) {
+    if (attempt > 0) {
+      auto delay = backoff_delay(opts_.retry, attempt - 1, opts_.random());
+      spdlog::debug("KMS {} on {}: {}; retry {} in {} ms", op, key_id, last.message(), attempt,
+                    delay.count());
+      opts_.sleep(delay);
+    }
+    ASSIGN_OR_RETURN(std::shared_ptr<const Credentials> creds, creds_->get());
+
+    HttpRequest req;
+    req.method = "POST";
+    req.path = url.path;
+    req.headers = {{"Host", url.host_header},
+                   {"Content-Type", "application/x-amz-json-1.1"},
+                   {"X-Amz-Target", "TrentService." + std::string(op)}};
+    req.body = body;
+    SigningParams sp{.region = region, .service = "kms", .amz_date = amz_date(opts_.clock())};
+    RETURN_IF_ERROR(sign_headers(req, *creds, sp).status());
+
+    HttpCall hc;
+    hc.method = "POST";
+    hc.url = url.origin + url.path;
+    hc.headers = std::move(req.headers);
+    hc.body = std::move(req.body);
+    WipeOnExit wipe_sent(hc.body);
+    Result<HttpResponse> r = http_->send(hc);
+    if (!r.ok()) {
+      if (r.status().code() != Code::kUnavailable) return r.status().with_context("KMS " + std::string(op));
+      last = r.status();
+      continue;
+    }
+    if (r->status == 200) return r;
+
+    ErrorAnswer err = parse_error(std::string_view(r->body.data(), r->body.size()));
+    if (err.type.empty()) err.type = r->header("x-amzn-errortype");
+    last = map_kms_error(r->status, err.type, err.message, op, key_id);
+    if (classify_http(r->status, err.type) == RetryClass::kNever) return last;
+  }
+  if (last.code() == Code::kUnavailable) {
+    return Status(Code::kUnavailable, "KMS " + std::string(op) + " at " + url.origin + ": " +
+                                          last.message() + " (after " +
+                                          std::to_string(opts_.retry.max_attempts) + " attempts)");
+  }
+  return last;
+}
+
+Result<PlaintextAnswer> KmsClient::generate_data_key(const std::string& key_id,
+                                                     const EncryptionContext& ctx) {
+  ASSIGN_OR_RETURN(HttpResponse r, call("GenerateDataKey", key_id, generate_data_key_body(key_id, ctx)));
+  Result<PlaintextAnswer> a = parse_generate_data_key(r.body);
+  wipe(r.body);
+  if (a.ok() && a->plaintext.size() != 32) {
+    return Status(Code::kCorrupt, "KMS GenerateDataKey returned a " +
+                                      std::to_string(a->plaintext.size()) + "-byte key, not 32");
+  }
+  return a;
+}
+
+Result<PlaintextAnswer> KmsClient::decrypt(const std::string& key_id, ByteSpan blob,
+                                           const EncryptionContext& ctx) {
+  ASSIGN_OR_RETURN(HttpResponse r, call("Decrypt", key_id, decrypt_body(key_id, blob, ctx)));
+  Result<PlaintextAnswer> a = parse_decrypt(r.body);
+  wipe(r.body);
+  return a;
+}
+
+Result<BlobAnswer> KmsClient::reencrypt(const std::string& source_key_id, ByteSpan blob,
+                                        const EncryptionContext& source_ctx,
+                                        const std::string& dest_key_id,
+                                        const EncryptionContext& dest_ctx) {
+  // Sent to the destination key's region: ReEncrypt is a call on the destination key.
+  ASSIGN_OR_RETURN(HttpResponse r,
+                   call("ReEncrypt", dest_key_id,
+                        reencrypt_body(source_key_id, blob, source_ctx, dest_key_id, dest_ctx)));
+  return parse_blob_answer(r.body);
+}
+
+Result<BlobAnswer> KmsClient::encrypt(const std::string& key_id, ByteSpan plaintext,
+                                      const EncryptionContext& ctx) {
+  WipedString body = encrypt_body(key_id, plaintext, ctx);
+  std::string copy(body.data(), body.size());  // call() wipes this copy once sent
+  wipe(body);
+  ASSIGN_OR_RETURN(HttpResponse r, call("Encrypt", key_id, std::move(copy)));
+  return parse_blob_answer(r.body);
+}
+
+Result<KeyMetadata> KmsClient::describe_key(const std::string& key_id) {
+  ASSIGN_OR_RETURN(HttpResponse r, call("DescribeKey", key_id, describe_key_body(key_id)));
+  return parse_describe_key(r.body);
+}
+
+}  // namespace kmsfs::aws

@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "keys/aws/kms_json.h"
+
+namespace kmsfs::aws {
+namespace {
+
+const std::string kKey32B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
+
+WipedString ws(std::string_view s) { return WipedString(s.data(), s.size()); }
+
+TEST(KmsJson, PlaintextGoesToSecureBufferAndIsOverwrittenInTheAnswer) {
+  WipedString body = ws(R"({"CiphertextBlob":"AQID","KeyId":"arn:aws:kms:r:1:key/k","Plaintext":")" +
+                        kKey32B64 + R"("})");
+  Result<PlaintextAnswer> a = parse_generate_data_key(body);
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  ASSERT_EQ(a->plaintext.size(), 32u);
+  for (size_t i = 0; i < 32; ++i) EXPECT_EQ(a->plaintext.data()[i], i);
+  EXPECT_EQ(a->blob, (Bytes{1, 2, 3}));
+  EXPECT_EQ(a->key_id, "arn:aws:kms:r:1:key/k");
+  // The base64 plaintext no longer exists in the answer buffer.
+  std::string_view left(body.data(), body.size());
+  EXPECT_EQ(left.find(kKey32B64), std::string_view::npos);
+  EXPECT_NE(left.find(R"("Plaintext":")" + std::string(kKey32B64.size(), 'A') + "\""),
+            std::string_view::npos);
+}
+
+TEST(KmsJson, ScanFindsOnlyTheTopLevelMember) {
+  // A nested "Plaintext" and one inside a string value are not the answer's.
+  WipedString body = ws(R"({"X":{"Plaintext":"AAAA"},"Y":"\"Plaintext\":\"BBBB\"",)"
+                        R"( "Plaintext" : ")" + kKey32B64 + R"(", "KeyId":"arn:k"})");
+  Result<PlaintextAnswer> a = parse_decrypt(body);
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  EXPECT_EQ(a->plaintext.size(), 32u);
+  EXPECT_EQ(a->plaintext.data()[31], 31);
+}
+
+TEST(KmsJson, EscapedSlashInBase64) {
+  WipedString body = ws(R"({"Plaintext":"\/w==","KeyId":"arn:k"})");
+  Result<SecureBuffer> p = take_base64_field(body, "Plaintext");
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_EQ(p->size(), 1u);
+  EXPECT_EQ(p->data()[0], 0xff);
+}
+
+TEST(KmsJson, RefusesAmbiguousOrMalformedPlaintext) {
+  for (std::string bad : {
+           R"({"Plaintext":"AAAA","Plaintext":"BBBB"})",  // twice: which one would a parser keep?
+           R"({"Pl\u0061intext":"AAAA","Plaintext":"BBBB"})",  // escaped name
+           R"({"Plaintext":12})",
+           R"({"Plaintext":"not base64!"})",
+           R"({"Plaintext":"AA\nAA"})",
+           R"({"Plaintext":"AAAA)",
+           R"(["Plaintext","AAAA"])",
+       }) {
+    WipedString body = ws(bad);
+    Result<SecureBuffer> p = take_base64_field(body, "Plaintext");
+    EXPECT_EQ(p.status().code(), Code::kCorrupt) << bad;
+  }
+  WipedString none = ws(R"({"KeyId":"arn:k"})");
+  EXPECT_EQ(take_base64_field(none, "Plaintext").status().code(), Code::kNotFound);
+  WipedString body = ws(R"({"Plaintext":")" + kKey32B64 + R"("})");
+  EXPECT_EQ(parse_decrypt(body).status().code(), Code::kCorrupt);  // no KeyId
+}
+
+TEST(KmsJson, RequestBodies) {
+  EncryptionContext ctx;
+  ASSERT_TRUE(ctx.set("kmsfs:fs-id", "00ff").ok());
+  ASSERT_TRUE(ctx.set("team", "ops").ok());
+  auto j = nlohmann::json::parse(decrypt_body("arn:k", Bytes{1, 2, 3}, ctx));
+  EXPECT_EQ(j["KeyId"], "arn:k");
+  EXPECT_EQ(j["CiphertextBlob"], "AQID");
+  EXPECT_EQ(j["EncryptionContext"]["kmsfs:fs-id"], "00ff");
+  EXPECT_EQ(j["EncryptionContext"]["team"], "ops");
+
+  j = nlohmann::json::parse(generate_data_key_body("arn:k", ctx));
+  EXPECT_EQ(j["KeySpec"], "AES_256");
+  EXPECT_EQ(j["EncryptionContext"].size(), 2u);
+
+  j = nlohmann::json::parse(reencrypt_body("arn:a", Bytes{9}, ctx, "arn:b", ctx));
+  EXPECT_EQ(j["SourceKeyId"], "arn:a");
+  EXPECT_EQ(j["DestinationKeyId"], "arn:b");
+  EXPECT_EQ(j["SourceEncryptionContext"], j["DestinationEncryptionContext"]);
+
+  Bytes pt = {0, 1, 2, 3};
+  WipedString enc = encrypt_body("arn:k", pt, ctx);
+  j = nlohmann::json::parse(std::string_view(enc.data(), enc.size()));
+  EXPECT_EQ(j["Plaintext"], "AAECAw==");
+  EXPECT_EQ(j["KeyId"], "arn:k");
+  EXPECT_EQ(j["EncryptionContext"]["team"], "ops");
+
+  // Context values are JSON-escaped, not spliced.
+  EncryptionContext tricky;
+  ASSERT_TRUE(tricky.set("a\"b", "c\\d\n").ok());
+  j = nlohmann::json::parse(generate_data_key_body("k", tricky));
+  EXPECT_EQ(j["EncryptionContext"]["a\"b"], "c\\d\n");
+}
+
+TEST(KmsJson, DescribeKeyAndErrors) {
+  WipedString body = ws(R"({"KeyMetadata":{"Arn":"arn:aws:kms:r:1:key/k","KeyId":"k","Enabled":true,)"
+                        R"("KeyState":"Enabled","KeyUsage":"ENCRYPT_DECRYPT","KeySpec":"SYMMETRIC_DEFAULT"}})");
+  Result<KeyMetadata> m = parse_describe_key(body);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_EQ(m->arn, "arn:aws:kms:r:1:key/k");
+  EXPECT_TRUE(m->enabled);
+  EXPECT_EQ(m->key_spec, "SYMMETRIC_DEFAULT");
+  WipedString old = ws(R"({"KeyMetadata":{"Arn":"a","KeyId":"k","Enabled":false,"CustomerMasterKeySpec":"RSA_2048"}})");
+  m = parse_describe_key(old);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->key_spec, "RSA_2048");
+  WipedString broken = ws(R"({"KeyMetadata":{"Arn":"a"}})");
+  EXPECT_EQ(parse_describe_key(broken).status().code(), Code::kCorrupt);
+
+  ErrorAnswer e = parse_error(R"({"__type":"AccessDeniedException","message":"no"})");
+  EXPECT_EQ(e.type, "AccessDeniedException");
+  EXPECT_EQ(e.message, "no");
+  e = parse_error(R"({"__type":"X","Message":"M"})");
+  EXPECT_EQ(e.message, "M");
+  e = parse_error("<html>");
+  EXPECT_EQ(e.type, "");
+}
+
+TEST(KmsJson, Base64) {
+  EXPECT_EQ(base64_encode(Bytes{}), "");
+  EXPECT_EQ(base64_encode(Bytes{0xff, 0xee}), "/+4=");
+  EXPECT_EQ(*base64_decode("/+4="), (Bytes{0xff, 0xee}));
+  EXPECT_FALSE(base64_decode("/+4").ok());
+  EXPECT_FALSE(base64_decode("a b=").ok());
+}
+
+}  // namespace
+}  // namespace kmsfs::aws
