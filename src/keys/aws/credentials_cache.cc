@@ -1,4 +1,5 @@
 // The credentials cache with background refresh, and the static provider.
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <stop_token>
@@ -65,6 +66,7 @@ class CachingProvider final : public CredentialsProvider {
 
   void install(std::unique_lock<std::mutex>&, Credentials c) {
     current_ = std::make_shared<const Credentials>(std::move(c));
+    fetched_at_ = opts_.clock();
     if (current_->expiration && !worker_.joinable()) {
       worker_ = std::jthread([this](std::stop_token st) { refresh_loop(st); });
     }
@@ -80,8 +82,12 @@ class CachingProvider final : public CredentialsProvider {
         cv_.wait(lk, st, [] { return false; });
         continue;
       }
+      // Credentials that live shorter than twice refresh_ahead (STS allows 15 minutes) are
+      // refreshed at half their life: refreshing `refresh_ahead` early would fetch again at
+      // once, in a loop against the metadata service.
+      const auto life = std::chrono::duration_cast<std::chrono::seconds>(*exp - fetched_at_);
+      auto due = *exp - std::min<std::chrono::seconds>(opts_.refresh_ahead, life / 2);
       // The clock may be a test clock: wait in short steps and re-read it.
-      auto due = *exp - opts_.refresh_ahead;
       if (opts_.clock() < due) {
         cv_.wait_for(lk, st, std::chrono::milliseconds(200), [] { return false; });
         continue;
@@ -94,6 +100,7 @@ class CachingProvider final : public CredentialsProvider {
       lk.lock();
       if (fresh.ok()) {
         current_ = std::make_shared<const Credentials>(std::move(fresh).value());
+        fetched_at_ = opts_.clock();
       } else {
         cv_.wait_for(lk, st, opts_.retry_every, [] { return false; });
       }
@@ -107,6 +114,7 @@ class CachingProvider final : public CredentialsProvider {
   std::mutex mu_;
   std::condition_variable_any cv_;
   std::shared_ptr<const Credentials> current_;
+  std::chrono::system_clock::time_point fetched_at_{};
   std::jthread worker_;  // last: stopped and joined before the rest goes
 };
 

@@ -253,6 +253,33 @@ TEST(CredentialsCache, RefreshesAheadOfExpiryWithoutBlockingCallers) {
   EXPECT_EQ((*provider->get())->access_key_id.substr(0, 2), "AK");
 }
 
+// Credentials that expire sooner than refresh_ahead must not be fetched in a loop: they
+// are refreshed at half their life, once per life.
+TEST(CredentialsCache, ShortLivedCredentialsAreRefreshedAtHalfLifeNotInALoop) {
+  std::atomic<int64_t> now_s{1'000'000};
+  std::atomic<int> fetches{0};
+  CacheOptions opts;
+  opts.refresh_ahead = std::chrono::seconds(300);
+  opts.clock = [&] { return system_clock::time_point(std::chrono::seconds(now_s.load())); };
+  auto provider = make_caching_provider(
+      "short",
+      [&]() -> Result<Credentials> {
+        int n = ++fetches;
+        Credentials c = Credentials::make("AK" + std::to_string(n), "s");
+        c.expiration = system_clock::time_point(std::chrono::seconds(now_s.load() + 60));
+        return c;
+      },
+      opts);
+  ASSERT_TRUE(provider->get().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(fetches, 1);  // 60 s to live, due at 30 s: nothing yet
+  now_s += 31;
+  for (int i = 0; i < 100 && fetches < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(fetches, 2);  // one refresh, then due again only 30 s later
+  EXPECT_EQ((*provider->get())->access_key_id, "AK2");
+}
+
 TEST(CredentialsCache, StaticCredentialsAreFetchedOnce) {
   int fetches = 0;
   auto provider = make_caching_provider("static", [&]() -> Result<Credentials> {
