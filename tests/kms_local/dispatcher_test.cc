@@ -275,6 +275,32 @@ TEST_F(DispatcherTest, FaultsAndCounters) {
   EXPECT_EQ(stats["total"], 7);
 }
 
+TEST_F(DispatcherTest, JournalNamesKeyContextAndCallerButNoKeyMaterial) {
+  json key = ok_json(send(kms_request("CreateKey")));
+  const std::string id = key["KeyMetadata"]["KeyId"];
+  json enc = ok_json(send(kms_request(
+      "Encrypt", {{"KeyId", id}, {"Plaintext", "c2VjcmV0"}, {"EncryptionContext", {{"fs", "42"}}}})));
+  const std::string blob = enc["CiphertextBlob"];
+  Signer wrong;
+  wrong.secret = "not-the-secret";
+  send(kms_request("Decrypt", {{"KeyId", id}, {"CiphertextBlob", blob}, {"EncryptionContext", {{"fs", "42"}}}}),
+       wrong);
+  json j = stats_.journal();
+  ASSERT_EQ(j.size(), 3u) << j;
+  EXPECT_EQ(j[1]["operation"], "Encrypt");
+  EXPECT_EQ(j[1]["result"], "ok");
+  EXPECT_EQ(j[1]["KeyId"], id);
+  EXPECT_EQ(j[1]["EncryptionContext"], (json{{"fs", "42"}}));
+  EXPECT_NE(j[1]["caller"].get<std::string>().find(":user/"), std::string::npos) << j[1];
+  EXPECT_EQ(j[2]["operation"], "Decrypt");
+  EXPECT_EQ(j[2]["result"], "InvalidSignatureException");
+  EXPECT_FALSE(j[2].contains("caller"));  // not authenticated: nobody to name
+  EXPECT_EQ(j.dump().find("c2VjcmV0"), std::string::npos);
+  EXPECT_EQ(j.dump().find(blob), std::string::npos);
+  stats_.reset();
+  EXPECT_TRUE(stats_.journal().empty());
+}
+
 TEST_F(DispatcherTest, NeitherKmsNorSts) {
   aws::HttpRequest r = sts_request("Foo=bar");
   Outcome o = send(r, {}, "kms");
@@ -296,10 +322,13 @@ TEST(Form, Decoding) {
 TEST(Admin, Endpoints) {
   Faults faults;
   Stats stats;
-  stats.record("Encrypt", "ok");
+  stats.record("Encrypt", "ok", {{"KeyId", "k1"}});
   HttpReply r = handle_admin("GET", "/__admin/stats", "", faults, stats);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(json::parse(r.body)["operations"]["Encrypt"]["ok"], 1);
+  r = handle_admin("GET", "/__admin/requests", "", faults, stats);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body), json::parse(R"([{"KeyId":"k1","operation":"Encrypt","result":"ok"}])"));
   EXPECT_EQ(json::parse(handle_admin("DELETE", "/__admin/stats", "", faults, stats).body)["total"], 0);
 
   r = handle_admin("POST", "/__admin/faults", R"({"throttle_rate":0.25,"operations":["Decrypt"]})",

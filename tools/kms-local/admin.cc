@@ -24,6 +24,10 @@ HttpReply handle_admin(std::string_view method, std::string_view path, std::stri
     }
     return error(405, "GET or DELETE");
   }
+  if (path == "/__admin/requests") {
+    if (method == "GET") return json_reply(200, stats.journal());
+    return error(405, "GET");
+  }
   if (path == "/__admin/faults") {
     if (method == "GET") return json_reply(200, to_json(faults.get()));
     if (method == "DELETE") {

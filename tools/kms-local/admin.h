@@ -2,7 +2,8 @@
 // only to loopback peers (http_server.cc checks). JSON in and out:
 //   GET    /__admin/health   {"status": "ok"}
 //   GET    /__admin/stats    request counters (stats.h)
-//   DELETE /__admin/stats    reset them
+//   DELETE /__admin/stats    reset them (and the journal)
+//   GET    /__admin/requests the journal of recent requests (stats.h)
 //   GET    /__admin/faults   the fault configuration (faults.h)
 //   POST   /__admin/faults   replace it ({} clears)
 //   DELETE /__admin/faults   clear it

@@ -19,6 +19,18 @@ HttpReply kms_error_reply(const ApiError& e, const std::string& request_id) {
 
 double uniform01() { return static_cast<double>(random_uniform(uint64_t(1) << 53)) / double(uint64_t(1) << 53); }
 
+// The fields of a KMS request that say which key and context it names.
+nlohmann::json journaled_fields(const std::string& body) {
+  nlohmann::json out = nlohmann::json::object();
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return out;
+  for (const char* f : {"KeyId", "EncryptionContext", "SourceKeyId", "SourceEncryptionContext",
+                        "DestinationKeyId", "DestinationEncryptionContext"}) {
+    if (j.contains(f)) out[f] = j[f];
+  }
+  return out;
+}
+
 bool is_form(const aws::HttpRequest& req) {
   auto type = req.header("content-type");
   return type && type->starts_with("application/x-www-form-urlencoded");
@@ -89,25 +101,27 @@ Outcome Dispatcher::handle(const aws::HttpRequest& req) {
     } else {
       ApiError e = kms_errors::unknown_operation(
           "kms-local: expected an X-Amz-Target header (KMS) or an Action parameter (STS)");
-      out = Outcome{kms_error_reply(e, request_id), "", e.type, false};
+      out = Outcome{kms_error_reply(e, request_id), "", e.type, false, nullptr};
     }
   }
-  stats_.record(out.operation, out.drop ? "ConnectionDropped" : out.result);
+  stats_.record(out.operation, out.drop ? "ConnectionDropped" : out.result, std::move(out.detail));
   return out;
 }
 
 Outcome Dispatcher::handle_kms(const aws::HttpRequest& req, const std::string& op,
                                const std::string& id) {
   // Operations this server lacks still count under their own name.
-  Outcome out{{}, op, "ok", false};
+  Outcome out{{}, op, "ok", false, nullptr};
   auto finish = [&](const ApiError& e) {
     out.reply = kms_error_reply(e, id);
     out.result = e.type;
     return out;
   };
+  out.detail = journaled_fields(req.body);
   if (auto injected = inject(op, out.drop)) return finish(*injected);
   AuthResult auth = authenticate(req, "kms", auth_, creds_, now_seconds());
   if (auth.error) return finish(kms_auth_error(*auth.error));
+  out.detail["caller"] = auth.principal.arn;
   if (!KmsService::has_operation(op)) return finish(kms_errors::unknown_operation(""));
   auto result = kms_.call(op, req.body);
   if (!result.ok()) return finish(result.error());
@@ -119,7 +133,7 @@ Outcome Dispatcher::handle_sts(const aws::HttpRequest& req,
                                const std::map<std::string, std::string>& form,
                                const std::string& id) {
   const std::string& action = form.at("Action");
-  Outcome out{{}, action, "ok", false};
+  Outcome out{{}, action, "ok", false, nullptr};
   auto finish = [&](const ApiError& e) {
     XmlReply x = StsService::error_reply(e, id);
     out.reply = HttpReply{x.status, "text/xml", std::move(x.body), id};
@@ -138,6 +152,7 @@ Outcome Dispatcher::handle_sts(const aws::HttpRequest& req,
   if (is_signed) {
     auth = authenticate(req, "sts", auth_, creds_, now);
     if (auth.error) return finish(StsService::auth_error(*auth.error));
+    out.detail = {{"caller", auth.principal.arn}};
   }
   XmlReply x = sts_.call(form, is_signed ? &auth.principal : nullptr, id, now);
   if (!x.error_code.empty()) out.result = x.error_code;

@@ -29,6 +29,7 @@ struct Outcome {
   std::string operation;  // "Encrypt", "AssumeRole"; empty if none could be told
   std::string result;     // "ok" or the error type, as counted in the stats
   bool drop = false;      // close the connection without sending `reply`
+  nlohmann::json detail;  // journaled request fields (stats.h), null if none
 };
 
 class Dispatcher {
