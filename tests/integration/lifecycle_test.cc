@@ -29,7 +29,8 @@ struct CliVault {
     std::vector<std::string> create = {"keyring", "create", keyring, "--key", "main"};
     create.insert(create.end(), keyring_args.begin(), keyring_args.end());
     kmsfs(create);
-    std::vector<std::string> init = {"init", backing, "--keyring", keyring, "--key", "main"};
+    std::vector<std::string> init = {"init", backing};
+    for (const auto& a : key_init_args(keyring)) init.push_back(a);
     for (const auto& a : matrix_init_args()) init.push_back(a);
     init.insert(init.end(), unlock.begin(), unlock.end());
     kmsfs(init);

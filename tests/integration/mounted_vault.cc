@@ -1,5 +1,7 @@
 #include "mounted_vault.h"
 
+#include "kms_local.h"
+
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -29,6 +31,50 @@ std::vector<std::string> matrix_init_args() {
   return out;
 }
 
+namespace {
+
+// Lives until the test process exits, after every MountedVault (they are test locals).
+std::unique_ptr<KmsLocal>& shared_kms() {
+  static std::unique_ptr<KmsLocal> kms;
+  return kms;
+}
+
+const char* kms_mode() {
+  const char* mode = ::getenv("KMSFS_TEST_KMS");
+  return mode && *mode ? mode : nullptr;
+}
+
+void start_shared_kms(const std::string& mode) {
+  if (mode != "http" && mode != "tls") throw std::runtime_error("KMSFS_TEST_KMS must be http or tls, not " + mode);
+  KmsLocal::Options o;
+  o.tls = mode == "tls";
+  auto kms = std::make_unique<KmsLocal>(KMS_LOCAL_BIN, o);
+  auto [status, body] = kms->call("CreateKey", R"({"Description":"kmsfs mount tests"})");
+  const std::string marker = R"("KeyId":")";
+  size_t at = body.find(marker);
+  if (status != 200 || at == std::string::npos) throw std::runtime_error("kms-local CreateKey: " + body);
+  const std::string key_id = body.substr(at + marker.size(), 36);
+  auto alias = kms->call("CreateAlias", R"({"AliasName":"alias/kmsfs-test","TargetKeyId":")" + key_id + "\"}");
+  if (alias.first != 200) throw std::runtime_error("kms-local CreateAlias: " + alias.second);
+  for (const auto& [name, value] : kms->client_env()) {
+    if (value) {
+      ::setenv(name.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  shared_kms() = std::move(kms);
+}
+
+}  // namespace
+
+std::vector<std::string> key_init_args(const std::string& keyring) {
+  const char* mode = kms_mode();
+  if (!mode) return {"--keyring", keyring, "--key", "main"};
+  if (!shared_kms()) start_shared_kms(mode);
+  return {"--kms-key", "alias/kmsfs-test"};
+}
+
 ProcessResult kmsfs(const std::vector<std::string>& args, bool check, const ProcessOptions& opts) {
   std::vector<std::string> argv = {kmsfs_bin()};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -52,7 +98,8 @@ MountedVault::MountedVault(VaultOptions opts) : tmp_("kmsfs-it", "/var/tmp"), op
   ::stat(tmp_.path().c_str(), &st);
   parent_dev_ = st.st_dev;
   kmsfs({"keyring", "create", keyring_, "--no-passphrase", "--key", "main"});
-  std::vector<std::string> init = {"init", backing_, "--keyring", keyring_, "--key", "main"};
+  std::vector<std::string> init = {"init", backing_};
+  for (const auto& a : key_init_args(keyring_)) init.push_back(a);
   for (const auto& a : matrix_init_args()) init.push_back(a);
   for (const auto& a : opts_.init_args) init.push_back(a);
   kmsfs(init);

@@ -18,6 +18,11 @@ namespace kmsfs::testing {
 std::string kmsfs_bin();
 // Extra `kmsfs init` arguments of the option-matrix slice (env KMSFS_TEST_INIT_ARGS).
 std::vector<std::string> matrix_init_args();
+// With KMSFS_TEST_KMS=http or tls, vaults are made under a key in a tools/kms-local server
+// (one per test process, started on first use) instead of the keyring, and the process
+// environment points every kmsfs it runs at that server: the whole mount suite then runs
+// against the AWS KMS provider. Returns the `kmsfs init` key arguments either way.
+std::vector<std::string> key_init_args(const std::string& keyring);
 // Runs the kmsfs binary; fails the current test (ADD_FAILURE) if it exits non-zero and
 // `check` is set.
 ProcessResult kmsfs(const std::vector<std::string>& args, bool check = true, const ProcessOptions& opts = {});

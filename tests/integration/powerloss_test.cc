@@ -688,7 +688,8 @@ class PowerLoss : public ::testing::Test {
                  (writeback ? "" : ", --no-writeback"));
     const std::string vault = xfs_->at("vault" + std::to_string(it));
     ASSERT_EQ(::mkdir(vault.c_str(), 0755), 0);
-    std::vector<std::string> init = {"init", vault, "--keyring", keyring_, "--key", "main"};
+    std::vector<std::string> init = {"init", vault};
+    for (const auto& a : key_init_args(keyring_)) init.push_back(a);
     for (const auto& a : matrix_init_args()) init.push_back(a);
     ProcessResult ir = kmsfs(init);
     ASSERT_EQ(ir.exit_code, 0);

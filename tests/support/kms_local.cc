@@ -55,7 +55,7 @@ void KmsLocal::start() {
   const std::string port_file = dir_ / "port";
   ::unlink(port_file.c_str());
   std::vector<std::string> argv = {binary_, "--credentials-file", credentials_file(), "--region",
-                                   kRegion, "--port", "0", "--port-file", port_file};
+                                   kRegion, "--port", std::to_string(port_), "--port-file", port_file};
   if (options_.tls) {
     argv.insert(argv.end(), {"--tls-cert", ca_file(), "--tls-key", dir_ / "key.pem"});
   }
@@ -229,7 +229,7 @@ KmsLocal::SessionCredentials KmsLocal::assume_role(const std::string& role_name)
                            "&RoleSessionName=kmsfs-test");
   if (status != 200) throw std::runtime_error("AssumeRole: " + std::to_string(status) + " " + xml);
   return {xml_value(xml, "AccessKeyId"), xml_value(xml, "SecretAccessKey"),
-          xml_value(xml, "SessionToken")};
+          xml_value(xml, "SessionToken"), xml_value(xml, "Expiration")};
 }
 
 }  // namespace kmsfs::testing

@@ -65,13 +65,15 @@ class KmsLocal {
 
   struct SessionCredentials {
     std::string access_key_id, secret_access_key, session_token;
+    std::string expiration;  // ISO 8601, as STS answers it
   };
   // AssumeRole through sts(); throws std::runtime_error on failure.
   SessionCredentials assume_role(const std::string& role_name = "kmsfs-test") const;
 
   // SIGTERM and wait (SIGKILL after 15 s); the exit status, 0 for a clean stop.
   int stop();
-  // Starts again on the same directory (and state file); the port changes.
+  // Starts again on the same directory, state file and port (a client, or a mount, keeps
+  // its endpoint). Keys survive only with Options::state_file.
   void restart();
 
  private:
