@@ -2,7 +2,7 @@
 # Installs dependencies, builds, and runs every test CI runs:
 #   1. the whole suite on the default configuration (warnings as errors),
 #   2. a slice of the option matrix (cipher x block size x name mode) over the CLI, mount smoke
-#      and POSIX tests,
+#      and POSIX tests, and the mount suites again on the AWS KMS provider (tools/kms-local),
 #   3. unit, CLI and mount smoke tests under ASan+UBSan.
 # scripts/test.sh --full-matrix runs the full option matrix in step 2.
 set -euo pipefail
@@ -36,6 +36,10 @@ for m in "${matrix[@]}"; do
   echo "== option matrix: $m"
   KMSFS_TEST_INIT_ARGS="$m" ctest --test-dir build --output-on-failure -j"$jobs" -L "$labels" --timeout 600
 done
+
+# The mount suites on the AWS KMS provider, against tools/kms-local over TLS.
+echo "== mount suites on AWS KMS (tools/kms-local, TLS)"
+KMSFS_TEST_KMS=tls ctest --test-dir build --output-on-failure -j"$jobs" -L "${labels/cli|/}" --timeout 600
 
 echo "== ASan+UBSan: unit, CLI and mount smoke tests"
 cmake -S . -B build-asan -G Ninja -DKMSFS_WERROR=ON -DKMSFS_SANITIZE=ON -DKMSFS_BUILD_BENCH=OFF \

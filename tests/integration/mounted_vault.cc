@@ -56,13 +56,7 @@ void start_shared_kms(const std::string& mode) {
   const std::string key_id = body.substr(at + marker.size(), 36);
   auto alias = kms->call("CreateAlias", R"({"AliasName":"alias/kmsfs-test","TargetKeyId":")" + key_id + "\"}");
   if (alias.first != 200) throw std::runtime_error("kms-local CreateAlias: " + alias.second);
-  for (const auto& [name, value] : kms->client_env()) {
-    if (value) {
-      ::setenv(name.c_str(), value->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
+  kms->export_client_env();
   shared_kms() = std::move(kms);
 }
 
@@ -99,7 +93,7 @@ MountedVault::MountedVault(VaultOptions opts) : tmp_("kmsfs-it", "/var/tmp"), op
   parent_dev_ = st.st_dev;
   kmsfs({"keyring", "create", keyring_, "--no-passphrase", "--key", "main"});
   std::vector<std::string> init = {"init", backing_};
-  for (const auto& a : key_init_args(keyring_)) init.push_back(a);
+  for (const auto& a : opts_.key_args ? *opts_.key_args : key_init_args(keyring_)) init.push_back(a);
   for (const auto& a : matrix_init_args()) init.push_back(a);
   for (const auto& a : opts_.init_args) init.push_back(a);
   kmsfs(init);

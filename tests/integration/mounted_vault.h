@@ -28,6 +28,8 @@ std::vector<std::string> key_init_args(const std::string& keyring);
 ProcessResult kmsfs(const std::vector<std::string>& args, bool check = true, const ProcessOptions& opts = {});
 
 struct VaultOptions {
+  // Replaces key_init_args() (e.g. {"--kms-key", "alias/x"} for a test's own server).
+  std::optional<std::vector<std::string>> key_args;
   std::vector<std::string> init_args;   // added after the matrix args
   std::vector<std::string> mount_args;  // e.g. {"-o", "allow_other"}
 };

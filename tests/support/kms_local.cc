@@ -147,6 +147,16 @@ std::vector<std::pair<std::string, std::optional<std::string>>> KmsLocal::client
   return env;
 }
 
+void KmsLocal::export_client_env() const {
+  for (const auto& [name, value] : client_env()) {
+    if (value) {
+      ::setenv(name.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+}
+
 namespace {
 
 // One client per call: tests make few calls, and a fresh connection each time keeps a

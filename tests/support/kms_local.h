@@ -52,6 +52,9 @@ class KmsLocal {
   // STS), long-term test keys, region, no config files, no instance metadata,
   // AWS_CA_BUNDLE over TLS. The form of SpawnOptions::env.
   std::vector<std::pair<std::string, std::optional<std::string>>> client_env() const;
+  // Sets client_env() in this process's own environment, for children started without an
+  // explicit environment (a kmsfs mount started by MountedVault).
+  void export_client_env() const;
 
   // An admin endpoint (GET/POST/DELETE /__admin/...): {HTTP status, body}.
   std::pair<int, std::string> admin(const std::string& method, const std::string& path,
