@@ -26,7 +26,9 @@ Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptio
   ChainOptions chain;
   chain.env = std::move(env);
   chain.http = http;
-  chain.profile = s.profile;
+  // Only a profile the user named: the implicit "default" may be absent (an EC2 instance or a
+  // container has no AWS config), and the chain must then go on to the metadata sources.
+  chain.profile = o.profile;
   chain.region = s.region;
   KmsClientOptions ko;
   ko.region = s.region;
