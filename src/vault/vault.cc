@@ -56,6 +56,13 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
   for (int idx : {active, 1 - active}) {
     if (idx < 0 || !h.slots[idx]) continue;
     const HeaderSlot& slot = *h.slots[idx];
+    // A slot that repeats the one just refused (same key, same wrapped bytes) would be
+    // refused again: asking twice only doubles the KMS calls and the wait.
+    if (idx != active && active >= 0 && h.slots[active] && !first_error.ok() &&
+        h.slots[active]->key.to_string() == slot.key.to_string() &&
+        h.slots[active]->wrapped_dek == slot.wrapped_dek) {
+      continue;
+    }
     auto provider = providers.get(slot.key.provider);
     if (!provider.ok()) {
       if (first_error.ok()) first_error = provider.status();

@@ -128,7 +128,10 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   ASSERT_GE(held, 0) << std::strerror(errno);
 
   key_call("DisableKey");
+  reset_stats();
   EXPECT_EQ(open_errno(v.at("payroll-2026.xlsx"), O_RDONLY), EACCES);
+  // One refused call per open: not retried, and not asked again for the header's twin slot.
+  EXPECT_EQ(stats()["Decrypt"], (json{{"DisabledException", 1}})) << stats();
   EXPECT_EQ(open_errno(v.at("new"), O_WRONLY | O_CREAT | O_EXCL), EACCES);
   EXPECT_EQ(::access(v.at("new").c_str(), F_OK), -1) << "a failed create left a file behind";
   EXPECT_NE(v.log().find("disabled"), std::string::npos) << v.log();
