@@ -18,8 +18,11 @@
 // overwrites of a preallocated file with fsync, truncates up and down (also across large
 // sparse gaps) with writes, many small files (create, write, fsync, fsync of the
 // directory; rewrite with O_TRUNC; unlink), and atomic replace (write temp, fsync, rename
-// over, fsync of the directory). The cut comes after a seeded number of operations plus a
-// seeded delay, while the workload keeps running.
+// over, fsync of the directory). A third of the small files and one of the two replaced
+// config files have names of 200+ bytes, which encrypted names store under a hashed short
+// name with the full name in a side file (FORMAT.md §11.4): create, unlink and rename over
+// of those must be as crash-safe as of short names, and leave no stray entry. The cut comes
+// after a seeded number of operations plus a seeded delay, while the workload keeps running.
 //
 // Needs root, loop devices and xfsprogs; skips with the reason otherwise. Everything
 // (kmsfs mount, XFS mount, loop device) is torn down by destructors, also when a check fails.
@@ -368,6 +371,9 @@ std::vector<std::string> judge(const FileModel& f, const ReadBack& rb, uint64_t 
 }
 
 // A name and the files it may refer to after the cut.
+// Over the backing NAME_MAX once encrypted (a 200-byte name is 272 base64url characters).
+const std::string kLongConfig = "config-" + std::string(200, 'L');
+
 struct NameModel {
   std::vector<int> candidates;  // file ids; the name must hold one of them if present
   bool may_be_absent = true;
@@ -397,6 +403,8 @@ class Workload {
     trunc_id_ = create_synced("trunc.bin", rand_bytes(300000), &trunc_fd_, 0);
     int cfg = -1;
     config_id_ = create_synced("config", "version 0\n" + rand_bytes(3000), &cfg, 0);
+    ::close(cfg);
+    create_synced(kLongConfig, "version 0\n" + rand_bytes(2000), &cfg, 0);
     ::close(cfg);
   }
 
@@ -567,7 +575,8 @@ class Workload {
   }
 
   void small_create() {
-    std::string rel = "small/s" + std::to_string(next_small_++);
+    std::string rel = uni(0, 2) == 0 ? "small/" + std::string(210, 'l') + std::to_string(next_small_++)
+                                     : "small/s" + std::to_string(next_small_++);
     int id = new_file(rel);
     names_[rel] = NameModel{{id}, true, false};
     bool sync = uni(0, 9) != 0;  // a few stay unsynced: they may be absent or unreadable
@@ -613,8 +622,9 @@ class Workload {
 
   // The classic atomic replace: temp file, fsync, rename over, fsync of the directory.
   void replace_config() {
-    const std::string tmp = "config.tmp" + std::to_string(op_);
-    int id = new_file("config (written as " + tmp + ")");
+    const std::string target = uni(0, 1) ? kLongConfig : "config";
+    const std::string tmp = (uni(0, 1) ? std::string(200, 't') : std::string()) + "config.tmp" + std::to_string(op_);
+    int id = new_file(target.substr(0, 10) + "... (written as " + tmp.substr(tmp.size() > 20 ? tmp.size() - 20 : 0) + ")");
     names_[tmp] = NameModel{{id}, true, false};
     int fd = ::open(p(tmp).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
     if (!check(fd, "create " + tmp)) return;
@@ -627,9 +637,9 @@ class Workload {
     if (!ok) return;
     // From here the name "config" may hold the old or the new file, and the temp name
     // may or may not still exist (with the new file).
-    NameModel& c = names_["config"];
+    NameModel& c = names_[target];
     c.candidates.push_back(id);
-    if (!check(::rename(p(tmp).c_str(), p("config").c_str()), "rename " + tmp)) return;
+    if (!check(::rename(p(tmp).c_str(), p(target).c_str()), "rename " + tmp)) return;
     names_[tmp].may_be_absent = true;
     if (fsync_dir(".")) {
       c.candidates = {id};
@@ -779,6 +789,16 @@ class PowerLoss : public ::testing::Test {
         for (const auto& b : best) s += "\n    " + b;
         problems.push_back(s);
       }
+    }
+    // Nothing but the workload's names is listed: a crash between a long name's side file
+    // and its entry must not surface as a stray or undecryptable entry.
+    for (const std::string dir : {".", "small"}) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(mnt_ + "/" + dir, ec)) {
+        std::string rel = (dir == "." ? "" : dir + "/") + e.path().filename().string();
+        if (rel != "small" && !w.names().count(rel)) problems.push_back("stray entry listed: " + rel.substr(0, 60));
+      }
+      if (ec) problems.push_back("readdir " + dir + ": " + ec.message());
     }
     auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "iteration " << it << " (seed " << seed << (writeback ? "" : ", --no-writeback") << "): cut after " << cut_op << " ops ("
