@@ -12,7 +12,9 @@
 #   --only REGEX   workloads to run, matched against their ids (seqwrite seqread write512
 #                  write4k randread1 randread4 randwrite1 randwrite4 untar lsr md5 rm create);
 #                  a workload that another needs (the big file, the tree) still runs, untimed
-#   --fs REGEX     filesystems to run (plain pt pt_wb gocryptfs securefs kmsfs)
+#   --fs REGEX     filesystems to run (plain pt pt_wb gocryptfs securefs kmsfs kmsfs_pn); the
+#                  default runs all but kmsfs_pn (kmsfs with --plaintext-names, which shows
+#                  what name encryption costs: --fs '^(gocryptfs|kmsfs|kmsfs_pn)$')
 #   --out FILE     also write the markdown table (with the machine facts) to FILE
 #   --workdir DIR  parent of the work directory (default /var/tmp; must not be tmpfs)
 #   --keep         keep the work directory (source files, logs, raw results) afterwards
@@ -48,7 +50,7 @@ reps=3
 size_mb=1024
 quick=0
 only='.*'
-fs_re='.*'
+fs_re='^(plain|pt|pt_wb|gocryptfs|securefs|kmsfs)$'
 out=''
 workparent=/var/tmp
 keep=0
@@ -86,12 +88,13 @@ if ((quick)); then
 fi
 cmd_timeout=1800     # per measured command; a hung daemon must not hang the run forever
 
-all_fs=(plain pt pt_wb gocryptfs securefs kmsfs)
+all_fs=(plain pt pt_wb gocryptfs securefs kmsfs kmsfs_pn)
 declare -A fs_title=([plain]="plain dir" [pt]="passthrough_ll" [pt_wb]="passthrough_ll (writeback)"
-                     [gocryptfs]=gocryptfs [securefs]=securefs [kmsfs]=kmsfs)
+                     [gocryptfs]=gocryptfs [securefs]=securefs [kmsfs]=kmsfs
+                     [kmsfs_pn]="kmsfs (plaintext names)")
 fses=()
 for f in "${all_fs[@]}"; do
-  [[ $f == kmsfs && $skip_kmsfs == 1 ]] && continue
+  [[ $f == kmsfs* && $skip_kmsfs == 1 ]] && continue
   [[ $f =~ $fs_re ]] && fses+=("$f")
 done
 ((${#fses[@]})) || { echo "error: --fs '$fs_re' selects no filesystem" >&2; exit 2; }
@@ -118,7 +121,7 @@ if ((${#need_pkgs[@]})); then
 fi
 py=$(command -v /usr/bin/python3 || command -v python3) || die "python3 not found"
 
-if has_fs kmsfs; then
+if has_fs kmsfs || has_fs kmsfs_pn; then
   [[ -x $KMSFS ]] || die "kmsfs binary $KMSFS not found (build it, set KMSFS=..., or pass --skip-kmsfs)"
   KMSFS=$(realpath "$KMSFS")
   "$KMSFS" mount --help >/dev/null 2>&1 || die "$KMSFS has no 'mount' subcommand yet (rebuild, or pass --skip-kmsfs)"
@@ -262,7 +265,7 @@ rm -rf "$work/src/ref"
 
 # ---- 3. filesystems --------------------------------------------------------------------
 keyring=$work/src/kmsfs.keyring
-if has_fs kmsfs; then
+if has_fs kmsfs || has_fs kmsfs_pn; then
   "$KMSFS" keyring create "$keyring" --no-passphrase --key main > "$work/logs/kmsfs-keyring.log" 2>&1 \
     || { cat "$work/logs/kmsfs-keyring.log" >&2; die "kmsfs keyring create failed"; }
 fi
@@ -274,6 +277,7 @@ declare -A mount_cmd=(
   [gocryptfs]="gocryptfs -init -extpass 'echo pw' -q BACKING; gocryptfs -extpass 'echo pw' -q BACKING MNT"
   [securefs]="securefs create --pass pw BACKING; securefs mount --pass pw --background BACKING MNT"
   [kmsfs]="kmsfs init BACKING --keyring K --key main; kmsfs mount BACKING MNT --keyring K"
+  [kmsfs_pn]="kmsfs init BACKING --keyring K --key main --plaintext-names; kmsfs mount BACKING MNT --keyring K"
 )
 
 find_daemon() {  # mountpoint -> pid of the process serving it (cmdline names it, holds /dev/fuse)
@@ -310,8 +314,10 @@ setup_fs() {
     securefs)
       securefs create --pass pw "$b" >>"$lg" 2>&1 3>&- || return 1
       securefs mount --pass pw --background "$b" "$m" >>"$lg" 2>&1 3>&- || return 1 ;;
-    kmsfs)
-      "$KMSFS" init "$b" --keyring "$keyring" --key main >>"$lg" 2>&1 3>&- || return 1
+    kmsfs|kmsfs_pn)
+      local names=()
+      [[ $fs == kmsfs_pn ]] && names=(--plaintext-names)
+      "$KMSFS" init "$b" --keyring "$keyring" --key main "${names[@]}" >>"$lg" 2>&1 3>&- || return 1
       "$KMSFS" mount "$b" "$m" --keyring "$keyring" >>"$lg" 2>&1 3>&- || return 1 ;;
   esac
   wait_mounted "$m" || return 1
@@ -487,7 +493,7 @@ facts=$work/facts.md
   echo "- securefs: $(dpkg-query -W -f='${Version}' securefs) (links libfuse2 $(dpkg-query -W -f='${Version}' libfuse2 2>/dev/null || echo '?'))"
   echo "- libfuse3: $(pkg-config --modversion fuse3) (passthrough_ll built from its examples, gcc -O2)"
   echo "- fio: $(fio --version)"
-  if has_fs kmsfs; then echo "- kmsfs: $("$KMSFS" --version 2>/dev/null | head -1 || echo '?') ($KMSFS)"; fi
+  if has_fs kmsfs || has_fs kmsfs_pn; then echo "- kmsfs: $("$KMSFS" --version 2>/dev/null | head -1 || echo '?') ($KMSFS)"; fi
   echo "- parameters: reps $reps$( ((quick)) && echo ' (--quick)'), big file $size_mb MiB, small writes $small_mb MiB," \
        "fio file $fio_mb MiB / ${fio_runtime}s per run, tree $tree_files files ($tree_mb MB tar of ${tree_dirs[*]}), create $create_n files"
   echo "- mounts:"
@@ -523,7 +529,8 @@ table=$work/table.md
 import statistics, sys
 res, table, fses = sys.argv[1], sys.argv[2], sys.argv[3:]
 title = {"plain": "plain dir", "pt": "passthrough_ll", "pt_wb": "passthrough_ll (wb)",
-         "gocryptfs": "gocryptfs", "securefs": "securefs", "kmsfs": "kmsfs"}
+         "gocryptfs": "gocryptfs", "securefs": "securefs", "kmsfs": "kmsfs",
+         "kmsfs_pn": "kmsfs (plaintext names)"}
 # id, label, unit kind: "rate" (higher is better) or "cost" (lower is better)
 rows = [("seqwrite", "seq write 1M blocks + fsync (MB/s)", "rate"),
         ("seqread", "seq read cold 1M blocks (MB/s)", "rate"),
@@ -554,7 +561,7 @@ def fmt(x, wl):
     if wl.startswith("rand"): return f"{x:.0f}"
     if wl in ("untar", "lsr", "md5", "rm", "create"): return f"{x:.2f}"
     return f"{x:.1f}"
-peers = [p for p in ("gocryptfs", "pt_wb") if p in fses] if "kmsfs" in fses else []
+peers = [p for p in ("gocryptfs", "pt_wb", "kmsfs_pn") if p in fses] if "kmsfs" in fses else []
 hdr = ["workload"] + [title[f] for f in fses] + [f"kmsfs vs {title[p]}" for p in peers]
 out = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|"]
 for wl, label, kind in rows:
