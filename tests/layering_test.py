@@ -18,10 +18,11 @@ ALLOWED = {
     "keys": {"base", "crypto", "format", "keys"},
     "keys/keyring": {"base", "crypto", "format", "keys", "keys/keyring"},
     "keys/aws": {"base", "crypto", "format", "keys", "keys/aws"},
-    "vault": {"base", "crypto", "format", "keys", "vault"},
-    "fs": {"base", "crypto", "format", "keys", "vault", "fs"},
-    "rotation": {"base", "crypto", "format", "keys", "vault", "rotation"},
-    "control": {"base", "crypto", "format", "keys", "vault", "fs", "rotation", "control"},
+    "keys/cache": {"base", "crypto", "format", "keys", "keys/cache"},
+    "vault": {"base", "crypto", "format", "keys", "keys/cache", "vault"},
+    "fs": {"base", "crypto", "format", "keys", "keys/cache", "vault", "fs"},
+    "rotation": {"base", "crypto", "format", "keys", "keys/cache", "vault", "rotation"},
+    "control": {"base", "crypto", "format", "keys", "keys/cache", "vault", "fs", "rotation", "control"},
     "cli": None,  # the top: may use everything
 }
 # System headers only one module may include.

@@ -45,6 +45,9 @@ struct MountArgs {
   double entry_timeout = 1.0;
   bool no_writeback = false;
   unsigned threads = 16;
+  double key_ttl = 300;
+  size_t max_cached_keys = 10000;
+  double stale_if_error = 0;
   PassphraseOptions pass;
   AwsCliOptions aws;
 };
@@ -113,6 +116,13 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   }
   auto vault = Vault::open(a.backing, providers);
   if (!vault.ok()) return fail(vault.status());
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  KeyCacheOptions co;
+  co.ttl = ms(a.key_ttl);
+  co.max_keys = a.max_cached_keys;
+  co.stale_if_error = ms(a.stale_if_error);
+  KeyCache cache(providers, co);  // outlives the mount below: declared first
+  (*vault)->use_key_cache(&cache);
   MountConfig cfg;
   cfg.backing = a.backing;
   cfg.mountpoint = a.mountpoint;
@@ -247,6 +257,15 @@ void add_mount_commands(CLI::App& app, Commands& out) {
   m->add_option("--entry-timeout", args->entry_timeout, "Seconds the kernel caches names (default 1)")->check(CLI::NonNegativeNumber);
   m->add_flag("--no-writeback", args->no_writeback, "Disable the kernel writeback cache");
   m->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")->check(CLI::Range(1, 256));
+  m->add_option("--key-ttl", args->key_ttl,
+                "Seconds an unwrapped key is cached; a key revoked in the KMS stops working within this (default 300)")
+      ->check(CLI::Range(0.1, 86400.0));
+  m->add_option("--max-cached-keys", args->max_cached_keys, "Keys cached at most, least recently used go first (default 10000)")
+      ->check(CLI::Range(size_t(1), size_t(10'000'000)));
+  m->add_option("--stale-if-error", args->stale_if_error,
+                "Seconds past its TTL a cached key may still be used while the KMS is unreachable (never when it "
+                "refuses; default 0)")
+      ->check(CLI::Range(0.0, 86400.0));
   add_passphrase_options(*m, args->pass);
   out.push_back({"mount", m, [args] { return run_mount(*args); }});
 

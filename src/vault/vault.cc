@@ -47,7 +47,8 @@ Result<FileHeader> read_header(BackingFile& f) {
 
 Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> backing,
                                                    KeyProviders& providers,
-                                                   CryptFile::Options opts) {
+                                                   CryptFile::Options opts,
+                                                   KeyCache* cache) {
   ASSIGN_OR_RETURN(FileHeader h, read_header(*backing));
   // Try the active slot first, then the other: either one unwraps to the same DEK, and a
   // damaged or stale slot must not make the file unreadable.
@@ -63,17 +64,20 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
         h.slots[active]->wrapped_dek == slot.wrapped_dek) {
       continue;
     }
-    auto provider = providers.get(slot.key.provider);
-    if (!provider.ok()) {
-      if (first_error.ok()) first_error = provider.status();
-      continue;
-    }
-    auto dek = (*provider)->unwrap(slot.key, slot.wrapped_dek, h.context);
+    Result<std::shared_ptr<const SecureBuffer>> dek = [&]() -> Result<std::shared_ptr<const SecureBuffer>> {
+      if (cache) {
+        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(slot.key, slot.wrapped_dek, h.context));
+        return std::move(lease.key);
+      }
+      ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(slot.key.provider));
+      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(slot.key, slot.wrapped_dek, h.context));
+      return std::make_shared<const SecureBuffer>(std::move(k));
+    }();
     if (!dek.ok()) {
       if (first_error.ok()) first_error = dek.status();
       continue;
     }
-    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek->span(), h.file_id));
+    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, (*dek)->span(), h.file_id));
     return CryptFile::open(backing, std::move(h), std::move(keys), opts);
   }
   return first_error.with_context(backing->name() + ": file " + to_hex(h.file_id) + ": key " +
@@ -184,6 +188,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFil
   slot.wrapped_dek = std::move(dk->wrapped);
   h.slots[0] = std::move(slot);
   ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk->plaintext.span(), h.file_id));
+  if (cache_) cache_->insert(h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, dk->plaintext);
   return CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_);
 }
 
@@ -195,7 +200,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(const std::string& path, m
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::open_file(std::shared_ptr<BackingFile> backing) {
-  ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, providers_, file_opts_));
+  ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, providers_, file_opts_, cache_));
   const FileHeader h = f->header();
   auto fs = h.context.get(EncryptionContext::kFsIdKey);
   if (!fs || *fs != config_.fs_id_hex())

@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "format/crypt_file.h"
+#include "keys/cache/key_cache.h"
 #include "keys/key_providers.h"
 #include "format/names.h"
 #include "vault/config.h"
@@ -34,9 +35,11 @@ Result<FileHeader> read_header(BackingFile& f);
 
 // Opens any kmsfs file with whatever provider its header names: the basis of `cat` and
 // `inspect --verify` on a file copied out of a backup, with no vault config in sight.
+// With a cache, the data key comes from it (and goes into it).
 Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> backing,
                                                    KeyProviders& providers,
-                                                   CryptFile::Options opts = {});
+                                                   CryptFile::Options opts = {},
+                                                   KeyCache* cache = nullptr);
 
 class Vault {
  public:
@@ -60,6 +63,9 @@ class Vault {
   Result<std::unique_ptr<CryptFile>> open_file(std::shared_ptr<BackingFile> backing);
 
   CryptFile::Options file_options() const { return file_opts_; }
+  // Opens and creates go through `cache` from now on (the mount's; it must outlive the
+  // vault). Offline tools use none: each of their keys is unwrapped once anyway.
+  void use_key_cache(KeyCache* cache) { cache_ = cache; }
   // The name cipher, or nullptr when the vault keeps plaintext names.
   const NameCipher* names() const { return names_.get(); }
 
@@ -72,6 +78,7 @@ class Vault {
   KeyProviders& providers_;
   CryptFile::Options file_opts_;
   std::unique_ptr<NameCipher> names_;
+  KeyCache* cache_ = nullptr;
 
   Status init_names(ByteSpan fs_key);
 };

@@ -260,6 +260,9 @@ TEST(KmsCredentialsRefresh, AMountOutlivesItsSessionCredentials) {
 
   VaultOptions vo;
   vo.key_args = std::vector<std::string>{"--kms-key", id};
+  // A 1-second key TTL: the hot key is re-fetched from KMS every half second, so requests
+  // keep flowing through the whole run.
+  vo.mount_args = {"--key-ttl", "1"};
   MountedVault v(vo);
   write_file(v.at("f"), "still readable\n");
   const int fetches_at_start = md.imds_fetches;
@@ -276,7 +279,7 @@ TEST(KmsCredentialsRefresh, AMountOutlivesItsSessionCredentials) {
   // A read that waited for a credentials fetch would take the fetch's 1.5 s.
   EXPECT_LT(slowest.count(), 1200) << "an open waited for the credentials refresh";
   json s = parse(kms.admin("GET", "/__admin/stats").second)["operations"];
-  EXPECT_GE(s["Decrypt"]["ok"].get<int>(), reads) << s;
+  EXPECT_GE(s["Decrypt"]["ok"].get<int>(), 15) << s;
   EXPECT_EQ(s["Decrypt"].size(), 1u) << "a Decrypt was refused: " << s;
   EXPECT_GE(md.imds_fetches - fetches_at_start, 3) << "15 s of 6-second sessions need several refreshes";
   EXPECT_EQ(last_caller(kms, "Decrypt").rfind("arn:aws:sts::111122223333:assumed-role/kmsfs-imds/", 0), 0u);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "kms_local.h"
 #include "mounted_vault.h"
@@ -46,10 +47,11 @@ class KmsMount : public ::testing::Test {
     kms_.export_client_env();
   }
 
-  VaultOptions vault_options(std::vector<std::string> init_args = {}) {
+  VaultOptions vault_options(std::vector<std::string> init_args = {}, std::vector<std::string> mount_args = {}) {
     VaultOptions o;
     o.key_args = std::vector<std::string>{"--kms-key", "alias/kmsfs-mount"};
     o.init_args = std::move(init_args);
+    o.mount_args = std::move(mount_args);
     return o;
   }
 
@@ -73,6 +75,16 @@ class KmsMount : public ::testing::Test {
     if (fd < 0) return errno;
     ::close(fd);
     return 0;
+  }
+  // open_errno once it is `want`, polling for up to `within`; the last answer otherwise.
+  static int open_errno_within(const std::string& path, int flags, int want, std::chrono::milliseconds within) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    int e = open_errno(path, flags);
+    while (e != want && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      e = open_errno(path, flags);
+    }
+    return e;
   }
 
   TempDir state_dir_{"kms-mount-state"};  // before kms_, which uses it
@@ -119,8 +131,10 @@ TEST_F(KmsMount, FilesReadBackAfterRemountAndEveryCallCarriesTheContext) {
   EXPECT_GE(checked, 2);
 }
 
+// With a 1-second key TTL: a key cached before the KMS refused it stops working within
+// TTL + 1 s.
 TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
-  MountedVault v(vault_options());
+  MountedVault v(vault_options({}, {"--key-ttl", "1"}));
   write_file(v.at("kept"), "kept\n");
   write_file(v.at("payroll-2026.xlsx"), "other\n");
   v.remount();  // nothing unwrapped yet but the names key
@@ -147,7 +161,7 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   EXPECT_EQ(read_file(v.at("payroll-2026.xlsx")), "other\n");
 
   key_call("ScheduleKeyDeletion", {{"PendingWindowInDays", 7}});
-  EXPECT_EQ(open_errno(v.at("kept"), O_RDONLY), EACCES);
+  EXPECT_EQ(open_errno_within(v.at("kept"), O_RDONLY, EACCES, std::chrono::seconds(2)), EACCES);
   EXPECT_EQ(open_errno(v.at("new"), O_WRONLY | O_CREAT | O_EXCL), EACCES);
   key_call("CancelKeyDeletion");  // leaves the key Disabled, as AWS does
   EXPECT_EQ(open_errno(v.at("kept"), O_RDONLY), EACCES);
@@ -157,6 +171,27 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   v.remount();
   EXPECT_EQ(read_file(v.at("new")), "born after recovery\n");
   EXPECT_EQ(v.unmount(), 0);
+}
+
+// The key cache (--key-ttl): reopening a file within the TTL costs no KMS call, a file
+// created by this mount none at all; past the TTL each key costs exactly one more call
+// (made in the background shortly before expiry for keys in use, so no open waits).
+TEST_F(KmsMount, OpensWithinTheKeyTtlCostOneDecryptAndOneMoreAfterIt) {
+  MountedVault v(vault_options({}, {"--key-ttl", "4"}));
+  write_file(v.at("old"), "old\n");
+  v.remount();
+  reset_stats();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(read_file(v.at("old")), "old\n");
+  write_file(v.at("new"), "new\n");
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(read_file(v.at("new")), "new\n");
+  json s = stats();
+  EXPECT_EQ(s["Decrypt"], (json{{"ok", 1}})) << s;
+  EXPECT_EQ(s["GenerateDataKey"], (json{{"ok", 1}})) << s;
+  std::this_thread::sleep_for(std::chrono::milliseconds(5000));  // past both TTLs
+  ASSERT_EQ(read_file(v.at("old")), "old\n");
+  ASSERT_EQ(read_file(v.at("new")), "new\n");
+  ASSERT_EQ(read_file(v.at("old")), "old\n");
+  EXPECT_EQ(stats()["Decrypt"], (json{{"ok", 3}})) << stats();
 }
 
 TEST_F(KmsMount, ThrottlingErrorsDropsAndLatencyAreRetriedNotFailed) {

@@ -1,0 +1,355 @@
+#include "keys/cache/key_cache.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace kmsfs {
+
+namespace {
+
+// After a fetch that failed for want of an answer, the next one waits this long: callers
+// served a stale key do not turn every file access into a KMS call.
+constexpr std::chrono::seconds kRetryAfterFailure{1};
+
+bool is_refusal(const Status& s) { return s.code() != Code::kUnavailable; }
+
+}  // namespace
+
+struct KeyCache::Flight {
+  // Inputs (copied: the entry may go while the fetch runs).
+  KeyRef ref;
+  Bytes wrapped;
+  EncryptionContext ctx;
+  bool refresh = false;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;                             // guarded by mu
+  Status status;                                 // guarded by mu
+  std::shared_ptr<const SecureBuffer> key;       // guarded by mu; set on success
+  Clock::time_point valid_until;                 // guarded by mu
+};
+
+struct KeyCache::Entry {
+  std::shared_ptr<const SecureBuffer> key;  // null until the first fetch succeeds
+  Clock::time_point expires{};
+  Clock::time_point retry_after{};
+  bool used_since_fetch = false;
+  std::shared_ptr<Flight> flight;  // a fetch under way
+  std::list<CacheKeyId>::iterator lru;
+  KeyRef ref;
+  Bytes wrapped;
+  EncryptionContext ctx;
+};
+
+size_t KeyCache::IdHash::operator()(const CacheKeyId& id) const noexcept {
+  size_t h;
+  std::memcpy(&h, id.data(), sizeof h);  // already a SHA-256: any 8 bytes will do
+  return h;
+}
+
+KeyCache::KeyCache(KeyProviders& providers, KeyCacheOptions options)
+    : providers_(providers), opts_(std::move(options)) {
+  const size_t n = std::max<size_t>(1, opts_.fetch_threads);
+  for (size_t i = 0; i < n; ++i) threads_.emplace_back([this](std::stop_token st) { fetch_worker(st); });
+  threads_.emplace_back([this](std::stop_token st) { maintenance(st); });
+}
+
+KeyCache::~KeyCache() {
+  for (auto& t : threads_) t.request_stop();
+  work_cv_.notify_all();
+  threads_.clear();  // joins
+}
+
+CacheKeyId KeyCache::id_of(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
+  // Length-prefixed fields, so no two inputs share an encoding.
+  Bytes buf;
+  auto put = [&buf](ByteSpan b) {
+    const uint64_t n = b.size();
+    const auto* p = reinterpret_cast<const uint8_t*>(&n);
+    buf.insert(buf.end(), p, p + sizeof n);
+    buf.insert(buf.end(), b.begin(), b.end());
+  };
+  const std::string r = ref.to_string();
+  put(as_bytes(r));
+  put(wrapped);
+  put(ctx.canonical());
+  CacheKeyId id{};
+  unsigned int len = 0;
+  EVP_Digest(buf.data(), buf.size(), id.data(), &len, EVP_sha256(), nullptr);
+  return id;
+}
+
+KeyCache::Clock::time_point KeyCache::now() const { return opts_.clock ? opts_.clock() : Clock::now(); }
+
+std::chrono::milliseconds KeyCache::refresh_ahead() const {
+  using std::chrono::milliseconds;
+  milliseconds r = opts_.refresh_ahead.count() > 0
+                       ? opts_.refresh_ahead
+                       : std::clamp<milliseconds>(opts_.ttl / 10, std::chrono::seconds(1), std::chrono::seconds(60));
+  return std::min<milliseconds>(r, opts_.ttl / 2);
+}
+
+void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> listener) {
+  std::lock_guard lk(mu_);
+  listener_ = std::move(listener);
+}
+
+Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
+  const CacheKeyId id = id_of(ref, wrapped, ctx);
+  std::shared_ptr<Flight> flight;
+  std::vector<CacheKeyId> gone;
+  {
+    std::lock_guard lk(mu_);
+    const auto t = now();
+    auto it = entries_.find(id);
+    if (it != entries_.end()) {
+      Entry& e = it->second;
+      lru_.splice(lru_.begin(), lru_, e.lru);
+      e.used_since_fetch = true;
+      if (e.key && t < e.expires) {
+        ++stats_.hits;
+        return Lease{e.key, id, e.expires};
+      }
+      // Expired: serve it stale without asking again while a recent fetch failed to get
+      // an answer and the stale window lasts.
+      if (e.key && !e.flight && t < e.retry_after && t < e.expires + opts_.stale_if_error) {
+        ++stats_.stale_served;
+        return Lease{e.key, id, std::min(e.retry_after, e.expires + opts_.stale_if_error)};
+      }
+      ++stats_.misses;
+      if (e.flight) {
+        ++stats_.coalesced;
+        flight = e.flight;
+      } else {
+        flight = start_fetch(id, e, /*refresh=*/false);
+      }
+    } else {
+      ++stats_.misses;
+      Entry e;
+      e.ref = ref;
+      e.wrapped.assign(wrapped.begin(), wrapped.end());
+      e.ctx = ctx;
+      e.used_since_fetch = true;
+      lru_.push_front(id);
+      e.lru = lru_.begin();
+      it = entries_.emplace(id, std::move(e)).first;
+      flight = start_fetch(id, it->second, /*refresh=*/false);
+      evict_over_limit_locked(gone);
+    }
+  }
+  notify(gone);
+
+  std::unique_lock fl(flight->mu);
+  const bool done = flight->cv.wait_for(fl, opts_.wait_deadline, [&] { return flight->done; });
+  if (done && flight->status.ok()) return Lease{flight->key, id, flight->valid_until};
+  Status why = done ? flight->status
+                    : Status(Code::kUnavailable, "key " + ref.to_string() + ": no answer from the key provider within " +
+                                                     std::to_string(opts_.wait_deadline.count()) + " ms");
+  fl.unlock();
+
+  std::lock_guard lk(mu_);
+  if (!done) ++stats_.timeouts;
+  if (!is_refusal(why)) {
+    auto it = entries_.find(id);
+    const auto t = now();
+    if (it != entries_.end() && it->second.key && t < it->second.expires + opts_.stale_if_error) {
+      ++stats_.stale_served;
+      if (!outage_warned_) {
+        outage_warned_ = true;
+        spdlog::warn("key provider unreachable ({}); serving cached keys for up to {} s past their TTL",
+                     why.message(), std::chrono::duration_cast<std::chrono::seconds>(opts_.stale_if_error).count());
+      }
+      return Lease{it->second.key, id, std::min(t + kRetryAfterFailure, it->second.expires + opts_.stale_if_error)};
+    }
+  }
+  return why;
+}
+
+std::shared_ptr<KeyCache::Flight> KeyCache::start_fetch(const CacheKeyId& id, Entry& e, bool refresh) {
+  auto f = std::make_shared<Flight>();
+  f->ref = e.ref;
+  f->wrapped = e.wrapped;
+  f->ctx = e.ctx;
+  f->refresh = refresh;
+  e.flight = f;
+  queue_.emplace_back(id, f);
+  work_cv_.notify_all();
+  return f;
+}
+
+void KeyCache::fetch_worker(std::stop_token st) {
+  std::unique_lock lk(mu_);
+  while (true) {
+    work_cv_.wait(lk, st, [this] { return !queue_.empty(); });
+    if (st.stop_requested()) return;
+    auto [id, f] = std::move(queue_.front());
+    queue_.pop_front();
+    lk.unlock();
+    run_fetch(id, f);
+    lk.lock();
+  }
+}
+
+void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f) {
+  Result<SecureBuffer> r = [&]() -> Result<SecureBuffer> {
+    ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(f->ref.provider));
+    return p->unwrap(f->ref, f->wrapped, f->ctx);
+  }();
+  std::shared_ptr<const SecureBuffer> key;
+  Clock::time_point valid_until{};
+  std::vector<CacheKeyId> gone;
+  {
+    std::lock_guard lk(mu_);
+    ++stats_.fetches;
+    if (f->refresh) ++stats_.refreshes;
+    const auto t = now();
+    auto it = entries_.find(id);
+    const bool ours = it != entries_.end() && it->second.flight == f;
+    if (r.ok()) {
+      key = std::make_shared<const SecureBuffer>(std::move(r).value());
+      valid_until = t + opts_.ttl;
+      outage_warned_ = false;
+      if (ours) {  // not flushed meanwhile
+        Entry& e = it->second;
+        e.key = key;
+        e.expires = valid_until;
+        e.used_since_fetch = false;
+        e.flight.reset();
+      }
+    } else {
+      ++stats_.fetch_failures;
+      if (ours) {
+        Entry& e = it->second;
+        e.flight.reset();
+        if (is_refusal(r.status()) || !e.key) {
+          // Denied, disabled, gone or damaged: the key must stop working now. (An entry
+          // that never held a key has nothing to keep.)
+          if (e.key) {
+            spdlog::warn("key {} refused by its provider ({}); dropped from the cache", e.ref.to_string(),
+                         r.status().message());
+          }
+          erase_locked(it, gone);
+        } else {
+          e.retry_after = t + kRetryAfterFailure;
+        }
+      }
+    }
+  }
+  {
+    std::lock_guard fl(f->mu);
+    f->done = true;
+    f->status = r.ok() ? Status::Ok() : r.status();
+    f->key = std::move(key);
+    f->valid_until = valid_until;
+  }
+  f->cv.notify_all();
+  notify(gone);
+}
+
+void KeyCache::maintenance(std::stop_token st) {
+  std::unique_lock lk(mu_);
+  while (!st.stop_requested()) {
+    // Short steps: the clock may be a test clock.
+    work_cv_.wait_for(lk, st, std::chrono::milliseconds(100), [] { return false; });
+    if (st.stop_requested()) return;
+    const auto t = now();
+    const auto ahead = refresh_ahead();
+    std::vector<CacheKeyId> gone;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      auto cur = it++;
+      Entry& e = cur->second;
+      if (!e.key || e.flight) continue;
+      if (t >= e.expires + opts_.stale_if_error) {
+        erase_locked(cur, gone);
+      } else if (t >= e.expires - ahead && e.used_since_fetch && t >= e.retry_after) {
+        start_fetch(cur->first, e, /*refresh=*/true);
+      }
+    }
+    if (!gone.empty()) {
+      lk.unlock();
+      notify(gone);
+      lk.lock();
+    }
+  }
+}
+
+void KeyCache::erase_locked(std::unordered_map<CacheKeyId, Entry, IdHash>::iterator it,
+                            std::vector<CacheKeyId>& gone) {
+  if (it->second.key) {
+    gone.push_back(it->first);
+    ++stats_.evictions;
+  }
+  lru_.erase(it->second.lru);
+  entries_.erase(it);  // the cache's reference to the key goes; the buffer is zeroed when the last does
+}
+
+void KeyCache::notify(const std::vector<CacheKeyId>& gone) {
+  if (gone.empty()) return;
+  std::function<void(const CacheKeyId&)> listener;
+  {
+    std::lock_guard lk(mu_);
+    listener = listener_;
+  }
+  if (!listener) return;
+  for (const auto& id : gone) listener(id);
+}
+
+void KeyCache::insert(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx, const SecureBuffer& key) {
+  const CacheKeyId id = id_of(ref, wrapped, ctx);
+  auto copy = std::make_shared<const SecureBuffer>(key.clone());
+  std::vector<CacheKeyId> gone;
+  {
+    std::lock_guard lk(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+      Entry e;
+      e.ref = ref;
+      e.wrapped.assign(wrapped.begin(), wrapped.end());
+      e.ctx = ctx;
+      lru_.push_front(id);
+      e.lru = lru_.begin();
+      it = entries_.emplace(id, std::move(e)).first;
+    } else {
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+    }
+    it->second.key = std::move(copy);
+    it->second.expires = now() + opts_.ttl;
+    it->second.used_since_fetch = false;
+    evict_over_limit_locked(gone);
+  }
+  notify(gone);
+}
+
+void KeyCache::evict_over_limit_locked(std::vector<CacheKeyId>& gone) {
+  // The least recently used entries go (not ones being fetched, never the newest).
+  if (lru_.empty()) return;
+  for (auto victim = std::prev(lru_.end()); entries_.size() > opts_.max_keys && victim != lru_.begin();) {
+    auto cur = victim--;
+    auto vit = entries_.find(*cur);
+    if (vit != entries_.end() && !vit->second.flight) erase_locked(vit, gone);
+  }
+}
+
+void KeyCache::flush() {
+  std::vector<CacheKeyId> gone;
+  {
+    std::lock_guard lk(mu_);
+    while (!entries_.empty()) erase_locked(entries_.begin(), gone);
+  }
+  notify(gone);
+}
+
+KeyCacheStats KeyCache::stats() const {
+  std::lock_guard lk(mu_);
+  KeyCacheStats s = stats_;
+  s.keys = 0;
+  for (const auto& [id, e] : entries_) s.keys += e.key ? 1 : 0;
+  return s;
+}
+
+}  // namespace kmsfs
