@@ -172,6 +172,7 @@ Status CryptFile::load_block(uint64_t i, uint64_t p, MutableByteSpan out) {
 }
 
 Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
+  RETURN_IF_ERROR(check_key());
   std::shared_lock size_lock(size_mu_);
   const uint64_t p = size_;
   if (off >= p || out.empty()) {
@@ -316,6 +317,7 @@ Status CryptFile::extend(uint64_t p_old, uint64_t p_new, uint64_t data_off, Byte
 }
 
 Status CryptFile::write(ByteSpan data, uint64_t off) {
+  RETURN_IF_ERROR(check_key());
   if (data.empty()) return Status::Ok();
   const uint64_t end = off + data.size();
   if (end < off) return Status(Code::kInvalidArgument, "write past the largest file offset", EFBIG);
@@ -341,6 +343,7 @@ Status CryptFile::write(ByteSpan data, uint64_t off) {
 }
 
 Status CryptFile::truncate(uint64_t new_size) {
+  RETURN_IF_ERROR(check_key());
   std::unique_lock size_lock(size_mu_);
   const uint64_t p = size_;
   if (new_size == p) return Status::Ok();
@@ -365,6 +368,7 @@ Status CryptFile::truncate(uint64_t new_size) {
 }
 
 Status CryptFile::allocate(uint64_t off, uint64_t len, bool keep_size) {
+  RETURN_IF_ERROR(check_key());
   if (len == 0) return Status(Code::kInvalidArgument, "fallocate: zero length", EINVAL);
   const uint64_t end = off + len;
   if (end < off) return Status(Code::kInvalidArgument, "fallocate: range overflows", EFBIG);
@@ -378,6 +382,7 @@ Status CryptFile::allocate(uint64_t off, uint64_t len, bool keep_size) {
   return r;
 }
 
+// No key check: making durable what was already written needs no key.
 Status CryptFile::sync(bool data_only) { return backing_->sync(data_only); }
 
 }  // namespace kmsfs

@@ -21,6 +21,7 @@
 #include "format/file_keys.h"
 #include "format/file_state.h"
 #include "format/header.h"
+#include "format/key_guard.h"
 #include "format/layout.h"
 
 namespace kmsfs {
@@ -57,6 +58,11 @@ class CryptFile {
   Status allocate(uint64_t off, uint64_t len, bool keep_size);
   Status sync(bool data_only);
 
+  // Every later read, write, truncate and allocate first asks `guard` (set once,
+  // right after create/open, before the file is shared).
+  void set_key_guard(std::shared_ptr<KeyGuard> guard) { guard_ = std::move(guard); }
+  const std::shared_ptr<KeyGuard>& key_guard() const { return guard_; }
+
   uint64_t size() const;
   const FileId& id() const { return file_id_; }
   const Layout& layout() const { return layout_; }
@@ -86,9 +92,11 @@ class CryptFile {
   // final block taken from elsewhere) fails at EOF instead of reading as empty.
   Status verify_tail(uint64_t p);
   Status corrupt_block(uint64_t i, const Status& why) const;
+  Status check_key() const { return guard_ ? guard_->check() : Status::Ok(); }
 
   std::shared_ptr<BackingFile> backing_;
   std::shared_ptr<const FileKeys> keys_;
+  std::shared_ptr<KeyGuard> guard_;
   const Options opts_;
   const FileId file_id_;
   const Layout layout_;

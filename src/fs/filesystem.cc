@@ -349,13 +349,59 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
   in.file = std::shared_ptr<CryptFile>(std::move(*f));
   in.file_writable = rw;
   in.open_count = 1;
+  track_key(in, *in.file);
   return in.file;
 }
 
 void Filesystem::release_file(Inode& in) {
   std::shared_ptr<CryptFile> last;  // closed after the lock is dropped
   std::lock_guard lock(in.mu);
-  if (in.open_count > 0 && --in.open_count == 0) last = std::move(in.file);
+  if (in.open_count > 0 && --in.open_count == 0) {
+    untrack_key(in, *in.file);
+    last = std::move(in.file);
+  }
+}
+
+void Filesystem::track_key(Inode& in, const CryptFile& f) {
+  if (!f.key_guard()) return;
+  std::lock_guard lock(revoke_mu_);
+  key_inodes_[f.key_guard()->key_id()][table_.id_of(in)] = f.key_guard();
+}
+
+void Filesystem::untrack_key(Inode& in, const CryptFile& f) {
+  if (!f.key_guard()) return;
+  std::lock_guard lock(revoke_mu_);
+  auto it = key_inodes_.find(f.key_guard()->key_id());
+  if (it == key_inodes_.end()) return;
+  it->second.erase(table_.id_of(in));
+  if (it->second.empty()) key_inodes_.erase(it);
+}
+
+void Filesystem::key_evicted(const std::array<uint8_t, 32>& key_id) {
+  {
+    std::lock_guard lock(revoke_mu_);
+    auto it = key_inodes_.find(key_id);
+    if (it == key_inodes_.end()) return;
+    revoke_queue_.insert(revoke_queue_.end(), it->second.begin(), it->second.end());
+  }
+  revoke_cv_.notify_one();
+}
+
+std::optional<std::vector<Filesystem::Revocation>> Filesystem::await_revocations() {
+  std::unique_lock lock(revoke_mu_);
+  revoke_cv_.wait(lock, [&] { return revoke_stop_ || !revoke_queue_.empty(); });
+  if (revoke_stop_) return std::nullopt;
+  std::vector<Revocation> out;
+  out.swap(revoke_queue_);
+  return out;
+}
+
+void Filesystem::stop_revocations() {
+  {
+    std::lock_guard lock(revoke_mu_);
+    revoke_stop_ = true;
+  }
+  revoke_cv_.notify_all();
 }
 
 Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
@@ -417,6 +463,7 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
     in.file = file;
     in.file_writable = true;
     in.open_count++;
+    track_key(in, *file);
   }
   e.attr.st_size = 0;
   e.ino = table_.id_of(in);

@@ -12,7 +12,9 @@
 #include <sys/statvfs.h>
 
 #include <atomic>
+#include <array>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -131,6 +133,20 @@ class Filesystem {
   void stop_eviction();
   bool eviction_stopped() const;
 
+  // Key revocation. The key cache reports every key it drops (TTL, LRU, a refusal by the
+  // KMS, flush-keys) to key_evicted(); the open files that use it are queued. FuseMount
+  // takes them from await_revocations() on a thread of its own and sends
+  // FUSE_NOTIFY_INVAL_INODE for each (the kernel first writes dirty pages back through
+  // us, while the key still works, then drops its cached pages, so later reads reach the
+  // daemon), then calls expire_key(): the file's next access asks the cache again, which
+  // a revoked key fails. Each item is (nodeid, the file's key guard); the guard may
+  // outlive the file (then expiring it does nothing) and the nodeid may be forgotten by
+  // then (then the kernel answers ENOENT). nullopt once stopped.
+  using Revocation = std::pair<uint64_t, std::weak_ptr<KeyGuard>>;
+  void key_evicted(const std::array<uint8_t, 32>& key_id);
+  std::optional<std::vector<Revocation>> await_revocations();
+  void stop_revocations();
+
  private:
   // `name` is the plaintext name the kernel knows the entry by (for eviction).
   Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name, std::string_view name);
@@ -142,6 +158,9 @@ class Filesystem {
   // The inode's shared CryptFile, opened on first use (one DEK unwrap per open file).
   Result<std::shared_ptr<CryptFile>> acquire_file(Inode& in, bool writable);
   void release_file(Inode& in);
+  // Which open inodes use which cached key (for key_evicted). Called with in.mu held.
+  void track_key(Inode& in, const CryptFile& f);
+  void untrack_key(Inode& in, const CryptFile& f);
   Status logged(Status s, const char* op) const;
 
   Vault& vault_;
@@ -157,6 +176,13 @@ class Filesystem {
   std::condition_variable evict_cv_;
   bool evict_stop_ = false;  // guarded by evict_mu_
   bool evict_idle_ = false;  // the last round found nothing; guarded by evict_mu_
+
+  std::mutex revoke_mu_;  // taken after an Inode::mu, never before
+  std::condition_variable revoke_cv_;
+  // key id -> nodeid -> that open file's guard
+  std::map<std::array<uint8_t, 32>, std::map<uint64_t, std::weak_ptr<KeyGuard>>> key_inodes_;  // revoke_mu_
+  std::vector<Revocation> revoke_queue_;  // guarded by revoke_mu_
+  bool revoke_stop_ = false;                                          // guarded by revoke_mu_
 };
 
 }  // namespace kmsfs

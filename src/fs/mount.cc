@@ -116,6 +116,10 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
     return Status(Code::kIo, "mounting " + cfg.mountpoint + " failed (is /dev/fuse available, and the mountpoint empty or allowed?)", EIO);
   m->mounted_ = true;
   Filesystem* fs = m->fs_.get();
+  if (cfg.key_cache) {
+    m->key_cache_ = cfg.key_cache;
+    cfg.key_cache->set_eviction_listener([fs](const CacheKeyId& id) { fs->key_evicted(id); });
+  }
   m->shim_ = std::make_unique<KernelShim>([fs](uint64_t ino) { return fs->kill_suidgid(ino); });
   if (!m->shim_->install(m->session_))
     spdlog::warn("{}: cannot hook the FUSE channel; small writes will be slower", cfg.mountpoint);
@@ -137,21 +141,39 @@ Status FuseMount::serve() {
     }
     done.set_value();
   });
+  // Revokes evicted keys from open files: write back and drop the kernel's cached pages
+  // first (FUSE_NOTIFY_INVAL_INODE, which writes dirty pages through us while the key still
+  // works), then end the file's right to the key.
+  std::promise<void> revoker_done;
+  std::future<void> revoker_finished = revoker_done.get_future();
+  std::thread revoker([this, done = std::move(revoker_done)]() mutable {
+    while (auto items = fs_->await_revocations()) {
+      for (const auto& [ino, guard] : *items) {
+        fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);  // ENOENT: forgotten meanwhile
+        if (auto g = guard.lock()) g->expire();
+      }
+    }
+    done.set_value();
+  });
   fuse_loop_config* lc = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(lc, 1);
   fuse_loop_cfg_set_max_threads(lc, max_threads_);
   int rc = fuse_session_loop_mt(session_, lc);
   fuse_loop_cfg_destroy(lc);
   fs_->stop_eviction();
+  fs_->stop_revocations();
   // After a signal the loop stops with requests still queued, and a notification may be
   // waiting for a directory lock held by a process whose request is among them: it would
   // wait forever, and so would we. Aborting the connection (MNT_FORCE: the kernel fails
   // every pending request) releases it.
-  if (evictor_finished.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  if (evictor_finished.wait_until(deadline) != std::future_status::ready ||
+      revoker_finished.wait_until(deadline) != std::future_status::ready) {
     spdlog::warn("{}: an invalidation is stuck behind unanswered requests; aborting the connection", mountpoint_);
     ::umount2(mountpoint_.c_str(), MNT_FORCE);
   }
   evictor.join();
+  revoker.join();
   fuse_remove_signal_handlers(session_);
   if (mounted_) {
     fuse_session_unmount(session_);
@@ -163,6 +185,8 @@ Status FuseMount::serve() {
 }
 
 FuseMount::~FuseMount() {
+  // The cache outlives us; its listener points into fs_.
+  if (key_cache_) key_cache_->set_eviction_listener(nullptr);
   if (session_) {
     if (mounted_) fuse_session_unmount(session_);
     fuse_session_destroy(session_);

@@ -20,6 +20,9 @@ struct MountConfig {
   FsOptions fs;
   std::vector<std::string> options;  // -o values: allow_other, default_permissions, ro, ...
   unsigned max_threads = 16;
+  // The vault's key cache, if any: keys it drops are revoked from open files and from the
+  // kernel's page cache (Filesystem::key_evicted). Must outlive the FuseMount.
+  KeyCache* key_cache = nullptr;
 };
 
 class FuseMount {
@@ -42,6 +45,7 @@ class FuseMount {
   bool mounted_ = false;
   std::string mountpoint_;
   unsigned max_threads_ = 16;
+  KeyCache* key_cache_ = nullptr;
 };
 
 // Whether a path is a mountpoint whose FUSE daemon is gone (stat fails with ENOTCONN).

@@ -12,6 +12,7 @@
 #include "crypto/random.h"
 #include "format/file_keys.h"
 #include "format/header.h"
+#include "vault/cached_key_guard.h"
 
 namespace kmsfs {
 
@@ -64,9 +65,11 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
         h.slots[active]->wrapped_dek == slot.wrapped_dek) {
       continue;
     }
+    std::shared_ptr<KeyGuard> guard;
     Result<std::shared_ptr<const SecureBuffer>> dek = [&]() -> Result<std::shared_ptr<const SecureBuffer>> {
       if (cache) {
         ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(slot.key, slot.wrapped_dek, h.context));
+        guard = std::make_shared<CachedKeyGuard>(*cache, slot.key, slot.wrapped_dek, h.context, lease);
         return std::move(lease.key);
       }
       ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(slot.key.provider));
@@ -78,7 +81,9 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
       continue;
     }
     ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, (*dek)->span(), h.file_id));
-    return CryptFile::open(backing, std::move(h), std::move(keys), opts);
+    ASSIGN_OR_RETURN(auto f, CryptFile::open(backing, std::move(h), std::move(keys), opts));
+    if (guard) f->set_key_guard(std::move(guard));
+    return f;
   }
   return first_error.with_context(backing->name() + ": file " + to_hex(h.file_id) + ": key " +
                                   h.slots[active]->key.to_string());
@@ -188,8 +193,14 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFil
   slot.wrapped_dek = std::move(dk->wrapped);
   h.slots[0] = std::move(slot);
   ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk->plaintext.span(), h.file_id));
-  if (cache_) cache_->insert(h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, dk->plaintext);
-  return CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_);
+  std::shared_ptr<KeyGuard> guard;
+  if (cache_) {
+    KeyCache::Lease lease = cache_->insert(h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, dk->plaintext);
+    guard = std::make_shared<CachedKeyGuard>(*cache_, h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, lease);
+  }
+  ASSIGN_OR_RETURN(auto f, CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_));
+  if (guard) f->set_key_guard(std::move(guard));
+  return f;
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::create_file(const std::string& path, mode_t mode) {

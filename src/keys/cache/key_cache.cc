@@ -14,6 +14,10 @@ namespace {
 // After a fetch that failed for want of an answer, the next one waits this long: callers
 // served a stale key do not turn every file access into a KMS call.
 constexpr std::chrono::seconds kRetryAfterFailure{1};
+// A caller that may be served a stale key waits this long for a fresh one at most: a KMS
+// that does not answer costs the client its retries (seconds), which is what
+// stale-if-error is there to spare.
+constexpr std::chrono::seconds kStaleWait{1};
 
 bool is_refusal(const Status& s) { return s.code() != Code::kUnavailable; }
 
@@ -38,6 +42,7 @@ struct KeyCache::Entry {
   std::shared_ptr<const SecureBuffer> key;  // null until the first fetch succeeds
   Clock::time_point expires{};
   Clock::time_point retry_after{};
+  Status refused;  // the provider's refusal, remembered until retry_after (key is null then)
   bool used_since_fetch = false;
   std::shared_ptr<Flight> flight;  // a fetch under way
   std::list<CacheKeyId>::iterator lru;
@@ -95,7 +100,7 @@ std::chrono::milliseconds KeyCache::refresh_ahead() const {
 }
 
 void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> listener) {
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(listener_mu_);
   listener_ = std::move(listener);
 }
 
@@ -103,6 +108,7 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
   const CacheKeyId id = id_of(ref, wrapped, ctx);
   std::shared_ptr<Flight> flight;
   std::vector<CacheKeyId> gone;
+  bool stale_ok = false;  // an expired key that stale_if_error still covers
   {
     std::lock_guard lk(mu_);
     const auto t = now();
@@ -115,6 +121,9 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
         ++stats_.hits;
         return Lease{e.key, id, e.expires};
       }
+      if (!e.key && !e.flight && !e.refused.ok() && t < e.retry_after) {
+        return e.refused;  // refused a moment ago: the answer has not changed yet
+      }
       // Expired: serve it stale without asking again while a recent fetch failed to get
       // an answer and the stale window lasts.
       if (e.key && !e.flight && t < e.retry_after && t < e.expires + opts_.stale_if_error) {
@@ -122,6 +131,7 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
         return Lease{e.key, id, std::min(e.retry_after, e.expires + opts_.stale_if_error)};
       }
       ++stats_.misses;
+      stale_ok = e.key && t < e.expires + opts_.stale_if_error;
       if (e.flight) {
         ++stats_.coalesced;
         flight = e.flight;
@@ -144,20 +154,23 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
   }
   notify(gone);
 
+  const auto wait = stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline;
   std::unique_lock fl(flight->mu);
-  const bool done = flight->cv.wait_for(fl, opts_.wait_deadline, [&] { return flight->done; });
+  const bool done = flight->cv.wait_for(fl, wait, [&] { return flight->done; });
   if (done && flight->status.ok()) return Lease{flight->key, id, flight->valid_until};
   Status why = done ? flight->status
                     : Status(Code::kUnavailable, "key " + ref.to_string() + ": no answer from the key provider within " +
-                                                     std::to_string(opts_.wait_deadline.count()) + " ms");
+                                                     std::to_string(wait.count()) + " ms");
   fl.unlock();
 
   std::lock_guard lk(mu_);
-  if (!done) ++stats_.timeouts;
-  if (!is_refusal(why)) {
+  if (!done && !stale_ok) ++stats_.timeouts;
+  if (!is_refusal(why) && stale_ok) {
+    // Still there (a refusal meanwhile would have evicted it) and still within the window
+    // that held when this call began.
     auto it = entries_.find(id);
     const auto t = now();
-    if (it != entries_.end() && it->second.key && t < it->second.expires + opts_.stale_if_error) {
+    if (it != entries_.end() && it->second.key) {
       ++stats_.stale_served;
       if (!outage_warned_) {
         outage_warned_ = true;
@@ -219,6 +232,7 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
         e.key = key;
         e.expires = valid_until;
         e.used_since_fetch = false;
+        e.refused = Status::Ok();
         e.flight.reset();
       }
     } else {
@@ -226,14 +240,21 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
       if (ours) {
         Entry& e = it->second;
         e.flight.reset();
-        if (is_refusal(r.status()) || !e.key) {
-          // Denied, disabled, gone or damaged: the key must stop working now. (An entry
-          // that never held a key has nothing to keep.)
+        if (is_refusal(r.status())) {
+          // Denied, disabled, gone or damaged: the key must stop working now. The refusal
+          // itself is remembered briefly, so a file hammered after its key was revoked
+          // does not send the KMS a request per access.
           if (e.key) {
             spdlog::warn("key {} refused by its provider ({}); dropped from the cache", e.ref.to_string(),
                          r.status().message());
+            gone.push_back(id);
+            ++stats_.evictions;
+            e.key.reset();
           }
-          erase_locked(it, gone);
+          e.refused = r.status();
+          e.retry_after = t + kRetryAfterFailure;
+        } else if (!e.key) {
+          erase_locked(it, gone);  // nothing to keep
         } else {
           e.retry_after = t + kRetryAfterFailure;
         }
@@ -263,7 +284,11 @@ void KeyCache::maintenance(std::stop_token st) {
     for (auto it = entries_.begin(); it != entries_.end();) {
       auto cur = it++;
       Entry& e = cur->second;
-      if (!e.key || e.flight) continue;
+      if (e.flight) continue;
+      if (!e.key) {
+        if (t >= e.retry_after) erase_locked(cur, gone);  // a remembered refusal, now stale
+        continue;
+      }
       if (t >= e.expires + opts_.stale_if_error) {
         erase_locked(cur, gone);
       } else if (t >= e.expires - ahead && e.used_since_fetch && t >= e.retry_after) {
@@ -290,19 +315,25 @@ void KeyCache::erase_locked(std::unordered_map<CacheKeyId, Entry, IdHash>::itera
 
 void KeyCache::notify(const std::vector<CacheKeyId>& gone) {
   if (gone.empty()) return;
-  std::function<void(const CacheKeyId&)> listener;
-  {
-    std::lock_guard lk(mu_);
-    listener = listener_;
-  }
-  if (!listener) return;
-  for (const auto& id : gone) listener(id);
+  std::shared_lock lk(listener_mu_);
+  if (!listener_) return;
+  for (const auto& id : gone) listener_(id);
 }
 
-void KeyCache::insert(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx, const SecureBuffer& key) {
+void KeyCache::touch(const CacheKeyId& id) {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  it->second.used_since_fetch = true;
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+}
+
+KeyCache::Lease KeyCache::insert(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                                 const SecureBuffer& key) {
   const CacheKeyId id = id_of(ref, wrapped, ctx);
   auto copy = std::make_shared<const SecureBuffer>(key.clone());
   std::vector<CacheKeyId> gone;
+  Lease lease;
   {
     std::lock_guard lk(mu_);
     auto it = entries_.find(id);
@@ -317,12 +348,14 @@ void KeyCache::insert(const KeyRef& ref, ByteSpan wrapped, const EncryptionConte
     } else {
       lru_.splice(lru_.begin(), lru_, it->second.lru);
     }
-    it->second.key = std::move(copy);
+    it->second.key = copy;
     it->second.expires = now() + opts_.ttl;
     it->second.used_since_fetch = false;
+    lease = Lease{std::move(copy), id, it->second.expires};
     evict_over_limit_locked(gone);
   }
   notify(gone);
+  return lease;
 }
 
 void KeyCache::evict_over_limit_locked(std::vector<CacheKeyId>& gone) {

@@ -29,6 +29,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -93,19 +94,28 @@ class KeyCache {
   // outlasts wait_deadline.
   Result<Lease> unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx);
 
+  // Marks a cached key as in use, so it is refreshed before it expires (an open file that
+  // keeps reading calls this once per lease, shortly before the lease ends).
+  void touch(const CacheKeyId& id);
+
   // Caches a key the caller already holds (a data key just generated for a new file), so
   // reopening that file costs no provider call within the TTL.
-  void insert(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx, const SecureBuffer& key);
+  Lease insert(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx, const SecureBuffer& key);
 
   // Drops every cached key now (the "lock" button); reports each to the listener.
   void flush();
 
   // Called (outside the cache's locks, from the caller's or a cache thread) with the id of
-  // every key that leaves the cache. Set it before the first unwrap.
+  // every key that leaves the cache. Replacing it (with nullptr too) waits for calls of the
+  // old one to return, so whoever it points into may go right after.
   void set_eviction_listener(std::function<void(const CacheKeyId&)> listener);
 
   KeyCacheStats stats() const;
   const KeyCacheOptions& options() const { return opts_; }
+  // The cache's clock (leases' valid_until are on it).
+  Clock::time_point now() const;
+  // How long before expiry keys in use are refetched.
+  std::chrono::milliseconds refresh_ahead() const;
 
  private:
   struct Flight;
@@ -114,7 +124,6 @@ class KeyCache {
     size_t operator()(const CacheKeyId& id) const noexcept;
   };
 
-  Clock::time_point now() const;
   // Starts a fetch for `e` unless one is under way; returns the flight. mu_ held.
   std::shared_ptr<Flight> start_fetch(const CacheKeyId& id, Entry& e, bool refresh);
   void fetch_worker(std::stop_token st);
@@ -124,7 +133,6 @@ class KeyCache {
   void erase_locked(std::unordered_map<CacheKeyId, Entry, IdHash>::iterator it, std::vector<CacheKeyId>& gone);
   void evict_over_limit_locked(std::vector<CacheKeyId>& gone);
   void notify(const std::vector<CacheKeyId>& gone);
-  std::chrono::milliseconds refresh_ahead() const;
 
   KeyProviders& providers_;
   const KeyCacheOptions opts_;
@@ -136,7 +144,8 @@ class KeyCache {
   std::deque<std::pair<CacheKeyId, std::shared_ptr<Flight>>> queue_;
   KeyCacheStats stats_;
   bool outage_warned_ = false;
-  std::function<void(const CacheKeyId&)> listener_;
+  std::shared_mutex listener_mu_;  // held (shared) while the listener runs
+  std::function<void(const CacheKeyId&)> listener_;  // guarded by listener_mu_
 
   std::vector<std::jthread> threads_;  // last: stopped and joined before the rest goes
 };

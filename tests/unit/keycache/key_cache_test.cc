@@ -189,8 +189,13 @@ TEST_F(KeyCacheTest, StaleIfErrorServesExpiredKeysOnlyWhileUnreachableAndWithinI
   fake_->mode = FakeProvider::Mode::kDenied;
   advance(2s);
   EXPECT_EQ(get(*c).status().code(), Code::kPermissionDenied);
-  // Past TTL + stale_if_error an unreachable KMS fails.
+  // The refusal is remembered for a moment: no call per access of a revoked key.
   fake_->mode = FakeProvider::Mode::kOk;
+  const int calls_after_refusal = fake_->calls;
+  EXPECT_EQ(get(*c).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(fake_->calls, calls_after_refusal);
+  advance(2s);
+  // Past TTL + stale_if_error an unreachable KMS fails.
   ASSERT_TRUE(get(*c).ok());
   fake_->mode = FakeProvider::Mode::kDown;
   advance(60s + 121s);

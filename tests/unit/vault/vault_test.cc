@@ -199,3 +199,52 @@ TEST(Vault, InitRefusesAContextWithNoRoomForTheReservedPairs) {
 
 }  // namespace
 }  // namespace kmsfs
+
+namespace kmsfs {
+namespace {
+
+// An open file under the key cache: it keeps its key while the cache says so, and once the
+// cache drops it (flush, TTL) the next access asks the provider again, which a disabled
+// key version fails; a file opened before a revocation therefore stops working too.
+TEST(VaultKeyCache, OpenFilesAskAgainOnceTheirKeyIsDroppedAndFailIfRevoked) {
+  testing::KeyringVault kv;
+  auto v = Vault::init(kv.backing, kv.providers, main_key());
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  KeyCacheOptions o;
+  o.ttl = std::chrono::hours(1);
+  KeyCache cache(kv.providers, o);
+  (*v)->use_key_cache(&cache);
+  std::vector<CacheKeyId> evicted;
+  cache.set_eviction_listener([&](const CacheKeyId& id) { evicted.push_back(id); });
+
+  auto f = (*v)->create_file(kv.backing + "/a", 0600);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  ASSERT_TRUE((*f)->write(Bytes(5000, 1), 0).ok());
+  ASSERT_NE((*f)->key_guard(), nullptr);
+  auto g = (*v)->open_file(kv.backing + "/a", true);  // the created key came from the cache
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(cache.stats().fetches, 0u);
+  EXPECT_EQ((*g)->key_guard()->key_id(), (*f)->key_guard()->key_id());
+
+  ASSERT_TRUE(kv.keyring().update([](Keyring& k) { return k.set_state("main", 1, KeyState::kDisabled); }).ok());
+  Bytes out(10);
+  EXPECT_TRUE((*g)->read(out, 0).ok());  // the right to the key lasts until the cache drops it
+  cache.flush();
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0], (*g)->key_guard()->key_id());
+  (*g)->key_guard()->expire();  // what the mount does for every open file under that key
+  EXPECT_EQ((*g)->read(out, 0).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ((*g)->write(Bytes(3, 2), 0).code(), Code::kPermissionDenied);
+
+  EXPECT_EQ(cache.stats().fetches, 1u);  // the write met the remembered refusal, not the provider
+  ASSERT_TRUE(kv.keyring().update([](Keyring& k) { return k.set_state("main", 1, KeyState::kEnabled); }).ok());
+  cache.flush();  // forget the refusal now rather than in a second
+  auto n = (*g)->read(out, 0);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(out, Bytes(10, 1));
+  EXPECT_EQ(cache.stats().fetches, 2u);  // the refused one and this one
+}
+
+}  // namespace
+}  // namespace kmsfs
+

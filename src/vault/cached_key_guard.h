@@ -1,0 +1,41 @@
+// An open file's right to its key, backed by the key cache: valid until the cache entry's
+// expiry, then renewed through the cache (a hit while the key is hot and was refreshed in
+// the background; a provider call otherwise, which a revoked key fails).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+
+#include "format/key_guard.h"
+#include "keys/cache/key_cache.h"
+
+namespace kmsfs {
+
+class CachedKeyGuard final : public KeyGuard {
+ public:
+  CachedKeyGuard(KeyCache& cache, KeyRef ref, Bytes wrapped, EncryptionContext ctx, const KeyCache::Lease& lease);
+
+  Status check() override;
+  void expire() override {
+    refresh_from_ns_.store(0, std::memory_order_release);
+    valid_until_ns_.store(0, std::memory_order_release);
+  }
+  const std::array<uint8_t, 32>& key_id() const override { return id_; }
+
+ private:
+  static int64_t ns(KeyCache::Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
+
+  KeyCache& cache_;
+  const KeyRef ref_;
+  const Bytes wrapped_;
+  const EncryptionContext ctx_;
+  const CacheKeyId id_;
+  // From refresh_from on, the next check tells the cache the key is in use (once), so the
+  // cache refreshes it in the background and the renewal at valid_until is a hit.
+  std::atomic<int64_t> refresh_from_ns_;
+  std::atomic<int64_t> valid_until_ns_;
+};
+
+}  // namespace kmsfs
