@@ -15,7 +15,9 @@ TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       sqlite3 git rsync tar diffutils xfsprogs mount
       libcap2-bin  # setcap/getcap: file capabilities through the mount
       # tests/kms_local: independent KMS clients against tools/kms-local, and curl
-      awscli python3-boto3 curl)
+      awscli python3-boto3 curl
+      # the mount's Prometheus endpoint, parsed by a parser we did not write
+      python3-prometheus-client)
 
 missing=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do

@@ -13,6 +13,16 @@ full=0
 bash scripts/install-deps.sh
 jobs=$(nproc)
 
+# A test killed by ctest's timeout (SIGKILL) runs no destructors: detach whatever mount it
+# left behind, whatever way this script ends.
+cleanup_mounts() {
+  findmnt -rn -t fuse.kmsfs -o TARGET | grep -E '/kmsfs-(it|peers)-' | while read -r m; do
+    echo "test.sh: detaching a mount a killed test left behind: $m" >&2
+    umount -l "$m" || true
+  done
+}
+trap 'rc=$?; cleanup_mounts || true; exit $rc' EXIT
+
 echo "== build (default configuration, -Werror)"
 # -O2 without debug info: the fastest build that is still the optimisation level users run
 # (GCC 12 at -O3 also raises false -Wrestrict positives inside std::string).

@@ -27,6 +27,9 @@
 #include "cli/keyring_locator.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
+#include "control/control_socket.h"
+#include "control/metrics_http.h"
+#include "control/mount_stats.h"
 #include "fs/mount.h"
 #include "keys/keyring/keyring_provider.h"
 #include "vault/vault.h"
@@ -48,6 +51,7 @@ struct MountArgs {
   double key_ttl = 300;
   size_t max_cached_keys = 10000;
   double stale_if_error = 0;
+  std::string metrics_listen;
   PassphraseOptions pass;
   AwsCliOptions aws;
 };
@@ -135,8 +139,31 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
     else cfg.options.push_back(std::move(o));
   }
   cfg.max_threads = a.threads;
+  cfg.key_cache = &cache;
   auto m = FuseMount::mount(**vault, cfg);
   if (!m.ok()) return fail(m.status());
+  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache};
+  auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache](std::string_view cmd) {
+    if (cmd == "ping") return std::string(R"({"ok":true})");
+    if (cmd == "stats") return mount_stats_json(stats).dump();
+    if (cmd == "flush-keys") {
+      const size_t n = cache.stats().keys;
+      cache.flush();
+      spdlog::info("flush-keys: dropped {} cached key(s)", n);
+      return nlohmann::json{{"flushed", n}}.dump();
+    }
+    return nlohmann::json{{"error", "unknown command '" + std::string(cmd) + "'"}}.dump();
+  });
+  // The mount works without it; stats and flush-keys do not.
+  if (!control.ok()) spdlog::warn("no control socket: {}", control.status().message());
+  std::unique_ptr<MetricsHttp> metrics;
+  if (!a.metrics_listen.empty()) {
+    auto mh = MetricsHttp::start(a.metrics_listen, [&stats] { return mount_stats_prometheus(stats); });
+    if (!mh.ok()) return fail(mh.status());
+    metrics = std::move(*mh);
+    spdlog::info("metrics at http://{}:{}/metrics", a.metrics_listen.substr(0, a.metrics_listen.rfind(':')),
+                 metrics->port());
+  }
   report(Status::Ok());
   spdlog::info("serving {} at {}", a.backing, a.mountpoint);
   Status s = (*m)->serve();
@@ -266,6 +293,9 @@ void add_mount_commands(CLI::App& app, Commands& out) {
                 "Seconds past its TTL a cached key may still be used while the KMS is unreachable (never when it "
                 "refuses; default 0)")
       ->check(CLI::Range(0.0, 86400.0));
+  m->add_option("--metrics-listen", args->metrics_listen,
+                "Serve the mount's stats as Prometheus text at http://HOST:PORT/metrics (e.g. 127.0.0.1:9411)")
+      ->type_name("HOST:PORT");
   add_passphrase_options(*m, args->pass);
   out.push_back({"mount", m, [args] { return run_mount(*args); }});
 

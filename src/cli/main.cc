@@ -89,6 +89,7 @@ int run(int argc, char** argv) {
   add_encrypt_command(app, commands);
   add_path_commands(app, commands);
   add_mount_commands(app, commands);
+  add_control_commands(app, commands);
   std::vector<std::string> topic;
   CLI::App* help = app.add_subcommand("help", "Show the help of a command");
   help->add_option("COMMAND", topic, "The command (and subcommand), e.g. 'init' or 'keyring create'");

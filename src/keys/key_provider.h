@@ -11,6 +11,7 @@
 #include "base/status.h"
 #include "crypto/secure_buffer.h"
 #include "format/key_ref.h"
+#include "keys/request_stats.h"
 
 namespace kmsfs {
 
@@ -47,6 +48,9 @@ class KeyProvider {
   // Moves a wrap from `from` to `to` under the same context.
   virtual Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped,
                                    const EncryptionContext& ctx, const KeyRef& to) = 0;
+
+  // The provider's remote calls, if it makes any (for stats and metrics).
+  virtual const RequestStats* request_stats() const { return nullptr; }
 };
 
 }  // namespace kmsfs

@@ -23,4 +23,13 @@ Result<KeyProvider*> KeyProviders::get(ProviderId id) {
   return raw;
 }
 
+std::vector<std::pair<ProviderId, const RequestStats*>> KeyProviders::request_stats() {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<ProviderId, const RequestStats*>> out;
+  for (const auto& [id, p] : providers_) {
+    if (const RequestStats* s = p->request_stats()) out.emplace_back(id, s);
+  }
+  return out;
+}
+
 }  // namespace kmsfs

@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "keys/key_provider.h"
@@ -22,6 +24,8 @@ class KeyProviders {
   void add(std::unique_ptr<KeyProvider> p);
   // Creates the provider on first use; later calls return the same one. Thread-safe.
   Result<KeyProvider*> get(ProviderId id);
+  // The request counters of the providers created so far that keep any.
+  std::vector<std::pair<ProviderId, const RequestStats*>> request_stats();
 
  private:
   Factory factory_;

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -140,6 +141,8 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   v.remount();  // nothing unwrapped yet but the names key
   int held = ::open(v.at("kept").c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(held, 0) << std::strerror(errno);
+  char first[8] = {};
+  ASSERT_EQ(::pread(held, first, sizeof first, 0), 5);  // now in the kernel's page cache
 
   key_call("DisableKey");
   reset_stats();
@@ -151,13 +154,23 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   EXPECT_NE(v.log().find("disabled"), std::string::npos) << v.log();
   // The log names the key, never a plaintext file name (names are encrypted).
   EXPECT_EQ(v.log().find("payroll-2026.xlsx"), std::string::npos) << v.log();
-  // A file opened before keeps its data key until it is closed (the key cache with a TTL
-  // that also revokes open files is the next layer).
+  // A file opened before loses its key within TTL + 1 s too, through the kernel's page
+  // cache (its pages were read and cached before the key was disabled).
   char buf[8] = {};
-  EXPECT_EQ(::pread(held, buf, sizeof buf, 0), 5);
+  int read_errno = 0;
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    if (::pread(held, buf, sizeof buf, 0) < 0) {
+      read_errno = errno;
+      break;
+    }
+  }
+  EXPECT_EQ(read_errno, EACCES) << "an open file still read after its key was disabled";
   ::close(held);
 
   key_call("EnableKey");
+  // A refusal is remembered for a second (no KMS request per access of a revoked file).
+  EXPECT_EQ(open_errno_within(v.at("payroll-2026.xlsx"), O_RDONLY, 0, std::chrono::seconds(3)), 0);
   EXPECT_EQ(read_file(v.at("payroll-2026.xlsx")), "other\n");
 
   key_call("ScheduleKeyDeletion", {{"PendingWindowInDays", 7}});
@@ -166,6 +179,7 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   key_call("CancelKeyDeletion");  // leaves the key Disabled, as AWS does
   EXPECT_EQ(open_errno(v.at("kept"), O_RDONLY), EACCES);
   key_call("EnableKey");
+  EXPECT_EQ(open_errno_within(v.at("kept"), O_RDONLY, 0, std::chrono::seconds(3)), 0);
   EXPECT_EQ(read_file(v.at("kept")), "kept\n");
   write_file(v.at("new"), "born after recovery\n");
   v.remount();
@@ -192,6 +206,118 @@ TEST_F(KmsMount, OpensWithinTheKeyTtlCostOneDecryptAndOneMoreAfterIt) {
   ASSERT_EQ(read_file(v.at("new")), "new\n");
   ASSERT_EQ(read_file(v.at("old")), "old\n");
   EXPECT_EQ(stats()["Decrypt"], (json{{"ok", 3}})) << stats();
+}
+
+TEST_F(KmsMount, FiftyConcurrentOpensOfAnUncachedFileCostOneDecrypt) {
+  MountedVault v(vault_options());
+  write_file(v.at("shared"), "shared\n");
+  v.remount();
+  reset_stats();
+  faults(R"({"latency_ms":200})");  // the opens overlap the one fetch
+  std::atomic<int> ok{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 50; ++i) ts.emplace_back([&] { ok += read_file(v.at("shared")) == "shared\n"; });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok, 50);
+  EXPECT_EQ(stats()["Decrypt"], (json{{"ok", 1}})) << stats();
+}
+
+// --stale-if-error: with the server gone, cached keys keep opening files past their TTL for
+// that long, then stop (EIO).
+TEST_F(KmsMount, StaleIfErrorBridgesAnOutageForItsBoundOnly) {
+  MountedVault v(vault_options({}, {"--key-ttl", "1", "--stale-if-error", "3"}));
+  write_file(v.at("f"), "cached\n");  // its key is in the cache from the create
+  ASSERT_EQ(kms_.stop(), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past the TTL
+  EXPECT_EQ(read_file(v.at("f")), "cached\n");
+  EXPECT_NE(v.log().find("serving cached keys"), std::string::npos) << v.log();
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(5500));  // past TTL + stale-if-error
+  EXPECT_EQ(open_errno(v.at("f"), O_RDONLY), EIO);
+  kms_.restart();
+  // A fetch begun during the outage may still be between its retries: allow it to end.
+  EXPECT_EQ(open_errno_within(v.at("f"), O_RDONLY, 0, std::chrono::seconds(10)), 0);
+  EXPECT_EQ(read_file(v.at("f")), "cached\n");
+}
+
+// `kmsfs stats` counts exactly what the server counted; flush-keys makes the next access
+// ask KMS; `kmsfs status` lists the mount; the Prometheus endpoint parses with the Python
+// client's parser and says the same.
+TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
+  MountedVault v(vault_options({}, {"--metrics-listen", "127.0.0.1:0"}));
+  reset_stats();
+  v.remount();  // from here the server and the new daemon count the same requests
+  for (int i = 0; i < 5; ++i) write_file(v.at("f" + std::to_string(i)), "file " + std::to_string(i));
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(read_file(v.at("f" + std::to_string(i))), "file " + std::to_string(i));
+
+  auto mount_stats = [&] {
+    ProcessResult r = kmsfs({"stats", v.mnt(), "--json"});
+    json j = parse(r.out);
+    EXPECT_TRUE(j.is_object()) << r.out << r.err;
+    return j;
+  };
+  // The mount's own count of each (operation, result) is the server's count.
+  auto expect_same_counts = [&](const json& mine) {
+    json server = stats();
+    int compared = 0;
+    for (const auto& r : mine["kms"]["requests"]) {
+      EXPECT_EQ(r["count"], server[r["operation"].get<std::string>()][r["result"].get<std::string>()]) << r << server;
+      ++compared;
+    }
+    EXPECT_GE(compared, 2);  // at least DescribeKey/Decrypt at mount and GenerateDataKey
+  };
+  json j = mount_stats();
+  expect_same_counts(j);
+  EXPECT_EQ(j["mountpoint"], v.mnt());
+  EXPECT_EQ(j["cache"]["keys"], 5) << j;  // the five data keys (the names key is not cached)
+  EXPECT_DOUBLE_EQ(j["kms"]["requests_total"].get<double>() * 0.03 / 10000, j["kms"]["estimated_cost_usd"].get<double>());
+
+  ProcessResult human = kmsfs({"stats", v.mnt()});
+  EXPECT_NE(human.out.find("GenerateDataKey"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("key cache: 5 keys"), std::string::npos) << human.out;
+  ProcessResult status = kmsfs({"status"});
+  EXPECT_NE(status.out.find(v.mnt() + "  backing " + v.backing()), std::string::npos) << status.out;
+
+  const int decrypts = stats()["Decrypt"]["ok"];
+  ProcessResult flush = kmsfs({"flush-keys", v.mnt()});
+  EXPECT_NE(flush.out.find("dropped 5 cached key(s)"), std::string::npos) << flush.out;
+  EXPECT_EQ(mount_stats()["cache"]["keys"], 0);
+  ASSERT_EQ(read_file(v.at("f0")), "file 0");
+  EXPECT_EQ(stats()["Decrypt"]["ok"], decrypts + 1);
+
+  // Prometheus text at the port the daemon logged.
+  const std::string marker = "metrics at http://127.0.0.1:";
+  const std::string log = v.log();
+  const size_t at = log.rfind(marker);  // the latest daemon's
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string port = log.substr(at + marker.size(), log.find('/', at + marker.size()) - at - marker.size());
+  ProcessResult scrape = run({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + port + "/metrics"});
+  ASSERT_EQ(scrape.exit_code, 0) << scrape.err;
+  const std::string parser =
+      "import sys, json\n"
+      "from prometheus_client.parser import text_string_to_metric_families\n"
+      "out = {}\n"
+      "for fam in text_string_to_metric_families(sys.stdin.read()):\n"
+      "    for s in fam.samples:\n"
+      "        if s.name == 'kmsfs_kms_requests_total':\n"
+      "            out[s.labels['operation'] + ' ' + s.labels['result']] = s.value\n"
+      "        elif s.name in ('kmsfs_key_cache_keys', 'kmsfs_key_cache_evictions_total',\n"
+      "                        'kmsfs_kms_request_duration_seconds_count'):\n"
+      "            out[s.name] = s.value\n"
+      "print(json.dumps(out))\n";
+  ProcessOptions po;
+  po.stdin_data = scrape.out;
+  ProcessResult parsed = run({"/usr/bin/python3", "-c", parser}, po);
+  ASSERT_EQ(parsed.exit_code, 0) << parsed.err << scrape.out;
+  json m = parse(parsed.out);
+  json server = stats();
+  EXPECT_EQ(m["Decrypt ok"], server["Decrypt"]["ok"].get<double>()) << m;
+  EXPECT_EQ(m["GenerateDataKey ok"], server["GenerateDataKey"]["ok"].get<double>()) << m;
+  EXPECT_EQ(m["kmsfs_key_cache_keys"], 1) << m;
+  EXPECT_GE(m["kmsfs_key_cache_evictions_total"].get<double>(), 5) << m;
+  EXPECT_GE(m["kmsfs_kms_request_duration_seconds_count"].get<double>(), 7) << m;
+  EXPECT_EQ(v.unmount(), 0);
+  EXPECT_EQ(kmsfs({"stats", v.mnt()}, /*check=*/false).exit_code, 3) << "stats of an unmounted path must fail";
 }
 
 TEST_F(KmsMount, ThrottlingErrorsDropsAndLatencyAreRetriedNotFailed) {

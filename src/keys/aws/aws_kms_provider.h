@@ -52,6 +52,7 @@ class AwsKmsProvider final : public KeyProvider {
                               const EncryptionContext& ctx) override;
   Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped, const EncryptionContext& ctx,
                            const KeyRef& to) override;
+  const RequestStats* request_stats() const override { return &client_->stats(); }
 
  private:
   Status check_ref(const KeyRef& key) const;

@@ -65,6 +65,7 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
       auto delay = backoff_delay(opts_.retry, attempt - 1, opts_.random());
       spdlog::debug("KMS {} on {}: {}; retry {} in {} ms", op, key_id, last.message(), attempt,
                     delay.count());
+      stats_->record_retry(op);
       opts_.sleep(delay);
     }
     ASSIGN_OR_RETURN(std::shared_ptr<const Credentials> creds, creds_->get());
@@ -85,16 +86,24 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
     hc.headers = std::move(req.headers);
     hc.body = std::move(req.body);
     WipeOnExit wipe_sent(hc.body);
+    const auto t0 = std::chrono::steady_clock::now();
     Result<HttpResponse> r = http_->send(hc);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!r.ok()) {
+      stats_->record(op, "ConnectionError", seconds);
       if (r.status().code() != Code::kUnavailable) return r.status().with_context("KMS " + std::string(op));
       last = r.status();
       continue;
     }
-    if (r->status == 200) return r;
+    if (r->status == 200) {
+      stats_->record(op, "ok", seconds);
+      return r;
+    }
 
     ErrorAnswer err = parse_error(std::string_view(r->body.data(), r->body.size()));
     if (err.type.empty()) err.type = r->header("x-amzn-errortype");
+    const std::string_view short_type = short_error_code(err.type);
+    stats_->record(op, short_type.empty() ? "HTTP " + std::to_string(r->status) : std::string(short_type), seconds);
     last = map_kms_error(r->status, err.type, err.message, op, key_id);
     if (classify_http(r->status, err.type) == RetryClass::kNever) return last;
   }

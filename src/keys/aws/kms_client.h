@@ -12,6 +12,7 @@
 #include "keys/aws/credentials.h"
 #include "keys/aws/http.h"
 #include "keys/aws/kms_json.h"
+#include "keys/request_stats.h"
 #include "keys/aws/retry.h"
 
 namespace kmsfs::aws {
@@ -52,6 +53,9 @@ class KmsClient {
                              const EncryptionContext& ctx);
   Result<KeyMetadata> describe_key(const std::string& key_id);
 
+  // Every attempt this client made, by operation and result.
+  const RequestStats& stats() const { return *stats_; }
+
   // The region a request about `key_id` goes to; kInvalidArgument if none is known.
   Result<std::string> region_for(std::string_view key_id) const;
 
@@ -64,6 +68,7 @@ class KmsClient {
   std::shared_ptr<HttpTransport> http_;
   std::shared_ptr<CredentialsProvider> creds_;
   KmsClientOptions opts_;
+  std::unique_ptr<RequestStats> stats_ = std::make_unique<RequestStats>();
 };
 
 }  // namespace kmsfs::aws

@@ -1,0 +1,128 @@
+#include "control/mount_stats.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace kmsfs {
+
+namespace {
+
+// Every provider's counters, merged (a mount normally uses one provider).
+RequestStats::Snapshot merged(KeyProviders& providers) {
+  RequestStats::Snapshot all;
+  for (const auto& [id, stats] : providers.request_stats()) {
+    RequestStats::Snapshot s = stats->snapshot();
+    for (const auto& [k, v] : s.requests) all.requests[k] += v;
+    for (const auto& [k, v] : s.retries) all.retries[k] += v;
+    for (size_t i = 0; i < all.buckets.size(); ++i) all.buckets[i] += s.buckets[i];
+    all.latency_sum += s.latency_sum;
+    all.latency_count += s.latency_count;
+  }
+  return all;
+}
+
+// Label values escaped as the exposition format wants (\\, \", \n).
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string le(size_t i) {
+  return i < RequestStats::kBuckets.size() ? fmt::format("{}", RequestStats::kBuckets[i]) : "+Inf";
+}
+
+}  // namespace
+
+nlohmann::json mount_stats_json(const MountStatsSources& s) {
+  using nlohmann::json;
+  const RequestStats::Snapshot r = merged(*s.providers);
+  json requests = json::array();
+  for (const auto& [k, v] : r.requests) requests.push_back({{"operation", k.first}, {"result", k.second}, {"count", v}});
+  json buckets = json::array();
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < r.buckets.size(); ++i) {
+    cumulative += r.buckets[i];
+    buckets.push_back({{"le", le(i)}, {"count", cumulative}});
+  }
+  json out = {
+      {"mountpoint", s.mountpoint},
+      {"backing", s.backing},
+      {"pid", ::getpid()},
+      {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - s.started).count()},
+      {"kms",
+       {{"requests", requests},
+        {"requests_total", r.total_requests()},
+        {"retries", r.retries},
+        {"latency_seconds", {{"buckets", buckets}, {"sum", r.latency_sum}, {"count", r.latency_count}}},
+        {"estimated_cost_usd", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest}}},
+  };
+  if (s.cache) {
+    const KeyCacheStats c = s.cache->stats();
+    const KeyCacheOptions& o = s.cache->options();
+    out["cache"] = {{"keys", c.keys},
+                    {"hits", c.hits},
+                    {"misses", c.misses},
+                    {"coalesced", c.coalesced},
+                    {"fetches", c.fetches},
+                    {"fetch_failures", c.fetch_failures},
+                    {"refreshes", c.refreshes},
+                    {"stale_served", c.stale_served},
+                    {"evictions", c.evictions},
+                    {"timeouts", c.timeouts},
+                    {"ttl_seconds", std::chrono::duration<double>(o.ttl).count()},
+                    {"max_keys", o.max_keys},
+                    {"stale_if_error_seconds", std::chrono::duration<double>(o.stale_if_error).count()}};
+  }
+  return out;
+}
+
+std::string mount_stats_prometheus(const MountStatsSources& s) {
+  const RequestStats::Snapshot r = merged(*s.providers);
+  std::string t;
+  auto head = [&t](std::string_view name, std::string_view type, std::string_view help) {
+    t += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  head("kmsfs_kms_requests_total", "counter", "KMS requests sent (every attempt), by operation and result.");
+  for (const auto& [k, v] : r.requests)
+    t += fmt::format("kmsfs_kms_requests_total{{operation=\"{}\",result=\"{}\"}} {}\n", label(k.first), label(k.second), v);
+  head("kmsfs_kms_retries_total", "counter", "KMS requests retried after a throttle, 5xx, timeout or connection error.");
+  for (const auto& [k, v] : r.retries) t += fmt::format("kmsfs_kms_retries_total{{operation=\"{}\"}} {}\n", label(k), v);
+  head("kmsfs_kms_request_duration_seconds", "histogram", "Latency of each KMS request attempt.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < r.buckets.size(); ++i) {
+    cumulative += r.buckets[i];
+    t += fmt::format("kmsfs_kms_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", le(i), cumulative);
+  }
+  t += fmt::format("kmsfs_kms_request_duration_seconds_sum {}\n", r.latency_sum);
+  t += fmt::format("kmsfs_kms_request_duration_seconds_count {}\n", r.latency_count);
+  head("kmsfs_kms_estimated_cost_dollars", "gauge", "KMS requests of this mount priced at $0.03 per 10,000.");
+  t += fmt::format("kmsfs_kms_estimated_cost_dollars {}\n", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest);
+  if (s.cache) {
+    const KeyCacheStats c = s.cache->stats();
+    auto counter = [&](std::string_view name, std::string_view help, uint64_t v) {
+      head(name, "counter", help);
+      t += fmt::format("{} {}\n", name, v);
+    };
+    counter("kmsfs_key_cache_hits_total", "Key lookups answered from the cache.", c.hits);
+    counter("kmsfs_key_cache_misses_total", "Key lookups that waited for the key provider.", c.misses);
+    counter("kmsfs_key_cache_coalesced_total", "Misses that joined a fetch already under way.", c.coalesced);
+    counter("kmsfs_key_cache_refreshes_total", "Keys in use refreshed before their TTL ended.", c.refreshes);
+    counter("kmsfs_key_cache_stale_served_total", "Expired keys served while the KMS was unreachable.", c.stale_served);
+    counter("kmsfs_key_cache_evictions_total", "Keys dropped (TTL, LRU, refusal, flush).", c.evictions);
+    counter("kmsfs_key_cache_timeouts_total", "Lookups that gave up waiting for the key provider.", c.timeouts);
+    head("kmsfs_key_cache_keys", "gauge", "Keys cached now.");
+    t += fmt::format("kmsfs_key_cache_keys {}\n", c.keys);
+  }
+  return t;
+}
+
+}  // namespace kmsfs

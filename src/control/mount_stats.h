@@ -1,0 +1,31 @@
+// What a running mount reports: its KMS requests (by operation and result, retries,
+// latency, estimated cost) and its key cache. One source for `kmsfs stats` (JSON over the
+// control socket) and the Prometheus endpoint, so the two never disagree.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "keys/cache/key_cache.h"
+#include "keys/key_providers.h"
+
+namespace kmsfs {
+
+// AWS KMS list price for symmetric requests: $0.03 per 10,000.
+constexpr double kKmsDollarsPerRequest = 0.03 / 10000;
+
+struct MountStatsSources {
+  std::string mountpoint;
+  std::string backing;
+  KeyProviders* providers = nullptr;
+  KeyCache* cache = nullptr;  // may be null
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+nlohmann::json mount_stats_json(const MountStatsSources& s);
+// Prometheus text exposition format 0.0.4.
+std::string mount_stats_prometheus(const MountStatsSources& s);
+
+}  // namespace kmsfs
