@@ -49,6 +49,11 @@ class KeyProvider {
   virtual Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped,
                                    const EncryptionContext& ctx, const KeyRef& to) = 0;
 
+  // Whether unwrapping may wait on a network service. The key cache fetches keys of remote
+  // providers on its own threads (callers wait with a deadline) and those of local ones
+  // in the caller's thread (a hand-off would cost more than the unwrap).
+  virtual bool remote() const { return false; }
+
   // The provider's remote calls, if it makes any (for stats and metrics).
   virtual const RequestStats* request_stats() const { return nullptr; }
 };

@@ -52,6 +52,7 @@ class AwsKmsProvider final : public KeyProvider {
                               const EncryptionContext& ctx) override;
   Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped, const EncryptionContext& ctx,
                            const KeyRef& to) override;
+  bool remote() const override { return true; }
   const RequestStats* request_stats() const override { return &client_->stats(); }
 
  private:

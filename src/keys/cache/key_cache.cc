@@ -106,7 +106,10 @@ void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> list
 
 Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
   const CacheKeyId id = id_of(ref, wrapped, ctx);
+  ASSIGN_OR_RETURN(KeyProvider * provider, providers_.get(ref.provider));
+  const bool inline_fetch = !provider->remote();
   std::shared_ptr<Flight> flight;
+  bool started = false;  // this call started the flight
   std::vector<CacheKeyId> gone;
   bool stale_ok = false;  // an expired key that stale_if_error still covers
   {
@@ -136,7 +139,8 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
         ++stats_.coalesced;
         flight = e.flight;
       } else {
-        flight = start_fetch(id, e, /*refresh=*/false);
+        flight = start_fetch(id, e, /*refresh=*/false, /*queue=*/!inline_fetch);
+        started = true;
       }
     } else {
       ++stats_.misses;
@@ -148,11 +152,13 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
       lru_.push_front(id);
       e.lru = lru_.begin();
       it = entries_.emplace(id, std::move(e)).first;
-      flight = start_fetch(id, it->second, /*refresh=*/false);
+      flight = start_fetch(id, it->second, /*refresh=*/false, /*queue=*/!inline_fetch);
+      started = true;
       evict_over_limit_locked(gone);
     }
   }
   notify(gone);
+  if (started && inline_fetch) run_fetch(id, flight);
 
   const auto wait = stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline;
   std::unique_lock fl(flight->mu);
@@ -183,15 +189,17 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
   return why;
 }
 
-std::shared_ptr<KeyCache::Flight> KeyCache::start_fetch(const CacheKeyId& id, Entry& e, bool refresh) {
+std::shared_ptr<KeyCache::Flight> KeyCache::start_fetch(const CacheKeyId& id, Entry& e, bool refresh, bool queue) {
   auto f = std::make_shared<Flight>();
   f->ref = e.ref;
   f->wrapped = e.wrapped;
   f->ctx = e.ctx;
   f->refresh = refresh;
   e.flight = f;
-  queue_.emplace_back(id, f);
-  work_cv_.notify_all();
+  if (queue) {
+    queue_.emplace_back(id, f);
+    work_cv_.notify_all();
+  }
   return f;
 }
 

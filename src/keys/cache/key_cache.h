@@ -6,8 +6,9 @@
 //   (locked, excluded from core dumps, zeroed when the last holder lets go).
 // - Every entry lives `ttl` from its fetch; LRU beyond `max_keys`; `flush()` drops all.
 // - Single flight: concurrent unwraps of one uncached key make one provider call. Fetches
-//   run on the cache's own threads and callers wait at most `wait_deadline`, so a slow KMS
-//   holds a FUSE worker for a bounded time and never blocks callers of cached keys.
+//   from remote providers run on the cache's own threads and callers wait at most
+//   `wait_deadline`, so a slow KMS holds a FUSE worker for a bounded time and never blocks
+//   callers of cached keys; local providers (the keyring) are asked in the caller's thread.
 // - Hot keys (used since their last fetch) are refreshed `refresh_ahead` before they
 //   expire, in the background: expiry causes no stall and no burst. A refresh the provider
 //   refuses (denied, disabled, not found) evicts the key at once.
@@ -125,7 +126,8 @@ class KeyCache {
   };
 
   // Starts a fetch for `e` unless one is under way; returns the flight. mu_ held.
-  std::shared_ptr<Flight> start_fetch(const CacheKeyId& id, Entry& e, bool refresh);
+  // `queue`: for a fetch thread; otherwise the caller runs it (run_fetch) after unlocking.
+  std::shared_ptr<Flight> start_fetch(const CacheKeyId& id, Entry& e, bool refresh, bool queue = true);
   void fetch_worker(std::stop_token st);
   void run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f);
   void maintenance(std::stop_token st);

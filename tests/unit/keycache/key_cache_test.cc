@@ -18,12 +18,14 @@ using Clock = std::chrono::steady_clock;
 class FakeProvider final : public KeyProvider {
  public:
   ProviderId id() const noexcept override { return ProviderId::kAwsKms; }
+  bool remote() const override { return is_remote; }
   Result<KeyRef> resolve(std::string_view spec) override { return KeyRef{ProviderId::kAwsKms, std::string(spec), 0}; }
   Result<DataKey> generate_data_key(const KeyRef&, const EncryptionContext&) override {
     return Status(Code::kUnsupported, "not in this test");
   }
   Result<SecureBuffer> unwrap(const KeyRef&, ByteSpan wrapped, const EncryptionContext&) override {
     ++calls;
+    last_thread = std::this_thread::get_id();
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
     switch (mode.load()) {
       case Mode::kOk: break;
@@ -39,6 +41,8 @@ class FakeProvider final : public KeyProvider {
   }
 
   enum class Mode { kOk, kDown, kDenied };
+  std::atomic<bool> is_remote{true};  // a KMS stand-in unless a test says otherwise
+  std::atomic<std::thread::id> last_thread;
   std::atomic<int> calls{0};
   std::atomic<int> delay_ms{0};
   std::atomic<Mode> mode{Mode::kOk};
@@ -231,6 +235,18 @@ TEST_F(KeyCacheTest, ASlowProviderCostsCallersTheDeadlineNotTheFetch) {
   const int calls = fake_->calls;
   EXPECT_TRUE(get(*c, 2).ok());
   EXPECT_EQ(fake_->calls, calls);
+}
+
+// A local provider (the keyring) answers in microseconds: asked in the caller's thread, with
+// no hand-off; a remote one on the cache's threads.
+TEST_F(KeyCacheTest, LocalProvidersAreAskedInTheCallersThreadRemoteOnesOnTheCaches) {
+  auto c = make();
+  ASSERT_TRUE(get(*c, 1).ok());
+  EXPECT_NE(fake_->last_thread.load(), std::this_thread::get_id());
+  fake_->is_remote = false;
+  ASSERT_TRUE(get(*c, 2).ok());
+  EXPECT_EQ(fake_->last_thread.load(), std::this_thread::get_id());
+  EXPECT_EQ(fake_->calls, 2);
 }
 
 TEST_F(KeyCacheTest, LeastRecentlyUsedKeysGoBeyondTheLimit) {
