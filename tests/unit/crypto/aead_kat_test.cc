@@ -8,15 +8,12 @@
 #include <vector>
 
 #include "crypto/aead.h"
+#include "unhex.h"
 
 namespace kmsfs {
 namespace {
 
-Bytes unhex(std::string_view h) {
-  Bytes b;
-  EXPECT_TRUE(from_hex(h, b)) << h;
-  return b;
-}
+using testing::unhex;
 
 std::unique_ptr<Aead> make(CipherId id, ByteSpan key) {
   auto a = Aead::create(id, key);

@@ -1,4 +1,5 @@
 #include "crypto/kdf.h"
+#include "unhex.h"
 
 #include <gtest/gtest.h>
 
@@ -8,11 +9,7 @@
 namespace kmsfs {
 namespace {
 
-Bytes unhex(std::string_view h) {
-  Bytes b;
-  EXPECT_TRUE(from_hex(h, b)) << h;
-  return b;
-}
+using testing::unhex;
 
 std::string hex(ByteSpan b) { return to_hex(b); }
 

@@ -1,4 +1,5 @@
 #include "crypto/siv.h"
+#include "unhex.h"
 
 #include <gtest/gtest.h>
 
@@ -8,11 +9,7 @@
 namespace kmsfs {
 namespace {
 
-Bytes unhex(std::string_view h) {
-  Bytes b;
-  EXPECT_TRUE(from_hex(h, b)) << h;
-  return b;
-}
+using testing::unhex;
 
 // RFC 5297 A.1: deterministic authenticated encryption (AES-128-SIV, 256-bit key).
 TEST(Siv, Rfc5297DeterministicVector) {
