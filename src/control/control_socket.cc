@@ -7,8 +7,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/bytes.h"
+#include "crypto/kdf.h"
 
 namespace kmsfs {
 
@@ -60,10 +59,8 @@ std::string control_socket_dir() {
 
 std::string control_socket_path(const std::string& mountpoint) {
   // A digest, not the path itself: mountpoints can be longer than sun_path allows.
-  unsigned char d[32];
-  unsigned int len = 0;
-  EVP_Digest(mountpoint.data(), mountpoint.size(), d, &len, EVP_sha256(), nullptr);
-  return control_socket_dir() + "/" + to_hex(ByteSpan(d, 8)) + ".sock";
+  const Digest32 d = sha256(as_bytes(mountpoint));
+  return control_socket_dir() + "/" + to_hex(ByteSpan(d.data(), 8)) + ".sock";
 }
 
 Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& path, Handler handler) {

@@ -138,8 +138,8 @@ class Filesystem {
   // takes them from await_revocations() on a thread of its own and sends
   // FUSE_NOTIFY_INVAL_INODE for each (the kernel first writes dirty pages back through
   // us, while the key still works, then drops its cached pages, so later reads reach the
-  // daemon), then calls expire_key(): the file's next access asks the cache again, which
-  // a revoked key fails. Each item is (nodeid, the file's key guard); the guard may
+  // daemon), then expires the file's key guard: its next access asks the cache again,
+  // which a revoked key fails. Each item is (nodeid, the file's key guard); the guard may
   // outlive the file (then expiring it does nothing) and the nodeid may be forgotten by
   // then (then the kernel answers ENOENT). nullopt once stopped.
   using Revocation = std::pair<uint64_t, std::weak_ptr<KeyGuard>>;

@@ -1,11 +1,11 @@
 #include "keys/cache/key_cache.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
+
+#include "crypto/kdf.h"
 
 namespace kmsfs {
 
@@ -83,10 +83,7 @@ CacheKeyId KeyCache::id_of(const KeyRef& ref, ByteSpan wrapped, const Encryption
   put(as_bytes(r));
   put(wrapped);
   put(ctx.canonical());
-  CacheKeyId id{};
-  unsigned int len = 0;
-  EVP_Digest(buf.data(), buf.size(), id.data(), &len, EVP_sha256(), nullptr);
-  return id;
+  return sha256(buf);
 }
 
 KeyCache::Clock::time_point KeyCache::now() const { return opts_.clock ? opts_.clock() : Clock::now(); }
@@ -106,8 +103,6 @@ void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> list
 
 Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
   const CacheKeyId id = id_of(ref, wrapped, ctx);
-  ASSIGN_OR_RETURN(KeyProvider * provider, providers_.get(ref.provider));
-  const bool inline_fetch = !provider->remote();
   std::shared_ptr<Flight> flight;
   bool started = false;  // this call started the flight
   std::vector<CacheKeyId> gone;
@@ -139,7 +134,7 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
         ++stats_.coalesced;
         flight = e.flight;
       } else {
-        flight = start_fetch(id, e, /*refresh=*/false, /*queue=*/!inline_fetch);
+        flight = start_fetch(id, e, /*refresh=*/false, /*queue=*/false);
         started = true;
       }
     } else {
@@ -152,13 +147,24 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
       lru_.push_front(id);
       e.lru = lru_.begin();
       it = entries_.emplace(id, std::move(e)).first;
-      flight = start_fetch(id, it->second, /*refresh=*/false, /*queue=*/!inline_fetch);
+      flight = start_fetch(id, it->second, /*refresh=*/false, /*queue=*/false);
       started = true;
       evict_over_limit_locked(gone);
     }
   }
   notify(gone);
-  if (started && inline_fetch) run_fetch(id, flight);
+  if (started) {
+    // Only a miss needs the provider: a local one (the keyring) is asked right here, a
+    // remote one on the fetch threads. (A provider that cannot be had fails in run_fetch.)
+    auto provider = providers_.get(ref.provider);
+    if (!provider.ok() || !(*provider)->remote()) {
+      run_fetch(id, flight);
+    } else {
+      std::lock_guard lk(mu_);
+      queue_.emplace_back(id, flight);
+      work_cv_.notify_all();
+    }
+  }
 
   const auto wait = stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline;
   std::unique_lock fl(flight->mu);

@@ -37,6 +37,7 @@
 
 #include "base/bytes.h"
 #include "base/status.h"
+#include "crypto/kdf.h"
 #include "crypto/secure_buffer.h"
 #include "format/key_ref.h"
 #include "keys/key_providers.h"
@@ -70,7 +71,7 @@ struct KeyCacheStats {
   size_t keys = 0;            // cached now
 };
 
-using CacheKeyId = std::array<uint8_t, 32>;
+using CacheKeyId = Digest32;  // SHA-256 of what decides an unwrap's answer
 
 class KeyCache {
  public:
@@ -126,7 +127,7 @@ class KeyCache {
   };
 
   // Starts a fetch for `e` unless one is under way; returns the flight. mu_ held.
-  // `queue`: for a fetch thread; otherwise the caller runs it (run_fetch) after unlocking.
+  // `queue`: for a fetch thread now; otherwise the caller runs or queues it after unlocking.
   std::shared_ptr<Flight> start_fetch(const CacheKeyId& id, Entry& e, bool refresh, bool queue = true);
   void fetch_worker(std::stop_token st);
   void run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f);
