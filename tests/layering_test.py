@@ -19,10 +19,12 @@ ALLOWED = {
     "keys/keyring": {"base", "crypto", "format", "keys", "keys/keyring"},
     "keys/aws": {"base", "crypto", "format", "keys", "keys/aws"},
     "keys/cache": {"base", "crypto", "format", "keys", "keys/cache"},
-    "vault": {"base", "crypto", "format", "keys", "keys/cache", "vault"},
-    "fs": {"base", "crypto", "format", "keys", "keys/cache", "vault", "fs"},
-    "rotation": {"base", "crypto", "format", "keys", "keys/cache", "vault", "rotation"},
-    "control": {"base", "crypto", "format", "keys", "keys/cache", "vault", "fs", "rotation", "control"},
+    "keys/intermediate": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate"},
+    "keys/pool": {"base", "crypto", "format", "keys", "keys/pool"},
+    "vault": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault"},
+    "fs": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "fs"},
+    "rotation": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "rotation"},
+    "control": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "fs", "rotation", "control"},
     "cli": None,  # the top: may use everything
 }
 # System headers only one module may include.

@@ -32,6 +32,9 @@ struct InitCliOptions {
   bool plaintext_names = false;
   std::string name_encoding = "base64url";
   uint32_t longname_max = kDefaultLongnameMax;
+  std::string key_mode = "per-file";
+  uint64_t intermediate_max_files = 10000;
+  uint32_t intermediate_max_age = 300;
   PassphraseOptions passphrase;
 };
 
@@ -110,6 +113,9 @@ Status run_init(const InitCliOptions& o) {
   io.plaintext_names = o.plaintext_names;
   io.name_encoding = *encoding;
   io.longname_max = o.longname_max;
+  io.key_mode = *key_mode_from_name(o.key_mode);  // checked by CLI11
+  io.intermediate_max_files = o.intermediate_max_files;
+  io.intermediate_max_age_s = o.intermediate_max_age;
   ASSIGN_OR_RETURN(auto vault, Vault::init(o.backing, *providers, io));
   const FsConfig& c = vault->config();
   std::error_code ec;
@@ -119,10 +125,14 @@ Status run_init(const InitCliOptions& o) {
                                               name_encoding_name(c.name_encoding), c.longname_max)
                                 : std::string("plaintext");
   std::string where = kms ? "" : ", keyring " + keyring;
+  const std::string mode = c.key_mode == KeyMode::kIntermediate
+                               ? fmt::format("intermediate (rolls after {} files or {} s)", c.intermediate_max_files,
+                                             c.intermediate_max_age_s)
+                               : std::string("per-file");
   return print(fmt::format(
-      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}{})\nconfig: {}\n",
+      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}{})\nkey mode: {}\nconfig: {}\n",
       c.fs_id_hex(), cipher_name(c.cipher), c.block_size, names, c.fs_key_ref.to_string(), c.key_spec,
-      where, ec ? conf : conf_abs));
+      where, mode, ec ? conf : conf_abs));
 }
 
 }  // namespace
@@ -167,6 +177,24 @@ void add_init_command(CLI::App& app, Commands& out) {
                   "Longest backing name to use; longer encrypted names are stored hashed with a side "
                   "file (lower it for cloud-synced backends with shorter name limits)")
       ->type_name("N")
+      ->capture_default_str();
+  cmd->add_option("--key-mode", o->key_mode,
+                  "per-file: every file's data key comes from the provider (KMS GenerateDataKey), so KMS "
+                  "audit sees each file; intermediate: one provider call per intermediate key, which wraps "
+                  "locally generated data keys of many files (see docs/KMS.md)")
+      ->check(CLI::IsMember({"per-file", "intermediate"}))
+      ->capture_default_str();
+  cmd->add_option("--intermediate-max-files", o->intermediate_max_files,
+                  "Intermediate mode: new files one intermediate key wraps before the next create rolls to a "
+                  "fresh one")
+      ->type_name("N")
+      ->check(CLI::Range(uint64_t(1), uint64_t(1'000'000'000)))
+      ->capture_default_str();
+  cmd->add_option("--intermediate-max-age", o->intermediate_max_age,
+                  "Intermediate mode: seconds an intermediate key wraps new files (a mount also caps it at "
+                  "--key-ttl)")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(uint32_t(1), uint32_t(30 * 86400)))
       ->capture_default_str();
   add_passphrase_options(*cmd, o->passphrase);
   cmd->footer(

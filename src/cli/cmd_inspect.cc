@@ -62,6 +62,8 @@ json slot_json(const FileHeader& h, int i) {
   s["sparse_ranges"] = slot.state ? slot.state->ranges.size() : 0;
   s["state_generation"] = slot.state ? slot.state->generation : 0;
   s["unknown_records"] = slot.extra.size();
+  if (slot.intermediate)
+    s["intermediate_key"] = {{"id", to_hex(slot.intermediate->id)}, {"wrapped_length", slot.intermediate->wrapped.size()}};
   return s;
 }
 
@@ -99,11 +101,15 @@ json report_json(const std::string& path, const FileHeader& h, uint64_t backing_
 std::string slot_text(const FileHeader& h, int i) {
   if (!h.slots[i]) return fmt::format("slot {}: invalid ({})\n", i, h.slot_problem[i]);
   const HeaderSlot& s = *h.slots[i];
-  return fmt::format(
-      "slot {}: seq {}, provider {}, key id {}, version {}, wrapped key {} bytes, "
-      "sparse ranges {}, generation {}\n",
-      i, s.seq, provider_name(s.key.provider), s.key.key_id, s.key.version, s.wrapped_dek.size(),
-      s.state ? s.state->ranges.size() : 0, s.state ? s.state->generation : 0);
+  // In intermediate mode the provider key wrapped the intermediate key; the data key is
+  // sealed under that.
+  const std::string wrapped =
+      s.intermediate ? fmt::format("intermediate key {} ({} bytes wrapped), data key sealed under it ({} bytes)",
+                                   to_hex(s.intermediate->id), s.intermediate->wrapped.size(), s.wrapped_dek.size())
+                     : fmt::format("wrapped key {} bytes", s.wrapped_dek.size());
+  return fmt::format("slot {}: seq {}, provider {}, key id {}, version {}, {}, sparse ranges {}, generation {}\n", i,
+                     s.seq, provider_name(s.key.provider), s.key.key_id, s.key.version, wrapped,
+                     s.state ? s.state->ranges.size() : 0, s.state ? s.state->generation : 0);
 }
 
 std::string report_text(const std::string& path, const FileHeader& h, uint64_t backing_size,

@@ -52,6 +52,9 @@ struct MountArgs {
   size_t max_cached_keys = 10000;
   double stale_if_error = 0;
   std::string metrics_listen;
+  size_t key_pool = 512;
+  uint64_t intermediate_max_files = 0;
+  double intermediate_max_age = 0;
   PassphraseOptions pass;
   AwsCliOptions aws;
 };
@@ -127,6 +130,12 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   co.stale_if_error = ms(a.stale_if_error);
   KeyCache cache(providers, co);  // outlives the mount below: declared first
   (*vault)->use_key_cache(&cache);
+  KeySourceOptions ko;
+  ko.intermediate_max_files = a.intermediate_max_files;
+  ko.intermediate_max_age = ms(a.intermediate_max_age);
+  ko.pool.max_size = a.key_pool;
+  ko.pool.ttl = co.ttl;
+  if (Status s = (*vault)->start_key_sources(ko); !s.ok()) return fail(s);
   MountConfig cfg;
   cfg.backing = a.backing;
   cfg.mountpoint = a.mountpoint;
@@ -142,13 +151,14 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   cfg.key_cache = &cache;
   auto m = FuseMount::mount(**vault, cfg);
   if (!m.ok()) return fail(m.status());
-  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache};
-  auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache](std::string_view cmd) {
+  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get()};
+  auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache, &vault](std::string_view cmd) {
     if (cmd == "ping") return std::string(R"({"ok":true})");
     if (cmd == "stats") return mount_stats_json(stats).dump();
     if (cmd == "flush-keys") {
       const size_t n = cache.stats().keys;
       cache.flush();
+      (*vault)->flush_key_sources();
       spdlog::info("flush-keys: dropped {} cached key(s)", n);
       return nlohmann::json{{"flushed", n}}.dump();
     }
@@ -293,6 +303,18 @@ void add_mount_commands(CLI::App& app, Commands& out) {
                 "Seconds past its TTL a cached key may still be used while the KMS is unreachable (never when it "
                 "refuses; default 0)")
       ->check(CLI::Range(0.0, 86400.0));
+  m->add_option("--key-pool", args->key_pool,
+                "Per-file mode with AWS KMS: data keys pre-generated in the background so creates do not wait "
+                "for the KMS (at most this many; 0 turns the pool off; default 512)")
+      ->check(CLI::Range(size_t(0), size_t(100'000)));
+  m->add_option("--intermediate-max-files", args->intermediate_max_files,
+                "Intermediate mode: roll the intermediate key after this many new files (lower than the "
+                "vault's setting only)")
+      ->check(CLI::Range(uint64_t(1), uint64_t(1'000'000'000)));
+  m->add_option("--intermediate-max-age", args->intermediate_max_age,
+                "Intermediate mode: roll the intermediate key after this many seconds (lower than the vault's "
+                "setting only; --key-ttl caps it too)")
+      ->check(CLI::Range(0.1, 30.0 * 86400));
   m->add_option("--metrics-listen", args->metrics_listen,
                 "Serve the mount's stats as Prometheus text at http://HOST:PORT/metrics (e.g. 127.0.0.1:9411)")
       ->type_name("HOST:PORT");

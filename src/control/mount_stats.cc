@@ -82,6 +82,24 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
                     {"max_keys", o.max_keys},
                     {"stale_if_error_seconds", std::chrono::duration<double>(o.stale_if_error).count()}};
   }
+  if (s.vault) {
+    out["key_mode"] = std::string(key_mode_name(s.vault->config().key_mode));
+    if (const DataKeyPool* p = s.vault->key_pool()) {
+      const DataKeyPoolStats ps = p->stats();
+      out["key_pool"] = {{"size", ps.size},         {"target", ps.target},   {"max", p->options().max_size},
+                         {"generated", ps.generated}, {"taken", ps.taken},     {"misses", ps.misses},
+                         {"expired", ps.expired},     {"discarded", ps.discarded}, {"failures", ps.failures}};
+    }
+    if (const IntermediateKeys* ik = s.vault->intermediate_keys()) {
+      const IntermediateKeyStats is = ik->stats();
+      out["intermediate_keys"] = {
+          {"generated", is.generated},
+          {"failures", is.failures},
+          {"files", is.files},
+          {"max_files", ik->options().max_files},
+          {"max_age_seconds", std::chrono::duration<double>(ik->options().max_age).count()}};
+    }
+  }
   return out;
 }
 
@@ -106,12 +124,12 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
   t += fmt::format("kmsfs_kms_request_duration_seconds_count {}\n", r.latency_count);
   head("kmsfs_kms_estimated_cost_dollars", "gauge", "KMS requests of this mount priced at $0.03 per 10,000.");
   t += fmt::format("kmsfs_kms_estimated_cost_dollars {}\n", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest);
+  auto counter = [&](std::string_view name, std::string_view help, uint64_t v) {
+    head(name, "counter", help);
+    t += fmt::format("{} {}\n", name, v);
+  };
   if (s.cache) {
     const KeyCacheStats c = s.cache->stats();
-    auto counter = [&](std::string_view name, std::string_view help, uint64_t v) {
-      head(name, "counter", help);
-      t += fmt::format("{} {}\n", name, v);
-    };
     counter("kmsfs_key_cache_hits_total", "Key lookups answered from the cache.", c.hits);
     counter("kmsfs_key_cache_misses_total", "Key lookups that waited for the key provider.", c.misses);
     counter("kmsfs_key_cache_coalesced_total", "Misses that joined a fetch already under way.", c.coalesced);
@@ -121,6 +139,21 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     counter("kmsfs_key_cache_timeouts_total", "Lookups that gave up waiting for the key provider.", c.timeouts);
     head("kmsfs_key_cache_keys", "gauge", "Keys cached now.");
     t += fmt::format("kmsfs_key_cache_keys {}\n", c.keys);
+  }
+  if (const DataKeyPool* p = s.vault ? s.vault->key_pool() : nullptr) {
+    const DataKeyPoolStats ps = p->stats();
+    counter("kmsfs_key_pool_generated_total", "Data keys pre-generated for new files.", ps.generated);
+    counter("kmsfs_key_pool_taken_total", "Creates served a pre-generated data key.", ps.taken);
+    counter("kmsfs_key_pool_misses_total", "Creates that found the pool empty and asked the KMS themselves.", ps.misses);
+    counter("kmsfs_key_pool_expired_total", "Pre-generated data keys dropped unused at their TTL.", ps.expired);
+    counter("kmsfs_key_pool_discarded_total", "Pre-generated data keys dropped by flush-keys or a key change.", ps.discarded);
+    head("kmsfs_key_pool_keys", "gauge", "Pre-generated data keys waiting now.");
+    t += fmt::format("kmsfs_key_pool_keys {}\n", ps.size);
+  }
+  if (const IntermediateKeys* ik = s.vault ? s.vault->intermediate_keys() : nullptr) {
+    const IntermediateKeyStats is = ik->stats();
+    counter("kmsfs_intermediate_keys_generated_total", "Intermediate keys generated through the key provider.", is.generated);
+    counter("kmsfs_intermediate_key_files_total", "New files whose data key was sealed under an intermediate key.", is.files);
   }
   return t;
 }

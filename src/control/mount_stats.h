@@ -10,6 +10,7 @@
 
 #include "keys/cache/key_cache.h"
 #include "keys/key_providers.h"
+#include "vault/vault.h"
 
 namespace kmsfs {
 
@@ -21,6 +22,7 @@ struct MountStatsSources {
   std::string backing;
   KeyProviders* providers = nullptr;
   KeyCache* cache = nullptr;  // may be null
+  const Vault* vault = nullptr;  // may be null: its key pool and intermediate keys
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 

@@ -16,6 +16,8 @@ constexpr uint16_t kTlvContext = 0x8001;
 constexpr uint16_t kTlvKeyRef = 0x8001;
 constexpr uint16_t kTlvWrappedDek = 0x8002;
 constexpr uint16_t kTlvFileState = 0x8003;
+constexpr uint16_t kTlvIntermediateKey = 0x8004;
+constexpr uint8_t kIntermediateKeyFormat = 1;
 
 Status corrupt(const std::string& what) { return Status(Code::kCorrupt, "header: " + what); }
 
@@ -138,6 +140,19 @@ Result<HeaderSlot> parse_slot(ByteSpan b) {
         ASSIGN_OR_RETURN(s.state, decode_state(t.value));
         break;
       }
+      case kTlvIntermediateKey: {
+        if (s.intermediate) return corrupt("duplicate intermediate key");
+        // u8 format || 16-byte id || wrapped key (non-empty)
+        if (t.value.size() < 1 + 16 + 1) return corrupt("intermediate key record too short");
+        if (t.value[0] != kIntermediateKeyFormat)
+          return Status(Code::kUnsupported, "header: intermediate key record format " + std::to_string(t.value[0]) +
+                                                " (written by a newer kmsfs)");
+        IntermediateKeyRecord ik;
+        std::copy_n(t.value.begin() + 1, ik.id.size(), ik.id.begin());
+        ik.wrapped.assign(t.value.begin() + 17, t.value.end());
+        s.intermediate = std::move(ik);
+        break;
+      }
       default:
         if (t.type & kCritical)
           return Status(Code::kUnsupported, "header: slot has unknown critical record type " +
@@ -258,6 +273,15 @@ Result<Bytes> encode_slot(const HeaderSlot& slot) {
   ByteWriter tlv;
   put_tlv(tlv, kTlvKeyRef, encode_key_ref(slot.key));
   put_tlv(tlv, kTlvWrappedDek, slot.wrapped_dek);
+  if (slot.intermediate) {
+    if (slot.intermediate->wrapped.empty())
+      return Status(Code::kInvalidArgument, "header: empty intermediate key");
+    Bytes v;
+    v.push_back(kIntermediateKeyFormat);
+    v.insert(v.end(), slot.intermediate->id.begin(), slot.intermediate->id.end());
+    v.insert(v.end(), slot.intermediate->wrapped.begin(), slot.intermediate->wrapped.end());
+    put_tlv(tlv, kTlvIntermediateKey, v);
+  }
   if (slot.state) put_tlv(tlv, kTlvFileState, encode_state(*slot.state));
   for (const auto& e : slot.extra) put_tlv(tlv, e.type, e.value);
   if (tlv.size() > header::kSlotChecksumOffset - 16)

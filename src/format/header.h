@@ -54,10 +54,20 @@ struct UnknownRecord {
   bool operator==(const UnknownRecord&) const = default;
 };
 
+// Intermediate-key mode (FORMAT.md §3.4.3): the slot's key reference wrapped this blob (a
+// key shared by many files), and the slot's wrapped DEK is sealed under that key.
+using IntermediateKeyId = std::array<uint8_t, 16>;
+struct IntermediateKeyRecord {
+  IntermediateKeyId id{};
+  Bytes wrapped;  // as the provider returned it; unwrapped with the key reference
+  bool operator==(const IntermediateKeyRecord&) const = default;
+};
+
 struct HeaderSlot {
   uint64_t seq = 0;
   KeyRef key;
   Bytes wrapped_dek;
+  std::optional<IntermediateKeyRecord> intermediate;
   std::optional<SealedFileState> state;  // absent: no sparse ranges, generation 0
   std::vector<UnknownRecord> extra;
 };

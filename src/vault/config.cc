@@ -11,8 +11,18 @@ namespace kmsfs {
 using nlohmann::json;
 
 const std::vector<std::string>& known_config_features() {
-  static const std::vector<std::string> kKnown = {};
+  static const std::vector<std::string> kKnown = {kFeatureIntermediateKeys};
   return kKnown;
+}
+
+std::string_view key_mode_name(KeyMode m) noexcept {
+  return m == KeyMode::kIntermediate ? "intermediate" : "per-file";
+}
+
+std::optional<KeyMode> key_mode_from_name(std::string_view name) noexcept {
+  if (name == "per-file") return KeyMode::kPerFile;
+  if (name == "intermediate") return KeyMode::kIntermediate;
+  return std::nullopt;
 }
 
 Result<EncryptionContext> FsConfig::fs_key_context() const {
@@ -51,6 +61,12 @@ json body_of(const FsConfig& c) {
         {"version", c.fs_key_ref.version},
         {"wrapped", to_hex(c.fs_key_wrapped)}}},
   };
+  // Written only in intermediate mode, so per-file configs stay byte-identical to those of
+  // earlier versions (and their MACs valid).
+  if (c.key_mode == KeyMode::kIntermediate)
+    body["key_mode"] = {{"mode", std::string(key_mode_name(c.key_mode))},
+                        {"intermediate_max_files", c.intermediate_max_files},
+                        {"intermediate_max_age_s", c.intermediate_max_age_s}};
   if (c.encrypted_names())
     body["names"] = {{"encoding", std::string(name_encoding_name(c.name_encoding))}, {"longname_max", c.longname_max}};
   return body;
@@ -135,6 +151,19 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
       Status s = c.user_context.set(k, v.get<std::string>());
       if (!s.ok()) return bad(where, s.message());
     }
+    if (j.contains("key_mode")) {
+      const json& km = j.at("key_mode");
+      auto mode = key_mode_from_name(km.at("mode").get<std::string>());
+      if (!mode) return Status(Code::kUnsupported, "vault config " + where + ": key mode '" + km.at("mode").get<std::string>() + "' not supported");
+      c.key_mode = *mode;
+      c.intermediate_max_files = km.at("intermediate_max_files").get<uint64_t>();
+      c.intermediate_max_age_s = km.at("intermediate_max_age_s").get<uint32_t>();
+      if (c.intermediate_max_files == 0 || c.intermediate_max_age_s == 0)
+        return bad(where, "key_mode limits must be positive");
+    }
+    const bool listed = std::find(c.features.begin(), c.features.end(), kFeatureIntermediateKeys) != c.features.end();
+    if (listed != (c.key_mode == KeyMode::kIntermediate))
+      return bad(where, "key_mode and the 'intermediate-keys' feature disagree");
     const json& fk = j.at("fs_key");
     auto fprov = provider_from_name(fk.at("provider").get<std::string>());
     if (!fprov) return bad(where, "fs_key.provider unknown");

@@ -3,7 +3,9 @@
 // key, which is itself wrapped through the key provider.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/bytes.h"
@@ -20,6 +22,17 @@ constexpr uint32_t kConfigVersion = 1;
 // Features this version understands. A config listing any other in "features" is refused:
 // a newer kmsfs wrote something this one would misread.
 const std::vector<std::string>& known_config_features();
+// The feature an intermediate-key vault lists: a kmsfs without it would wrap new files'
+// DEKs straight under the provider key and could not open the existing ones.
+constexpr const char* kFeatureIntermediateKeys = "intermediate-keys";
+
+// How new files get their DEK (docs/KMS.md "Key modes").
+enum class KeyMode : uint8_t {
+  kPerFile,       // one provider GenerateDataKey per file (every file visible to KMS audit)
+  kIntermediate,  // DEKs generated locally, wrapped under a provider-wrapped intermediate key
+};
+std::string_view key_mode_name(KeyMode m) noexcept;  // "per-file", "intermediate"
+std::optional<KeyMode> key_mode_from_name(std::string_view name) noexcept;
 
 struct FsConfig {
   uint32_t version = kConfigVersion;
@@ -40,6 +53,11 @@ struct FsConfig {
   std::string key_spec;
   std::string keyring_hint;  // where the keyring was at init; --keyring overrides
   EncryptionContext user_context;
+  KeyMode key_mode = KeyMode::kPerFile;
+  // Intermediate-key mode: an intermediate key wraps at most this many new files, for at
+  // most this long (the mount may lower both; the key cache TTL also caps the age).
+  uint64_t intermediate_max_files = 10000;
+  uint32_t intermediate_max_age_s = 300;
   // The filesystem key, wrapped.
   KeyRef fs_key_ref;
   Bytes fs_key_wrapped;

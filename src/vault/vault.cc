@@ -12,6 +12,7 @@
 #include "crypto/random.h"
 #include "format/file_keys.h"
 #include "format/header.h"
+#include "keys/intermediate/intermediate_wrap.h"
 #include "vault/cached_key_guard.h"
 
 namespace kmsfs {
@@ -62,18 +63,28 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
     // refused again: asking twice only doubles the KMS calls and the wait.
     if (idx != active && active >= 0 && h.slots[active] && !first_error.ok() &&
         h.slots[active]->key.to_string() == slot.key.to_string() &&
-        h.slots[active]->wrapped_dek == slot.wrapped_dek) {
+        h.slots[active]->wrapped_dek == slot.wrapped_dek && h.slots[active]->intermediate == slot.intermediate) {
       continue;
     }
     std::shared_ptr<KeyGuard> guard;
-    Result<std::shared_ptr<const SecureBuffer>> dek = [&]() -> Result<std::shared_ptr<const SecureBuffer>> {
+    // A provider-wrapped key: the DEK itself, or (intermediate mode) the key it is sealed
+    // under. The cache (and the file's guard) holds that provider-wrapped key.
+    auto unwrap = [&](ByteSpan wrapped, const EncryptionContext& ctx) -> Result<std::shared_ptr<const SecureBuffer>> {
       if (cache) {
-        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(slot.key, slot.wrapped_dek, h.context));
-        guard = std::make_shared<CachedKeyGuard>(*cache, slot.key, slot.wrapped_dek, h.context, lease);
+        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(slot.key, wrapped, ctx));
+        guard = std::make_shared<CachedKeyGuard>(*cache, slot.key, Bytes(wrapped.begin(), wrapped.end()), ctx, lease);
         return std::move(lease.key);
       }
       ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(slot.key.provider));
-      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(slot.key, slot.wrapped_dek, h.context));
+      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(slot.key, wrapped, ctx));
+      return std::make_shared<const SecureBuffer>(std::move(k));
+    };
+    Result<std::shared_ptr<const SecureBuffer>> dek = [&]() -> Result<std::shared_ptr<const SecureBuffer>> {
+      if (!slot.intermediate) return unwrap(slot.wrapped_dek, h.context);
+      const IntermediateKeyRecord& ik = *slot.intermediate;
+      ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
+      ASSIGN_OR_RETURN(auto ik_key, unwrap(ik.wrapped, ik_ctx));
+      ASSIGN_OR_RETURN(SecureBuffer k, open_dek(ik_key->span(), ik.id, slot.wrapped_dek, h.context));
       return std::make_shared<const SecureBuffer>(std::move(k));
     }();
     if (!dek.ok()) {
@@ -139,6 +150,14 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   c.name_mode = opts.plaintext_names ? "plaintext" : "aes-siv";
   c.name_encoding = opts.name_encoding;
   c.longname_max = opts.longname_max;
+  c.key_mode = opts.key_mode;
+  if (c.key_mode == KeyMode::kIntermediate) {
+    if (opts.intermediate_max_files == 0 || opts.intermediate_max_age_s == 0)
+      return Status(Code::kInvalidArgument, "intermediate key limits (files, age) must be positive");
+    c.intermediate_max_files = opts.intermediate_max_files;
+    c.intermediate_max_age_s = opts.intermediate_max_age_s;
+    c.features.push_back(kFeatureIntermediateKeys);
+  }
   if (!opts.plaintext_names && (c.longname_max < kMinLongnameMax || c.longname_max > 255))
     return Status(Code::kInvalidArgument, "--longname-max must be between " + std::to_string(kMinLongnameMax) +
                                               " and 255, got " + std::to_string(c.longname_max));
@@ -148,6 +167,10 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   // Both contexts must have room for the reserved pairs, or files could never be created.
   auto fs_ctx = c.fs_key_context();
   auto file_ctx = c.file_context(FileId{});
+  if (file_ctx.ok() && c.key_mode == KeyMode::kIntermediate) {
+    auto ik_ctx = intermediate_context(*file_ctx, IntermediateKeyId{});
+    if (!ik_ctx.ok()) file_ctx = ik_ctx.status();
+  }
   if (!fs_ctx.ok() || !file_ctx.ok())
     return Status(Code::kInvalidArgument, "encryption context too large: " +
                                               (fs_ctx.ok() ? file_ctx.status() : fs_ctx.status()).message() +
@@ -177,27 +200,115 @@ Status Vault::init_names(ByteSpan fs_key) {
   return Status::Ok();
 }
 
+Status Vault::start_key_sources(const KeySourceOptions& opts) {
+  const auto ttl = cache_ ? cache_->options().ttl : std::chrono::milliseconds::max();
+  if (config_.key_mode == KeyMode::kIntermediate) {
+    IntermediateKeyOptions io;
+    io.max_files = config_.intermediate_max_files;
+    if (opts.intermediate_max_files) io.max_files = std::min(io.max_files, opts.intermediate_max_files);
+    io.max_age = std::chrono::seconds(config_.intermediate_max_age_s);
+    if (opts.intermediate_max_age.count() > 0) io.max_age = std::min(io.max_age, opts.intermediate_max_age);
+    // A key disabled in the KMS must stop minting files within the TTL too.
+    io.max_age = std::min(io.max_age, ttl);
+    intermediates_ = std::make_unique<IntermediateKeys>(io, cache_);
+    return Status::Ok();
+  }
+  if (opts.pool.max_size == 0) return Status::Ok();
+  ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
+  if (!p->remote()) return Status::Ok();  // a local generate costs less than a pool
+  DataKeyPoolOptions po = opts.pool;
+  po.ttl = std::min(po.ttl, ttl);
+  pool_ = std::make_unique<DataKeyPool>(
+      [this, p](const KeyRef& ref) -> Result<PooledDataKey> {
+        PooledDataKey k;
+        random_bytes(k.file_id);
+        ASSIGN_OR_RETURN(k.ctx, config_.file_context(k.file_id));
+        ASSIGN_OR_RETURN(k.key, p->generate_data_key(ref, k.ctx));
+        return k;
+      },
+      po);
+  return Status::Ok();
+}
+
+void Vault::flush_key_sources() {
+  if (pool_) pool_->flush();
+  if (intermediates_) intermediates_->flush();
+}
+
 Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFile> backing) {
   FileHeader h;
   h.cipher = config_.cipher;
   h.block_size = config_.block_size;
   h.header_size = config_.header_size;
-  random_bytes(h.file_id);
-  ASSIGN_OR_RETURN(h.context, config_.file_context(h.file_id));
   ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
   ASSIGN_OR_RETURN(KeyRef ref, p->resolve(config_.key_spec));
-  auto dk = p->generate_data_key(ref, h.context);
-  if (!dk.ok()) return dk.status().with_context(backing->name() + ": new data key under " + ref.to_string());
+  if (config_.key_mode == KeyMode::kIntermediate) return create_intermediate(std::move(backing), std::move(h), *p, ref);
+  return create_per_file(std::move(backing), std::move(h), *p, ref);
+}
+
+Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,
+                                                          KeyProvider& p, const KeyRef& ref) {
+  DataKey dk;
+  if (auto pooled = pool_ ? pool_->take(ref) : std::nullopt) {
+    h.file_id = pooled->file_id;
+    h.context = std::move(pooled->ctx);
+    dk = std::move(pooled->key);
+  } else {
+    random_bytes(h.file_id);
+    ASSIGN_OR_RETURN(h.context, config_.file_context(h.file_id));
+    auto fresh = p.generate_data_key(ref, h.context);
+    if (!fresh.ok()) return fresh.status().with_context(backing->name() + ": new data key under " + ref.to_string());
+    dk = std::move(*fresh);
+  }
   HeaderSlot slot;
-  slot.key = dk->ref;
-  slot.wrapped_dek = std::move(dk->wrapped);
+  slot.key = dk.ref;
+  slot.wrapped_dek = std::move(dk.wrapped);
   h.slots[0] = std::move(slot);
-  ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk->plaintext.span(), h.file_id));
+  ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk.plaintext.span(), h.file_id));
   std::shared_ptr<KeyGuard> guard;
   if (cache_) {
-    KeyCache::Lease lease = cache_->insert(h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, dk->plaintext);
+    KeyCache::Lease lease = cache_->insert(h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, dk.plaintext);
     guard = std::make_shared<CachedKeyGuard>(*cache_, h.slots[0]->key, h.slots[0]->wrapped_dek, h.context, lease);
   }
+  ASSIGN_OR_RETURN(auto f, CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_));
+  if (guard) f->set_key_guard(std::move(guard));
+  return f;
+}
+
+Result<std::unique_ptr<CryptFile>> Vault::create_intermediate(std::shared_ptr<BackingFile> backing, FileHeader h,
+                                                              KeyProvider& p, const KeyRef& ref) {
+  if (!intermediates_) {
+    // Offline tools: the config's limits, no cache.
+    IntermediateKeyOptions io;
+    io.max_files = config_.intermediate_max_files;
+    io.max_age = std::chrono::seconds(config_.intermediate_max_age_s);
+    intermediates_ = std::make_unique<IntermediateKeys>(io, cache_);
+  }
+  random_bytes(h.file_id);
+  ASSIGN_OR_RETURN(h.context, config_.file_context(h.file_id));
+  auto ik = intermediates_->for_new_file(p, ref, h.context);
+  if (!ik.ok()) return ik.status().with_context(backing->name());
+  std::shared_ptr<const SecureBuffer> ik_key = (*ik)->key;
+  std::shared_ptr<KeyGuard> guard;
+  if (cache_) {
+    // Through the cache, not the copy held for creates: a key the KMS refused since (a
+    // refresh evicted it) must not mint files, and the file's guard needs the lease.
+    auto lease = cache_->unwrap((*ik)->ref, (*ik)->record.wrapped, (*ik)->ctx);
+    if (!lease.ok()) {
+      intermediates_->drop(*ik);
+      return lease.status().with_context(backing->name() + ": intermediate key " + to_hex((*ik)->record.id));
+    }
+    ik_key = lease->key;
+    guard = std::make_shared<CachedKeyGuard>(*cache_, (*ik)->ref, (*ik)->record.wrapped, (*ik)->ctx, *lease);
+  }
+  SecureBuffer dek(kDataKeySize);
+  random_bytes(dek.span());
+  HeaderSlot slot;
+  slot.key = (*ik)->ref;
+  ASSIGN_OR_RETURN(slot.wrapped_dek, seal_dek(ik_key->span(), (*ik)->record.id, dek.span(), h.context));
+  slot.intermediate = (*ik)->record;
+  h.slots[0] = std::move(slot);
+  ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek.span(), h.file_id));
   ASSIGN_OR_RETURN(auto f, CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_));
   if (guard) f->set_key_guard(std::move(guard));
   return f;

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,7 +13,9 @@
 #include "base/status.h"
 #include "format/crypt_file.h"
 #include "keys/cache/key_cache.h"
+#include "keys/intermediate/intermediate_keys.h"
 #include "keys/key_providers.h"
+#include "keys/pool/data_key_pool.h"
 #include "format/names.h"
 #include "vault/config.h"
 
@@ -28,6 +31,18 @@ struct InitOptions {
   bool plaintext_names = false;
   NameEncoding name_encoding = NameEncoding::kBase64Url;
   uint32_t longname_max = kDefaultLongnameMax;
+  KeyMode key_mode = KeyMode::kPerFile;
+  uint64_t intermediate_max_files = 10000;
+  uint32_t intermediate_max_age_s = 300;
+};
+
+// How a mount amortizes provider calls for new files (cmd_mount; offline tools use none).
+struct KeySourceOptions {
+  // Intermediate mode: lower the config's limits (0 keeps them).
+  uint64_t intermediate_max_files = 0;
+  std::chrono::milliseconds intermediate_max_age{0};
+  // Per-file mode with a remote provider: pre-generated data keys (0 max: no pool).
+  DataKeyPoolOptions pool;
 };
 
 // Reads and parses a file's header (structure only).
@@ -66,6 +81,14 @@ class Vault {
   // Opens and creates go through `cache` from now on (the mount's; it must outlive the
   // vault). Offline tools use none: each of their keys is unwrapped once anyway.
   void use_key_cache(KeyCache* cache) { cache_ = cache; }
+  // Sets up the key sources for new files; call before files are created concurrently.
+  // Intermediate keys never outlive the cache's TTL as a source of new files, and pooled
+  // data keys expire with it.
+  Status start_key_sources(const KeySourceOptions& opts);
+  // Drops the pooled data keys and the current intermediate key (flush-keys).
+  void flush_key_sources();
+  const DataKeyPool* key_pool() const { return pool_.get(); }
+  const IntermediateKeys* intermediate_keys() const { return intermediates_.get(); }
   // The name cipher, or nullptr when the vault keeps plaintext names.
   const NameCipher* names() const { return names_.get(); }
 
@@ -79,8 +102,14 @@ class Vault {
   CryptFile::Options file_opts_;
   std::unique_ptr<NameCipher> names_;
   KeyCache* cache_ = nullptr;
+  std::unique_ptr<IntermediateKeys> intermediates_;  // intermediate mode only
+  std::unique_ptr<DataKeyPool> pool_;                // per-file mode with a remote provider
 
   Status init_names(ByteSpan fs_key);
+  Result<std::unique_ptr<CryptFile>> create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,
+                                                     KeyProvider& p, const KeyRef& ref);
+  Result<std::unique_ptr<CryptFile>> create_intermediate(std::shared_ptr<BackingFile> backing, FileHeader h,
+                                                         KeyProvider& p, const KeyRef& ref);
 };
 
 }  // namespace kmsfs

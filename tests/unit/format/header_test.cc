@@ -44,6 +44,38 @@ TEST(Header, KmsSizedFieldsFit) {
   EXPECT_TRUE(encode_immutable(h, Bytes(32, 0)).ok());
 }
 
+// An intermediate-key slot round-trips, fits beside worst-case fields, and is refused by
+// shape when malformed (an old reader refuses it as an unknown critical record).
+TEST(Header, IntermediateKeyRecord) {
+  HeaderSlot s;
+  s.seq = 3;
+  s.key = KeyRef{ProviderId::kAwsKms, std::string(kMaxKeyIdSize, 'a'), 0};
+  s.wrapped_dek = Bytes(72, 2);
+  IntermediateKeyRecord ik;
+  for (size_t i = 0; i < ik.id.size(); ++i) ik.id[i] = uint8_t(i + 1);
+  ik.wrapped = Bytes(300, 7);
+  s.intermediate = ik;
+  SparseMap m;
+  for (uint64_t i = 0; i < SparseMap::kMaxRanges; ++i) m.add({i * 10, i * 10 + 5});
+  s.state = seal_file_state(7, m, FileId{}, Bytes(32, 0));
+  auto enc = encode_slot(s);
+  ASSERT_TRUE(enc.ok()) << enc.status().message();
+
+  TestFile t;
+  Bytes raw = t.backing->peek(0, header::kSize);
+  std::copy(enc->begin(), enc->end(), raw.begin() + header::kSlotOffset[0]);
+  auto h = parse_header(raw);
+  ASSERT_TRUE(h.ok()) << h.status().message();
+  ASSERT_TRUE(h->slots[0]);
+  ASSERT_TRUE(h->slots[0]->intermediate);
+  EXPECT_EQ(*h->slots[0]->intermediate, ik);
+  EXPECT_EQ(h->slots[0]->wrapped_dek, Bytes(72, 2));
+  EXPECT_FALSE(h->slots[1]->intermediate);
+
+  s.intermediate->wrapped.clear();
+  EXPECT_EQ(encode_slot(s).status().code(), Code::kInvalidArgument);
+}
+
 // Every bit of the header is covered: the immutable area by the MAC (which needs the DEK),
 // each slot by its checksum (the other slot then carries the file).
 TEST(Header, EverySingleBitFlipIsDetected) {

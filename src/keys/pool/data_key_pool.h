@@ -1,0 +1,102 @@
+// A pool of data keys generated ahead of the creates that will use them (per-file mode
+// with a remote provider): a create takes one and does not wait for the KMS. Because each
+// key's encryption context names its file, keys come with pre-assigned file ids.
+//
+// - Keys are generated for one key reference; a take under another (the filesystem's key
+//   rotated) drains the pool first, so no new file is born under a retired key.
+// - Pooled keys expire after `ttl` (the key cache's): a key disabled in the KMS stops
+//   minting files within the TTL, as it stops reading them.
+// - Filling is demand-driven: the target starts small, doubles whenever a create finds the
+//   pool empty, and the fillers stop once no file was created for `ttl`, so an idle mount
+//   makes no KMS calls. Fillers back off after a failure.
+// - flush() (flush-keys) drops every pooled key; keys in flight are discarded on arrival.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "format/key_ref.h"
+#include "keys/key_provider.h"
+
+namespace kmsfs {
+
+struct PooledDataKey {
+  FileId file_id{};
+  EncryptionContext ctx;  // the file's, naming file_id
+  DataKey key;
+};
+
+struct DataKeyPoolOptions {
+  size_t max_size = 512;
+  size_t initial_target = 16;
+  size_t fillers = 8;  // concurrent provider calls while filling
+  std::chrono::milliseconds ttl{std::chrono::seconds(300)};
+  std::chrono::milliseconds failure_backoff{std::chrono::seconds(1)};
+};
+
+struct DataKeyPoolStats {
+  uint64_t generated = 0;  // provider calls that made a pooled key
+  uint64_t taken = 0;      // creates served from the pool
+  uint64_t misses = 0;     // creates that found it empty
+  uint64_t expired = 0;    // dropped unused at their TTL
+  uint64_t discarded = 0;  // dropped by flush or a key reference change
+  uint64_t failures = 0;
+  size_t size = 0;
+  size_t target = 0;
+};
+
+class DataKeyPool {
+ public:
+  // Makes one key for a new file under the given ref (picks the file id and context and
+  // calls the provider). Called from the pool's threads.
+  using Generator = std::function<Result<PooledDataKey>(const KeyRef&)>;
+
+  DataKeyPool(Generator gen, DataKeyPoolOptions opts);
+  ~DataKeyPool();  // stops the fillers; pooled keys are zeroed as they are freed
+  DataKeyPool(const DataKeyPool&) = delete;
+  DataKeyPool& operator=(const DataKeyPool&) = delete;
+
+  // A pre-generated key under `ref`, or nullopt (the caller generates one itself).
+  std::optional<PooledDataKey> take(const KeyRef& ref);
+  void flush();
+
+  DataKeyPoolStats stats() const;
+  const DataKeyPoolOptions& options() const { return opts_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Item {
+    PooledDataKey key;
+    Clock::time_point born;
+  };
+  void filler(std::stop_token st);
+  void drop_expired_locked(Clock::time_point now);
+  bool want_more_locked(Clock::time_point now) const;
+
+  Generator gen_;
+  const DataKeyPoolOptions opts_;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::deque<Item> items_;  // oldest first
+  std::optional<KeyRef> ref_;
+  size_t target_;
+  size_t inflight_ = 0;
+  uint64_t epoch_ = 0;  // bumped by flush and ref changes: keys in flight then are discarded
+  uint64_t signals_ = 0;  // bumped whenever the fillers should look again
+  Clock::time_point last_take_{};
+  Clock::time_point backoff_until_{};
+  DataKeyPoolStats stats_;
+
+  std::vector<std::jthread> threads_;  // last: stopped and joined before the rest goes
+};
+
+}  // namespace kmsfs
