@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -191,7 +193,8 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
 // created by this mount none at all; past the TTL each key costs exactly one more call
 // (made in the background shortly before expiry for keys in use, so no open waits).
 TEST_F(KmsMount, OpensWithinTheKeyTtlCostOneDecryptAndOneMoreAfterIt) {
-  MountedVault v(vault_options({}, {"--key-ttl", "4"}));
+  // No key pool: its background GenerateDataKeys would blur the exact counts.
+  MountedVault v(vault_options({}, {"--key-ttl", "4", "--key-pool", "0"}));
   write_file(v.at("old"), "old\n");
   v.remount();
   reset_stats();
@@ -244,7 +247,7 @@ TEST_F(KmsMount, StaleIfErrorBridgesAnOutageForItsBoundOnly) {
 // ask KMS; `kmsfs status` lists the mount; the Prometheus endpoint parses with the Python
 // client's parser and says the same.
 TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
-  MountedVault v(vault_options({}, {"--metrics-listen", "127.0.0.1:0"}));
+  MountedVault v(vault_options({}, {"--metrics-listen", "127.0.0.1:0", "--key-pool", "0"}));
   reset_stats();
   v.remount();  // from here the server and the new daemon count the same requests
   for (int i = 0; i < 5; ++i) write_file(v.at("f" + std::to_string(i)), "file " + std::to_string(i));
@@ -321,7 +324,7 @@ TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
 }
 
 TEST_F(KmsMount, ThrottlingErrorsDropsAndLatencyAreRetriedNotFailed) {
-  MountedVault v(vault_options());
+  MountedVault v(vault_options({}, {"--key-pool", "0"}));
   for (int i = 0; i < 4; ++i) write_file(v.at("f" + std::to_string(i)), "file " + std::to_string(i));
   v.remount();
   reset_stats();
@@ -350,6 +353,84 @@ TEST_F(KmsMount, ThrottlingErrorsDropsAndLatencyAreRetriedNotFailed) {
   EXPECT_EQ(s["GenerateDataKey"]["ok"], 1) << s;
   v.remount();
   EXPECT_EQ(read_file(v.at("created")), "created under throttling");
+}
+
+// Intermediate-key mode: 10,000 creates cost one GenerateDataKey (an intermediate key
+// wraps 10,000 files by default) and reading them all after a remount one Decrypt. The
+// calls name the intermediate key in their context, never a file.
+TEST_F(KmsMount, IntermediateModeTenThousandFilesCostAHandfulOfCalls) {
+  MountedVault v(vault_options({"--key-mode", "intermediate"}));
+  v.remount();
+  reset_stats();
+  constexpr int kFiles = 10000;
+  for (int i = 0; i < kFiles; ++i) write_file(v.at("f" + std::to_string(i)), std::to_string(i));
+  json s = stats();
+  EXPECT_GE(s["GenerateDataKey"]["ok"].get<int>(), 1) << s;
+  EXPECT_LE(s["GenerateDataKey"]["ok"].get<int>(), 3) << s;
+  EXPECT_FALSE(s.contains("Decrypt")) << s;  // the new intermediate key went into the cache
+  int intermediates = 0;
+  for (const auto& e : journal()) {
+    if (e["operation"] != "GenerateDataKey") continue;
+    const json& ctx = e["EncryptionContext"];
+    if (ctx.value("kmsfs:purpose", "") == "filesystem-key") continue;  // init's
+    ++intermediates;
+    EXPECT_EQ(ctx["kmsfs:purpose"], "intermediate-key") << e;
+    EXPECT_EQ(ctx["kmsfs:ik-id"].get<std::string>().size(), 32u) << e;
+    EXPECT_FALSE(ctx.contains("kmsfs:file-id")) << e;
+  }
+  EXPECT_EQ(intermediates, s["GenerateDataKey"]["ok"].get<int>());
+  json ms = parse(kmsfs({"stats", v.mnt(), "--json"}).out);
+  EXPECT_EQ(ms["key_mode"], "intermediate") << ms;
+  EXPECT_EQ(ms["intermediate_keys"]["files"], kFiles) << ms;
+
+  v.remount();
+  reset_stats();
+  for (int i = 0; i < kFiles; ++i) ASSERT_EQ(read_file(v.at("f" + std::to_string(i))), std::to_string(i)) << i;
+  s = stats();
+  EXPECT_GE(s["Decrypt"]["ok"].get<int>(), 1) << s;
+  EXPECT_LE(s["Decrypt"]["ok"].get<int>(), 3) << s;
+  EXPECT_FALSE(s.contains("GenerateDataKey")) << s;
+
+  // A file copied out of the vault decrypts on its own with the KMS key alone.
+  std::string backing_file;
+  for (const auto& e : std::filesystem::directory_iterator(v.backing()))
+    if (e.path().filename() != "kmsfs.conf") backing_file = e.path();
+  ProcessResult cat = kmsfs({"cat", backing_file});
+  EXPECT_EQ(cat.exit_code, 0) << cat.err;
+  EXPECT_FALSE(cat.out.empty());
+}
+
+// Per-file mode: once a create has shown demand, data keys are generated ahead and the
+// next creates take them (each file still gets its own GenerateDataKey, with its file id
+// in the context); flush-keys drops the pool.
+TEST_F(KmsMount, PerFileCreatesTakePreGeneratedKeysAndFlushKeysDropsThem) {
+  MountedVault v(vault_options());
+  faults(R"({"latency_ms":20})");
+  write_file(v.at("first"), "first");  // finds the pool empty and starts the fill
+  auto pool = [&] { return parse(kmsfs({"stats", v.mnt(), "--json"}).out)["key_pool"]; };
+  for (int i = 0; i < 200 && pool()["size"] < 16; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ASSERT_GE(pool()["size"], 16) << pool();
+  for (int i = 0; i < 16; ++i) write_file(v.at("f" + std::to_string(i)), std::to_string(i));
+  json p = pool();
+  EXPECT_EQ(p["taken"], 16) << p;
+  EXPECT_EQ(p["misses"], 1) << p;
+  kms_.admin("DELETE", "/__admin/faults");
+  // Each file's key was generated for that file: the contexts name 17 distinct files.
+  std::set<std::string> ids;
+  for (const auto& e : journal())
+    if (e["operation"] == "GenerateDataKey" && e["EncryptionContext"].contains("kmsfs:file-id"))
+      ids.insert(e["EncryptionContext"]["kmsfs:file-id"].get<std::string>());
+  EXPECT_GE(ids.size(), 17u);
+  for (int i = 0; i < 200 && pool()["size"] < 16; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ProcessResult flush = kmsfs({"flush-keys", v.mnt()});
+  ASSERT_EQ(flush.exit_code, 0) << flush.err;
+  p = pool();
+  EXPECT_EQ(p["size"], 0) << p;
+  EXPECT_GE(p["discarded"].get<int>(), 16) << p;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(pool()["size"], 0) << "refilled before any create asked";
+  v.remount();
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(read_file(v.at("f" + std::to_string(i))), std::to_string(i));
 }
 
 TEST_F(KmsMount, ServerStopGivesEioAndTheMountRecoversWithNothingLost) {

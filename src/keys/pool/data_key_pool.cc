@@ -105,6 +105,8 @@ void DataKeyPool::flush() {
   stats_.discarded += items_.size();
   items_.clear();
   ++epoch_;
+  // The "lock" button: no key comes back into memory before the next create asks.
+  last_take_ = Clock::time_point{};
   ++signals_;
   cv_.notify_all();
 }

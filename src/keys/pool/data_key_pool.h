@@ -9,7 +9,8 @@
 // - Filling is demand-driven: the target starts small, doubles whenever a create finds the
 //   pool empty, and the fillers stop once no file was created for `ttl`, so an idle mount
 //   makes no KMS calls. Fillers back off after a failure.
-// - flush() (flush-keys) drops every pooled key; keys in flight are discarded on arrival.
+// - flush() (flush-keys) drops every pooled key (keys in flight are discarded on arrival)
+//   and filling waits for the next create.
 #pragma once
 
 #include <chrono>
