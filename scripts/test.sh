@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test CI runs:
 #   1. the whole suite on the default configuration (warnings as errors),
-#   2. a slice of the option matrix (cipher x block size x name mode) over the CLI, mount smoke
+#   2. a slice of the option matrix (cipher x block size x name mode x key mode) over the CLI, mount smoke
 #      and POSIX tests, and the mount suites again on the AWS KMS provider (tools/kms-local),
 #   3. unit, CLI and mount smoke tests under ASan+UBSan.
 # scripts/test.sh --full-matrix runs the full option matrix in step 2.
@@ -35,11 +35,12 @@ if [ $full = 1 ]; then
           "--cipher xchacha20-poly1305 --block-size 1024" "--cipher xchacha20-poly1305 --block-size 4096"
           "--cipher xchacha20-poly1305 --block-size 65536"
           "--plaintext-names" "--name-encoding base32" "--longname-max 72"
-          "--cipher xchacha20-poly1305 --name-encoding base32 --longname-max 100 --block-size 16384")
+          "--cipher xchacha20-poly1305 --name-encoding base32 --longname-max 100 --block-size 16384"
+          "--key-mode intermediate --intermediate-max-files 7")
   labels='cli|smoke|posix|heavy'
 else
   matrix=("--cipher xchacha20-poly1305 --block-size 16384 --name-encoding base32 --longname-max 80"
-          "--plaintext-names")
+          "--plaintext-names --key-mode intermediate --intermediate-max-files 7")
   labels='cli|smoke|posix'
 fi
 for m in "${matrix[@]}"; do

@@ -62,6 +62,21 @@ std::string human_stats(const json& j) {
         c.value("hits", 0), c.value("misses", 0), c.value("coalesced", 0), c.value("refreshes", 0),
         c.value("stale_served", 0), c.value("evictions", 0), c.value("timeouts", 0));
   }
+  if (j.contains("key_mode")) t += fmt::format("key mode: {}\n", j.value("key_mode", "?"));
+  if (j.contains("key_pool")) {
+    const json& p = j["key_pool"];
+    t += fmt::format(
+        "key pool: {} keys ready (target {}, at most {})\n"
+        "  generated {}, taken by creates {}, creates that found it empty {}, expired {}, discarded {}, failures {}\n",
+        p.value("size", 0), p.value("target", 0), p.value("max", 0), p.value("generated", 0), p.value("taken", 0),
+        p.value("misses", 0), p.value("expired", 0), p.value("discarded", 0), p.value("failures", 0));
+  }
+  if (j.contains("intermediate_keys")) {
+    const json& i = j["intermediate_keys"];
+    t += fmt::format("intermediate keys: {} generated for {} new files (roll after {} files or {} s), failures {}\n",
+                     i.value("generated", 0), i.value("files", 0), i.value("max_files", 0),
+                     i.value("max_age_seconds", 0.0), i.value("failures", 0));
+  }
   return t;
 }
 

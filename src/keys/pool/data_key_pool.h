@@ -38,7 +38,7 @@ struct PooledDataKey {
 struct DataKeyPoolOptions {
   size_t max_size = 512;
   size_t initial_target = 16;
-  size_t fillers = 8;  // concurrent provider calls while filling
+  size_t fillers = 16;  // concurrent provider calls while filling (16 at 10 ms: 1,600 keys/s)
   std::chrono::milliseconds ttl{std::chrono::seconds(300)};
   std::chrono::milliseconds failure_backoff{std::chrono::seconds(1)};
 };
