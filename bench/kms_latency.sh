@@ -48,7 +48,7 @@ trap cleanup EXIT INT TERM
 
 # ---- the tree: regular files of /usr/include (and more of /usr/share if needed) ----------
 mkdir -p "$work/src"
-(cd / && find usr/include usr/share/perl* -type f 2>/dev/null | head -n "$files") > "$work/src/list"
+(cd / && find usr/include usr/share/perl* -type f 2>/dev/null | head -n "$files") > "$work/src/list" || true  # head closes the pipe early
 tar cf "$work/src/tree.tar" -C / -T "$work/src/list"
 nfiles=$(wc -l < "$work/src/list")
 mb=$(du -sm "$work/src/tree.tar" | cut -f1)
@@ -60,7 +60,7 @@ printf '[bench]\naws_access_key_id = AKIDBENCH\naws_secret_access_key = bench-se
 server_pid=$!
 for _ in $(seq 100); do [[ -s $work/port ]] && break; sleep 0.05; done
 port=$(cat "$work/port")
-export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$port AWS_ENDPOINT_URL_STS=http://127.0.0.1:$port AWS_REGION=us-east-1 \
+export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$port AWS_ENDPOINT_URL_STS=http://127.0.0.1:$port AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret-0123456789 AWS_EC2_METADATA_DISABLED=true \
   AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 admin() { curl -sf -X "$1" "http://127.0.0.1:$port/__admin/$2"; }
@@ -87,7 +87,7 @@ mnt() {  # mode dir
     keyring) "$KMSFS" mount "$2/b" "$2/m" --keyring "$work/keyring" >/dev/null ;;
     kms-pool|kms-intermediate) "$KMSFS" mount "$2/b" "$2/m" >/dev/null ;;
     kms-nopool) "$KMSFS" mount "$2/b" "$2/m" --key-pool 0 >/dev/null ;;
-    gocryptfs) gocryptfs -extpass 'echo pw' -q "$2/b" "$2/m" ;;
+    gocryptfs) gocryptfs -extpass 'echo pw' -q "$2/b" "$2/m" 2>/dev/null ;;  # its syslog complaints
   esac
 }
 requests() { admin GET stats | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
