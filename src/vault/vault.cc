@@ -218,16 +218,16 @@ Status Vault::start_key_sources(const KeySourceOptions& opts) {
   if (!p->remote()) return Status::Ok();  // a local generate costs less than a pool
   DataKeyPoolOptions po = opts.pool;
   po.ttl = std::min(po.ttl, ttl);
-  pool_ = std::make_unique<DataKeyPool>(
-      [this, p](const KeyRef& ref) -> Result<PooledDataKey> {
-        PooledDataKey k;
-        random_bytes(k.file_id);
-        ASSIGN_OR_RETURN(k.ctx, config_.file_context(k.file_id));
-        ASSIGN_OR_RETURN(k.key, p->generate_data_key(ref, k.ctx));
-        return k;
-      },
-      po);
+  pool_ = std::make_unique<DataKeyPool>([this, p](const KeyRef& ref) { return new_data_key(*p, ref); }, po);
   return Status::Ok();
+}
+
+Result<PooledDataKey> Vault::new_data_key(KeyProvider& p, const KeyRef& ref) const {
+  PooledDataKey k;
+  random_bytes(k.file_id);
+  ASSIGN_OR_RETURN(k.ctx, config_.file_context(k.file_id));
+  ASSIGN_OR_RETURN(k.key, p.generate_data_key(ref, k.ctx));
+  return k;
 }
 
 void Vault::flush_key_sources() {
@@ -248,18 +248,15 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFil
 
 Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,
                                                           KeyProvider& p, const KeyRef& ref) {
-  DataKey dk;
-  if (auto pooled = pool_ ? pool_->take(ref) : std::nullopt) {
-    h.file_id = pooled->file_id;
-    h.context = std::move(pooled->ctx);
-    dk = std::move(pooled->key);
-  } else {
-    random_bytes(h.file_id);
-    ASSIGN_OR_RETURN(h.context, config_.file_context(h.file_id));
-    auto fresh = p.generate_data_key(ref, h.context);
+  std::optional<PooledDataKey> pooled = pool_ ? pool_->take(ref) : std::nullopt;
+  if (!pooled) {
+    auto fresh = new_data_key(p, ref);
     if (!fresh.ok()) return fresh.status().with_context(backing->name() + ": new data key under " + ref.to_string());
-    dk = std::move(*fresh);
+    pooled = std::move(*fresh);
   }
+  h.file_id = pooled->file_id;
+  h.context = std::move(pooled->ctx);
+  DataKey dk = std::move(pooled->key);
   HeaderSlot slot;
   slot.key = dk.ref;
   slot.wrapped_dek = std::move(dk.wrapped);

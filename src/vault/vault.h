@@ -106,6 +106,8 @@ class Vault {
   std::unique_ptr<DataKeyPool> pool_;                // per-file mode with a remote provider
 
   Status init_names(ByteSpan fs_key);
+  // A per-file data key for a new file: a fresh file id, its context, one provider call.
+  Result<PooledDataKey> new_data_key(KeyProvider& p, const KeyRef& ref) const;
   Result<std::unique_ptr<CryptFile>> create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,
                                                      KeyProvider& p, const KeyRef& ref);
   Result<std::unique_ptr<CryptFile>> create_intermediate(std::shared_ptr<BackingFile> backing, FileHeader h,

@@ -92,6 +92,17 @@ struct CountedVault {
   std::string path(int i) const { return backing + "/f" + std::to_string(i); }
 };
 
+// What the vault's pool does: a fresh file id, its context, one generate.
+DataKeyPool::Generator pool_generator(const Vault& v, KeyProvider& p) {
+  return [&v, &p](const KeyRef& ref) -> Result<PooledDataKey> {
+    PooledDataKey k;
+    random_bytes(k.file_id);
+    ASSIGN_OR_RETURN(k.ctx, v.config().file_context(k.file_id));
+    ASSIGN_OR_RETURN(k.key, p.generate_data_key(ref, k.ctx));
+    return k;
+  };
+}
+
 Bytes content_of(int i) { return Bytes(100 + i, static_cast<uint8_t>(i)); }
 
 TEST(IntermediateWrap, SealsToTheFileContextAndTheKey) {
@@ -283,13 +294,7 @@ TEST(KeyPool, FillsAheadServesDistinctFilesAndDrainsOnFlushAndKeyChange) {
   o.max_size = 32;
   o.fillers = 4;
   DataKeyPool pool(
-      [&](const KeyRef& ref) -> Result<PooledDataKey> {
-        PooledDataKey k;
-        random_bytes(k.file_id);
-        ASSIGN_OR_RETURN(k.ctx, v->config().file_context(k.file_id));
-        ASSIGN_OR_RETURN(k.key, p.generate_data_key(ref, k.ctx));
-        return k;
-      },
+      pool_generator(*v, p),
       o);
   const KeyRef ref{ProviderId::kKeyring, "main", 1};
   std::this_thread::sleep_for(50ms);
@@ -338,13 +343,7 @@ TEST(KeyPool, KeysExpireAndAnIdlePoolStopsAsking) {
   o.initial_target = 4;
   o.ttl = 300ms;
   DataKeyPool pool(
-      [&](const KeyRef& ref) -> Result<PooledDataKey> {
-        PooledDataKey k;
-        random_bytes(k.file_id);
-        ASSIGN_OR_RETURN(k.ctx, v->config().file_context(k.file_id));
-        ASSIGN_OR_RETURN(k.key, p.generate_data_key(ref, k.ctx));
-        return k;
-      },
+      pool_generator(*v, p),
       o);
   const KeyRef ref{ProviderId::kKeyring, "main", 1};
   EXPECT_FALSE(pool.take(ref));
