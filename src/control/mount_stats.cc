@@ -128,6 +128,10 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     head(name, "counter", help);
     t += fmt::format("{} {}\n", name, v);
   };
+  auto gauge = [&](std::string_view name, std::string_view help, uint64_t v) {
+    head(name, "gauge", help);
+    t += fmt::format("{} {}\n", name, v);
+  };
   if (s.cache) {
     const KeyCacheStats c = s.cache->stats();
     counter("kmsfs_key_cache_hits_total", "Key lookups answered from the cache.", c.hits);
@@ -137,8 +141,7 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     counter("kmsfs_key_cache_stale_served_total", "Expired keys served while the KMS was unreachable.", c.stale_served);
     counter("kmsfs_key_cache_evictions_total", "Keys dropped (TTL, LRU, refusal, flush).", c.evictions);
     counter("kmsfs_key_cache_timeouts_total", "Lookups that gave up waiting for the key provider.", c.timeouts);
-    head("kmsfs_key_cache_keys", "gauge", "Keys cached now.");
-    t += fmt::format("kmsfs_key_cache_keys {}\n", c.keys);
+    gauge("kmsfs_key_cache_keys", "Keys cached now.", c.keys);
   }
   if (const DataKeyPool* p = s.vault ? s.vault->key_pool() : nullptr) {
     const DataKeyPoolStats ps = p->stats();
@@ -147,8 +150,7 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     counter("kmsfs_key_pool_misses_total", "Creates that found the pool empty and asked the KMS themselves.", ps.misses);
     counter("kmsfs_key_pool_expired_total", "Pre-generated data keys dropped unused at their TTL.", ps.expired);
     counter("kmsfs_key_pool_discarded_total", "Pre-generated data keys dropped by flush-keys or a key change.", ps.discarded);
-    head("kmsfs_key_pool_keys", "gauge", "Pre-generated data keys waiting now.");
-    t += fmt::format("kmsfs_key_pool_keys {}\n", ps.size);
+    gauge("kmsfs_key_pool_keys", "Pre-generated data keys waiting now.", ps.size);
   }
   if (const IntermediateKeys* ik = s.vault ? s.vault->intermediate_keys() : nullptr) {
     const IntermediateKeyStats is = ik->stats();

@@ -274,13 +274,8 @@ Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<Backin
 
 Result<std::unique_ptr<CryptFile>> Vault::create_intermediate(std::shared_ptr<BackingFile> backing, FileHeader h,
                                                               KeyProvider& p, const KeyRef& ref) {
-  if (!intermediates_) {
-    // Offline tools: the config's limits, no cache.
-    IntermediateKeyOptions io;
-    io.max_files = config_.intermediate_max_files;
-    io.max_age = std::chrono::seconds(config_.intermediate_max_age_s);
-    intermediates_ = std::make_unique<IntermediateKeys>(io, cache_);
-  }
+  // Offline tools start no key sources: theirs are the config's limits (single-threaded).
+  if (!intermediates_) RETURN_IF_ERROR(start_key_sources(KeySourceOptions{}));
   random_bytes(h.file_id);
   ASSIGN_OR_RETURN(h.context, config_.file_context(h.file_id));
   auto ik = intermediates_->for_new_file(p, ref, h.context);
