@@ -76,6 +76,18 @@ Status PosixBackingFile::reserve(uint64_t off, uint64_t len) {
   return Status::Ok();
 }
 
+Result<timespec> PosixBackingFile::mtime() {
+  struct stat st;
+  if (::fstat(fd_.get(), &st) != 0) return Status::Io(errno, "stat " + name());
+  return st.st_mtim;
+}
+
+Status PosixBackingFile::set_mtime(const timespec& t) {
+  const timespec times[2] = {{0, UTIME_OMIT}, t};
+  if (::futimens(fd_.get(), times) != 0) return Status::Io(errno, "restoring the modification time of " + name());
+  return Status::Ok();
+}
+
 Status PosixBackingFile::sync(bool data_only) {
   int rc = data_only ? ::fdatasync(fd_.get()) : ::fsync(fd_.get());
   if (rc != 0) return Status::Io(errno, "fsync " + name_);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <time.h>
 
 #include <cstdint>
 #include <map>
@@ -31,6 +32,10 @@ class BackingFile {
   // cannot fail half-way with ENOSPC and tear a block. kUnsupported where the backing
   // filesystem cannot (callers treat that as "nothing reserved").
   virtual Status reserve(uint64_t off, uint64_t len) = 0;
+  // The content modification time, so a header-only rewrite (a re-wrap) can put it back:
+  // rotation must not look like a change to make, rsync or backup tools.
+  virtual Result<timespec> mtime() = 0;
+  virtual Status set_mtime(const timespec& t) = 0;
   // The backing path, for log lines and error messages.
   // For messages only; may cost a syscall.
   virtual std::string name() const = 0;
@@ -51,6 +56,8 @@ class PosixBackingFile final : public BackingFile {
   Status truncate(uint64_t size) override;
   Status sync(bool data_only) override;
   Status reserve(uint64_t off, uint64_t len) override;
+  Result<timespec> mtime() override;
+  Status set_mtime(const timespec& t) override;
   std::string name() const override;
   int fd() const { return fd_.get(); }
 
@@ -70,6 +77,11 @@ class MemoryBackingFile final : public BackingFile {
   Status truncate(uint64_t size) override;
   Status sync(bool) override { return Status::Ok(); }
   Status reserve(uint64_t, uint64_t) override { return Status::Ok(); }
+  Result<timespec> mtime() override { return mtime_; }
+  Status set_mtime(const timespec& t) override {
+    mtime_ = t;
+    return Status::Ok();
+  }
   std::string name() const override { return name_; }
 
   // Test helpers that bypass the engine, to tamper with the stored bytes.
@@ -81,6 +93,7 @@ class MemoryBackingFile final : public BackingFile {
   static constexpr uint64_t kChunk = 64 * 1024;
   std::mutex mu_;
   std::map<uint64_t, Bytes> chunks_;
+  timespec mtime_{};
   uint64_t size_ = 0;
   std::string name_;
 };

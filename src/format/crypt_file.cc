@@ -382,6 +382,20 @@ Status CryptFile::allocate(uint64_t off, uint64_t len, bool keep_size) {
   return r;
 }
 
+Status CryptFile::rewrap(const SlotWrap& from, const SlotWrap& to) {
+  // Exclusive: no write or truncate moves the mtime between reading and restoring it.
+  std::unique_lock size_lock(size_mu_);
+  std::lock_guard lock(header_mu_);
+  const int active = header_.active_slot();
+  if (active < 0 || !(wrap_of(*header_.slots[active]) == from))
+    return Status(Code::kUnavailable, backing_->name() + ": file " + to_hex(file_id_) + ": key wrap changed meanwhile");
+  ASSIGN_OR_RETURN(timespec mtime, backing_->mtime());
+  // header_ follows each slot write that landed, so a later file-state update starts from
+  // what is on disk even if the second write failed.
+  RETURN_IF_ERROR(write_wrap(*backing_, header_, to));
+  return backing_->set_mtime(mtime);
+}
+
 // No key check: making durable what was already written needs no key.
 Status CryptFile::sync(bool data_only) { return backing_->sync(data_only); }
 

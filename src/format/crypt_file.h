@@ -23,6 +23,7 @@
 #include "format/header.h"
 #include "format/key_guard.h"
 #include "format/layout.h"
+#include "format/slot_rewrap.h"
 
 namespace kmsfs {
 
@@ -57,6 +58,11 @@ class CryptFile {
   // cannot fail with ENOSPC.
   Status allocate(uint64_t off, uint64_t len, bool keep_size);
   Status sync(bool data_only);
+  // Rotation's re-wrap (FORMAT.md §3.7): if the active slot still holds `from`, writes
+  // `to` into both slots; kUnavailable if the wrap changed meanwhile. Writers wait for
+  // the two slot writes, and the backing file's mtime is put back afterwards, so a
+  // re-wrap does not look like a content change.
+  Status rewrap(const SlotWrap& from, const SlotWrap& to);
 
   // Every later read, write, truncate and allocate first asks `guard` (set once,
   // right after create/open, before the file is shared).

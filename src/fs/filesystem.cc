@@ -335,18 +335,22 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
     return in.file;
   }
   // The backing file is opened read-write whenever possible, so one CryptFile serves every
-  // later handle; holding in.mu here makes concurrent first opens cost one unwrap.
+  // later handle; holding in.mu here makes concurrent first opens cost one unwrap. The
+  // CryptFile is shared with the rotation worker through the vault's OpenFiles.
   bool rw = true;
-  UniqueFd fd(::open(proc_path(in.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
-  if (!fd.valid() && !writable && (errno == EROFS || errno == EACCES || errno == EPERM || errno == ETXTBSY)) {
-    rw = false;
-    fd.reset(::open(proc_path(in.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
-  }
-  if (!fd.valid()) return errno_status("open backing file");
-  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
-  auto f = vault_.open_file(backing);
+  auto f = vault_.open_files().get_or_open(in.dev, in.ino, [&]() -> Result<std::shared_ptr<CryptFile>> {
+    UniqueFd fd(::open(proc_path(in.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd.valid() && !writable && (errno == EROFS || errno == EACCES || errno == EPERM || errno == ETXTBSY)) {
+      rw = false;
+      fd.reset(::open(proc_path(in.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    }
+    if (!fd.valid()) return errno_status("open backing file");
+    auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
+    ASSIGN_OR_RETURN(auto opened, vault_.open_file(backing));
+    return std::shared_ptr<CryptFile>(std::move(opened));
+  });
   if (!f.ok()) return logged(f.status(), "open");
-  in.file = std::shared_ptr<CryptFile>(std::move(*f));
+  in.file = std::move(*f);
   in.file_writable = rw;
   in.open_count = 1;
   track_key(in, *in.file);
@@ -450,14 +454,18 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   if (Status s = own_new(dir.fd.get(), bname, c, S_IFREG | mode); !s.ok()) return fail(s);
   UniqueFd path_fd(::open(proc_path(fd.get()).c_str(), O_PATH | O_CLOEXEC));
   if (!path_fd.valid()) return fail(errno_status("create"));
-  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
-  auto f = vault_.create_file(backing);
-  if (!f.ok()) return fail(f.status());
   fuse_entry_param e{};
   if (::fstatat(path_fd.get(), "", &e.attr, AT_EMPTY_PATH) != 0) return fail(errno_status("create"));
+  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
+  // Registered as it is born, so the rotation worker never rewrites its header behind it.
+  auto f = vault_.open_files().get_or_open(e.attr.st_dev, e.attr.st_ino, [&]() -> Result<std::shared_ptr<CryptFile>> {
+    ASSIGN_OR_RETURN(auto made, vault_.create_file(backing));
+    return std::shared_ptr<CryptFile>(std::move(made));
+  });
+  if (!f.ok()) return fail(f.status());
   Inode& in = table_.acquire(std::move(path_fd), e.attr, dir, name);
   after_acquire();
-  std::shared_ptr<CryptFile> file(std::move(*f));
+  std::shared_ptr<CryptFile> file = std::move(*f);
   {
     std::lock_guard lock(in.mu);
     in.file = file;

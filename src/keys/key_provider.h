@@ -54,6 +54,10 @@ class KeyProvider {
   // in the caller's thread (a hand-off would cost more than the unwrap).
   virtual bool remote() const { return false; }
 
+  // Picks up key changes made outside this process (a keyring file changed by `kmsfs
+  // keyring rotate` while a mount runs). Remote providers see changes on every call.
+  virtual Status refresh() { return Status::Ok(); }
+
   // The provider's remote calls, if it makes any (for stats and metrics).
   virtual const RequestStats* request_stats() const { return nullptr; }
 };

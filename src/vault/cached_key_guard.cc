@@ -25,10 +25,26 @@ Status CachedKeyGuard::check() {
   }
   // The key the file holds is the one this wrap unwraps to (the cache is keyed on the
   // wrap): only the right to use it is renewed here.
-  ASSIGN_OR_RETURN(KeyCache::Lease lease, cache_.unwrap(ref_, wrapped_, ctx_));
+  KeyRef ref;
+  Bytes wrapped;
+  EncryptionContext ctx;
+  {
+    std::lock_guard lock(mu_);
+    ref = ref_, wrapped = wrapped_, ctx = ctx_;
+  }
+  ASSIGN_OR_RETURN(KeyCache::Lease lease, cache_.unwrap(ref, wrapped, ctx));
   refresh_from_ns_.store(ns(lease.valid_until - cache_.refresh_ahead()), std::memory_order_release);
   valid_until_ns_.store(ns(lease.valid_until), std::memory_order_release);
   return Status::Ok();
+}
+
+void CachedKeyGuard::retarget(KeyRef ref, Bytes wrapped, EncryptionContext ctx, const KeyCache::Lease& lease) {
+  std::lock_guard lock(mu_);
+  ref_ = std::move(ref);
+  wrapped_ = std::move(wrapped);
+  ctx_ = std::move(ctx);
+  refresh_from_ns_.store(ns(lease.valid_until - cache_.refresh_ahead()), std::memory_order_release);
+  valid_until_ns_.store(ns(lease.valid_until), std::memory_order_release);
 }
 
 }  // namespace kmsfs

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 
 #include "format/key_guard.h"
 #include "keys/cache/key_cache.h"
@@ -20,7 +21,11 @@ class CachedKeyGuard final : public KeyGuard {
     refresh_from_ns_.store(0, std::memory_order_release);
     valid_until_ns_.store(0, std::memory_order_release);
   }
+  // The cache id of the key as the file was opened (what the mount tracks it under).
   const std::array<uint8_t, 32>& key_id() const override { return id_; }
+  // After a re-wrap: renewals go through the new wrap, so an open file keeps working
+  // once the old key is disabled. `lease` is of the new wrap.
+  void retarget(KeyRef ref, Bytes wrapped, EncryptionContext ctx, const KeyCache::Lease& lease);
 
  private:
   static int64_t ns(KeyCache::Clock::time_point t) {
@@ -28,9 +33,10 @@ class CachedKeyGuard final : public KeyGuard {
   }
 
   KeyCache& cache_;
-  const KeyRef ref_;
-  const Bytes wrapped_;
-  const EncryptionContext ctx_;
+  std::mutex mu_;  // the wrap renewals go through; the fast path never takes it
+  KeyRef ref_;
+  Bytes wrapped_;
+  EncryptionContext ctx_;
   const CacheKeyId id_;
   // From refresh_from on, the next check tells the cache the key is in use (once), so the
   // cache refreshes it in the background and the renewal at valid_until is a hit.

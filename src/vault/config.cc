@@ -8,6 +8,15 @@
 
 namespace kmsfs {
 
+bool is_vault_file_name(std::string_view name) noexcept {
+  for (std::string_view own : {kConfigFileName, kLockFileName, kRotationFileName}) {
+    if (name == own) return true;
+    // write_file_atomic's temporary files ("NAME.tmp.PID.N").
+    if (name.starts_with(own) && name.substr(own.size()).starts_with(".tmp.")) return true;
+  }
+  return false;
+}
+
 using nlohmann::json;
 
 const std::vector<std::string>& known_config_features() {

@@ -18,6 +18,13 @@
 namespace kmsfs {
 
 constexpr const char* kConfigFileName = "kmsfs.conf";
+// Taken (flock) by a mount and by offline commands that write (vault_lock.h).
+constexpr const char* kLockFileName = "kmsfs.lock";
+// A rotation's progress (rotation/rotation_state.h).
+constexpr const char* kRotationFileName = "kmsfs.rotation";
+// Names in the backing root that belong to the vault, not to its files: hidden from the
+// mount and not creatable through it (with encrypted names every "kmsfs." name is).
+bool is_vault_file_name(std::string_view name) noexcept;
 constexpr uint32_t kConfigVersion = 1;
 // Features this version understands. A config listing any other in "features" is refused:
 // a newer kmsfs wrote something this one would misread.

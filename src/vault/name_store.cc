@@ -34,7 +34,7 @@ std::optional<std::string> read_small(int dirfd, const std::string& name) {
 Result<BackingName> NameStore::to_backing(std::string_view plain, bool in_root) const {
   if (!names_) {
     if (plain.size() > kMaxPlainName) return Status(Code::kInvalidArgument, "name too long", ENAMETOOLONG);
-    if (in_root && plain == kConfigFileName) return Status(Code::kPermissionDenied, "reserved name", EPERM);
+    if (in_root && is_vault_file_name(plain)) return Status(Code::kPermissionDenied, "reserved name", EPERM);
     return BackingName{std::string(plain), {}};
   }
   return names_->encrypt_name(plain);
@@ -42,7 +42,7 @@ Result<BackingName> NameStore::to_backing(std::string_view plain, bool in_root) 
 
 Result<std::optional<std::string>> NameStore::to_plain(int dirfd, std::string_view backing, bool in_root) const {
   if (!names_) {
-    if (in_root && backing == kConfigFileName) return std::optional<std::string>();
+    if (in_root && is_vault_file_name(backing)) return std::optional<std::string>();
     return std::optional<std::string>(std::string(backing));
   }
   if (NameCipher::is_long_name(backing)) {

@@ -125,7 +125,7 @@ Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders&
     return fs_key.status().with_context("vault " + dir + ": filesystem key (" + c.fs_key_ref.to_string() + ")");
   ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->span(), c.fs_id));
   RETURN_IF_ERROR(verify_config(text, c, mac_key.span(), path));
-  std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers));
+  auto v = make(dir, std::move(c), providers, std::move(mac_key));
   RETURN_IF_ERROR(v->init_names(fs_key->span()));
   return v;
 }
@@ -188,9 +188,56 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   if (w.code() == Code::kAlreadyExists)
     return Status(Code::kAlreadyExists, "'" + dir + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
   RETURN_IF_ERROR(w);
-  std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers));
+  auto v = make(dir, std::move(c), providers, std::move(mac_key));
   RETURN_IF_ERROR(v->init_names(fs_key->plaintext.span()));
   return v;
+}
+
+std::unique_ptr<Vault> Vault::make(std::string dir, FsConfig c, KeyProviders& providers, SecureBuffer mac_key) {
+  std::unique_ptr<Vault> v(new Vault(std::move(dir), std::move(c), providers));
+  v->config_mac_key_ = std::move(mac_key);
+  return v;
+}
+
+std::string Vault::key_spec() const {
+  std::lock_guard lock(config_mu_);
+  return key_spec_;
+}
+
+KeyRef Vault::fs_key_ref() const {
+  std::lock_guard lock(config_mu_);
+  return fs_key_ref_;
+}
+
+Status Vault::rotate_config(const KeyRef& to, const std::string& spec) {
+  // One rotation at a time changes these; the lock is not held across the provider call,
+  // so creates (which read the key spec) never wait on the KMS here.
+  FsConfig next = config_;
+  {
+    std::lock_guard lock(config_mu_);
+    next.key_spec = spec;
+    next.fs_key_ref = fs_key_ref_;
+    next.fs_key_wrapped = fs_key_wrapped_;
+  }
+  if (!(next.fs_key_ref == to)) {
+    if (to.provider != next.fs_key_ref.provider)
+      return Status(Code::kUnsupported, "rotation from " + next.fs_key_ref.to_string() + " to another provider's key " +
+                                            to.to_string() + " is not supported");
+    ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(next.fs_key_ref.provider));
+    ASSIGN_OR_RETURN(EncryptionContext ctx, next.fs_key_context());
+    auto moved = p->rewrap(next.fs_key_ref, next.fs_key_wrapped, ctx, to);
+    if (!moved.ok()) return moved.status().with_context("vault " + dir_ + ": re-wrapping the filesystem key");
+    next.fs_key_ref = moved->ref;
+    next.fs_key_wrapped = std::move(moved->wrapped);
+  }
+  std::lock_guard lock(config_mu_);
+  if (next.key_spec == key_spec_ && next.fs_key_ref == fs_key_ref_) return Status::Ok();
+  ASSIGN_OR_RETURN(Bytes text, serialize_config(next, config_mac_key_.span()));
+  RETURN_IF_ERROR(write_file_atomic(config_path(dir_), text, 0644));
+  key_spec_ = next.key_spec;
+  fs_key_ref_ = next.fs_key_ref;
+  fs_key_wrapped_ = std::move(next.fs_key_wrapped);
+  return Status::Ok();
 }
 
 Status Vault::init_names(ByteSpan fs_key) {
@@ -241,7 +288,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFil
   h.block_size = config_.block_size;
   h.header_size = config_.header_size;
   ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
-  ASSIGN_OR_RETURN(KeyRef ref, p->resolve(config_.key_spec));
+  ASSIGN_OR_RETURN(KeyRef ref, p->resolve(key_spec()));
   if (config_.key_mode == KeyMode::kIntermediate) return create_intermediate(std::move(backing), std::move(h), *p, ref);
   return create_per_file(std::move(backing), std::move(h), *p, ref);
 }

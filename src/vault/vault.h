@@ -18,6 +18,7 @@
 #include "keys/pool/data_key_pool.h"
 #include "format/names.h"
 #include "vault/config.h"
+#include "vault/open_files.h"
 
 namespace kmsfs {
 
@@ -66,7 +67,11 @@ class Vault {
   // Parses kmsfs.conf without keys (for messages and to learn the provider before opening).
   static Result<FsConfig> peek_config(const std::string& dir);
 
+  // The config as opened. Rotation changes the key of new files and the filesystem key's
+  // wrap while mounted: key_spec() and fs_key() give the current ones.
   const FsConfig& config() const { return config_; }
+  std::string key_spec() const;
+  KeyRef fs_key_ref() const;
   const std::string& dir() const { return dir_; }
 
   // Creates `path` (O_EXCL, mode) as an empty kmsfs file under the vault's current key.
@@ -81,6 +86,8 @@ class Vault {
   // Opens and creates go through `cache` from now on (the mount's; it must outlive the
   // vault). Offline tools use none: each of their keys is unwrapped once anyway.
   void use_key_cache(KeyCache* cache) { cache_ = cache; }
+  KeyCache* key_cache() const { return cache_; }
+  KeyProviders& providers() { return providers_; }
   // Sets up the key sources for new files; call before files are created concurrently.
   // Intermediate keys never outlive the cache's TTL as a source of new files, and pooled
   // data keys expire with it.
@@ -89,15 +96,31 @@ class Vault {
   void flush_key_sources();
   const DataKeyPool* key_pool() const { return pool_.get(); }
   const IntermediateKeys* intermediate_keys() const { return intermediates_.get(); }
+  // Rotation: re-wraps the filesystem key under `to` (kept if it is there already) and
+  // makes `spec` the key of new files from now on; rewrites kmsfs.conf atomically.
+  Status rotate_config(const KeyRef& to, const std::string& spec);
+  // Every CryptFile this process has open, shared by the mount and the rotation worker.
+  OpenFiles& open_files() { return open_files_; }
   // The name cipher, or nullptr when the vault keeps plaintext names.
   const NameCipher* names() const { return names_.get(); }
 
  private:
   Vault(std::string dir, FsConfig config, KeyProviders& providers)
-      : dir_(std::move(dir)), config_(std::move(config)), providers_(providers) {}
+      : dir_(std::move(dir)),
+        config_(std::move(config)),
+        key_spec_(config_.key_spec),
+        fs_key_ref_(config_.fs_key_ref),
+        fs_key_wrapped_(config_.fs_key_wrapped),
+        providers_(providers) {}
 
   std::string dir_;
   FsConfig config_;
+  mutable std::mutex config_mu_;  // guards key_spec_, fs_key_ref_/wrapped_ after open
+  std::string key_spec_;
+  KeyRef fs_key_ref_;
+  Bytes fs_key_wrapped_;
+  SecureBuffer config_mac_key_;
+  OpenFiles open_files_;
   KeyProviders& providers_;
   CryptFile::Options file_opts_;
   std::unique_ptr<NameCipher> names_;
@@ -106,6 +129,8 @@ class Vault {
   std::unique_ptr<DataKeyPool> pool_;                // per-file mode with a remote provider
 
   Status init_names(ByteSpan fs_key);
+  // What open() and init() share once the config is authenticated.
+  static std::unique_ptr<Vault> make(std::string dir, FsConfig c, KeyProviders& providers, SecureBuffer mac_key);
   // A per-file data key for a new file: a fresh file id, its context, one provider call.
   Result<PooledDataKey> new_data_key(KeyProvider& p, const KeyRef& ref) const;
   Result<std::unique_ptr<CryptFile>> create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,

@@ -130,7 +130,7 @@ TEST(Dirs, UnlinkWhileOpenKeepsTheFileUsable) {
   ASSERT_EQ(fd.close(), 0);
   v.remount();
   EXPECT_EQ(read_file(v.at("gone")), "new");
-  EXPECT_EQ(list_dir(v.backing()).size(), 2u);  // kmsfs.conf and the new file: nothing leaked
+  EXPECT_EQ(list_dir(v.backing()).size(), 3u);  // kmsfs.conf, kmsfs.lock and the new file: nothing leaked
 }
 
 TEST(Dirs, RenameWhileOpen) {

@@ -56,7 +56,13 @@ TEST(MountSmoke, ConfigIsHiddenAndReserved) {
   struct stat st;
   EXPECT_EQ(::stat(v.at("kmsfs.conf").c_str(), &st), -1);
   EXPECT_EQ(errno, ENOENT);
-  for (const auto& e : std::filesystem::directory_iterator(v.mnt())) EXPECT_NE(e.path().filename(), "kmsfs.conf");
+  // The mount's lock sits beside the config and is just as invisible.
+  EXPECT_TRUE(std::filesystem::exists(v.backing() + "/kmsfs.lock"));
+  EXPECT_EQ(::stat(v.at("kmsfs.lock").c_str(), &st), -1);
+  for (const auto& e : std::filesystem::directory_iterator(v.mnt())) {
+    EXPECT_NE(e.path().filename(), "kmsfs.conf");
+    EXPECT_NE(e.path().filename(), "kmsfs.lock");
+  }
   int fd = ::open(v.at("kmsfs.conf").c_str(), O_CREAT | O_WRONLY, 0644);
   if (v.backing_at("x") == v.backing() + "/x") {
     // Plaintext names: the name is the config's, so it is reserved.

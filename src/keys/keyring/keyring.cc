@@ -95,6 +95,19 @@ Result<Keyring> Keyring::create(const std::string& path, const SecureBuffer* pas
 }
 
 Result<Keyring> Keyring::open(const std::string& path, const SecureBuffer* passphrase) {
+  return load(path, passphrase, nullptr);
+}
+
+Status Keyring::reload() {
+  ASSIGN_OR_RETURN(Keyring fresh, load(path_, nullptr, this));
+  if (fresh.meta_.keyring_id != meta_.keyring_id)
+    return Status(Code::kPermissionDenied, "keyring " + path_ + " was replaced by another keyring (id " +
+                                               fresh.meta_.keyring_id + "); remount to use it");
+  *this = std::move(fresh);
+  return Status::Ok();
+}
+
+Result<Keyring> Keyring::load(const std::string& path, const SecureBuffer* passphrase, const Keyring* previous) {
   auto read = read_file(path, kMaxKeyringFileSize);
   if (!read.ok()) return read.status().with_context("opening keyring");
   Bytes bytes = std::move(read).value();
@@ -107,10 +120,20 @@ Result<Keyring> Keyring::open(const std::string& path, const SecureBuffer* passp
   SecureBuffer sealed_materials;
   ByteSpan materials = f.container.blob;
   if (f.container.sealed) {
-    if (passphrase == nullptr)
-      return Status(Code::kInvalidArgument,
-                    "keyring " + path + " is sealed: a passphrase is needed");
-    auto kek = derive_kek(*passphrase, *k.meta_.kdf);
+    // A reload reuses the KEK it was opened with: same passphrase, same salt.
+    const bool same_kdf = previous && previous->meta_.kdf && previous->meta_.kdf->salt == k.meta_.kdf->salt &&
+                          previous->meta_.kdf->params.opslimit == k.meta_.kdf->params.opslimit &&
+                          previous->meta_.kdf->params.memlimit == k.meta_.kdf->params.memlimit;
+    if (previous && !same_kdf)
+      return Status(Code::kPermissionDenied, "keyring " + path + ": its passphrase changed since it was opened; remount");
+    Result<SecureBuffer> kek = Status(Code::kInvalidArgument, "keyring " + path + " is sealed: a passphrase is needed");
+    if (previous) {
+      kek = previous->kek_.clone();
+    } else if (passphrase != nullptr) {
+      kek = derive_kek(*passphrase, *k.meta_.kdf);
+    } else {
+      return kek.status();
+    }
     if (!kek.ok()) {
       // The bounds in keyring_meta should make this unreachable for parameters; memory
       // exhaustion is passed on as is.

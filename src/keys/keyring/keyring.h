@@ -50,6 +50,10 @@ class Keyring {
   // A sealed keyring needs the passphrase (kInvalidArgument without one; kPermissionDenied
   // if it is wrong or the file was modified). An unsealed one ignores it.
   static Result<Keyring> open(const std::string& path, const SecureBuffer* passphrase);
+  // Re-reads the file (a running mount picking up `kmsfs keyring rotate`), unsealing it
+  // with the KEK kept from open. kPermissionDenied if the passphrase or the keyring itself
+  // was changed since; the keyring in memory is unchanged then.
+  Status reload();
   // The metadata only, without a passphrase, for listings. For a sealed keyring this is
   // NOT authenticated (the AEAD tag can only be checked with the KEK).
   static Result<KeyringInfo> peek(const std::string& path);
@@ -80,6 +84,8 @@ class Keyring {
 
  private:
   Keyring() = default;
+  // open() with a passphrase, or reload() with the KEK of `previous`.
+  static Result<Keyring> load(const std::string& path, const SecureBuffer* passphrase, const Keyring* previous);
   Status write(bool exclusive) const;
   Status corrupt(const std::string& why) const;
   KeyInfo* find(std::string_view name);

@@ -37,6 +37,10 @@ class KeyringProvider final : public KeyProvider {
   // daemon is serving). Changes are visible to the next call.
   Status update(const std::function<Status(Keyring&)>& fn);
   KeyringInfo info() const;
+  // Re-reads the keyring file (new versions, disabled ones) with the KEK kept from open.
+  Status refresh() override {
+    return update([](Keyring& k) { return k.reload(); });
+  }
 
  private:
   // The wrap AEAD of an existing, enabled key version. Caller holds mu_ (shared).

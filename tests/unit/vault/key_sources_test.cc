@@ -17,80 +17,16 @@
 #include "keys/intermediate/intermediate_keys.h"
 #include "keys/intermediate/intermediate_wrap.h"
 #include "keys/pool/data_key_pool.h"
+#include "counted_vault.h"
 #include "vault_fixture.h"
 
 namespace kmsfs {
 namespace {
 
+using testing::CountedVault;
+using testing::CountingProvider;
+
 using namespace std::chrono_literals;
-
-class CountingProvider final : public KeyProvider {
- public:
-  explicit CountingProvider(std::unique_ptr<KeyProvider> inner) : inner_(std::move(inner)) {}
-  ProviderId id() const noexcept override { return inner_->id(); }
-  bool remote() const override { return is_remote; }
-  Result<KeyRef> resolve(std::string_view spec) override {
-    // Pinned: a KMS resolves an alias once in a while, not at every create.
-    if (pinned) return *pinned;
-    return inner_->resolve(spec);
-  }
-  Result<DataKey> generate_data_key(const KeyRef& k, const EncryptionContext& c) override {
-    ++generates;
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
-    if (fail) return Status(Code::kUnavailable, "provider unreachable (test)");
-    return inner_->generate_data_key(k, c);
-  }
-  Result<SecureBuffer> unwrap(const KeyRef& k, ByteSpan w, const EncryptionContext& c) override {
-    ++unwraps;
-    return inner_->unwrap(k, w, c);
-  }
-  Result<Rewrapped> rewrap(const KeyRef& f, ByteSpan w, const EncryptionContext& c, const KeyRef& t) override {
-    return inner_->rewrap(f, w, c, t);
-  }
-  KeyProvider& inner() { return *inner_; }
-
-  std::atomic<int> generates{0};
-  std::atomic<int> unwraps{0};
-  std::atomic<int> delay_ms{0};
-  std::atomic<bool> fail{false};
-  std::atomic<bool> is_remote{false};
-  std::optional<KeyRef> pinned;
-
- private:
-  std::unique_ptr<KeyProvider> inner_;
-};
-
-// A keyring vault whose provider counts.
-struct CountedVault {
-  testing::TempDir tmp;
-  std::string backing = tmp.str("backing");
-  KeyProviders providers{nullptr};
-  CountingProvider* counter = nullptr;
-  KeyringProvider* keyring = nullptr;
-
-  CountedVault() {
-    std::filesystem::create_directory(backing);
-    std::vector<std::string> names = {"main"};
-    auto kr = Keyring::create(tmp.str("keyring"), nullptr, Argon2Params{}, names);
-    if (!kr.ok()) throw std::runtime_error(kr.status().message());
-    auto inner = std::make_unique<KeyringProvider>(std::move(*kr));
-    keyring = inner.get();
-    auto c = std::make_unique<CountingProvider>(std::move(inner));
-    counter = c.get();
-    providers.add(std::move(c));
-  }
-  std::unique_ptr<Vault> init(KeyMode mode, uint64_t max_files = 10000) {
-    InitOptions o;
-    o.key_spec = "main";
-    o.key_mode = mode;
-    o.intermediate_max_files = max_files;
-    (void)o.user_context.set("team", "storage");
-    auto v = Vault::init(backing, providers, o);
-    if (!v.ok()) throw std::runtime_error(v.status().message());
-    return std::move(*v);
-  }
-  std::string path(int i) const { return backing + "/f" + std::to_string(i); }
-};
 
 // What the vault's pool does: a fresh file id, its context, one generate.
 DataKeyPool::Generator pool_generator(const Vault& v, KeyProvider& p) {

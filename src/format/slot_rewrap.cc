@@ -1,0 +1,40 @@
+#include "format/slot_rewrap.h"
+
+namespace kmsfs {
+
+SlotWrap wrap_of(const HeaderSlot& slot) { return SlotWrap{slot.key, slot.wrapped_dek, slot.intermediate}; }
+
+bool all_slots_under(const FileHeader& h, const KeyRef& key) {
+  bool any = false;
+  for (const auto& s : h.slots) {
+    if (!s) continue;
+    if (!(s->key == key)) return false;
+    any = true;
+  }
+  return any;
+}
+
+Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next) {
+  const int active = h.active_slot();
+  if (active < 0) return Status(Code::kCorrupt, f.name() + ": no valid key slot to re-wrap");
+  // The active slot's state (sparse ranges) is the newest; both slots get it, so the
+  // fallback never holds an older state than the file had before.
+  HeaderSlot base = *h.slots[active];
+  base.key = next.key;
+  base.wrapped_dek = next.wrapped_dek;
+  base.intermediate = next.intermediate;
+  for (int target : {1 - active, active}) {
+    HeaderSlot s = base;
+    uint64_t top = 0;
+    for (const auto& o : h.slots)
+      if (o) top = std::max(top, o->seq);
+    s.seq = top + 1;
+    ASSIGN_OR_RETURN(Bytes enc, encode_slot(s));
+    RETURN_IF_ERROR(f.write_at(enc, header::kSlotOffset[target]));
+    h.slots[target] = std::move(s);
+    h.slot_problem[target].clear();
+  }
+  return Status::Ok();
+}
+
+}  // namespace kmsfs
