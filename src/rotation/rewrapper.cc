@@ -1,0 +1,113 @@
+#include "rotation/rewrapper.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "keys/intermediate/intermediate_wrap.h"
+#include "vault/cached_key_guard.h"
+
+namespace kmsfs {
+
+Result<SlotWrap> Rewrapper::moved(const FileHeader& h, const SlotWrap& from) {
+  if (from.key == opts_.target && !opts_.all) return from;
+  if (from.key.provider != opts_.target.provider)
+    return Status(Code::kUnsupported, "moving a file from " + from.key.to_string() + " to another provider's key " +
+                                          opts_.target.to_string() + " is not supported");
+  ASSIGN_OR_RETURN(KeyProvider * p, vault_.providers().get(from.key.provider));
+  auto call = [&](ByteSpan wrapped, const EncryptionContext& ctx) {
+    // The rate limit protects a shared KMS quota; a local provider has none.
+    if (opts_.before_call && p->remote()) opts_.before_call();
+    ++calls_;
+    return p->rewrap(from.key, wrapped, ctx, opts_.target);
+  };
+  SlotWrap to = from;
+  if (!from.intermediate) {
+    ASSIGN_OR_RETURN(Rewrapped r, call(from.wrapped_dek, h.context));
+    to.key = r.ref;
+    to.wrapped_dek = std::move(r.wrapped);
+    return to;
+  }
+  // The sealed DEK stays: it is sealed under the intermediate key, which does not change.
+  const IntermediateKeyRecord& ik = *from.intermediate;
+  auto k = std::make_pair(ik.id, ik.wrapped);
+  auto it = moved_iks_.find(k);
+  if (it == moved_iks_.end()) {
+    ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
+    ASSIGN_OR_RETURN(Rewrapped r, call(ik.wrapped, ik_ctx));
+    it = moved_iks_.emplace(std::move(k), std::make_pair(r.ref, IntermediateKeyRecord{ik.id, std::move(r.wrapped)})).first;
+  }
+  to.key = it->second.first;
+  to.intermediate = it->second.second;
+  return to;
+}
+
+Status Rewrapper::retarget_guard(CryptFile& f, const FileHeader& h, const SlotWrap& to) {
+  auto* guard = dynamic_cast<CachedKeyGuard*>(f.key_guard().get());
+  KeyCache* cache = vault_.key_cache();
+  if (!guard || !cache) return Status::Ok();
+  EncryptionContext ctx = h.context;
+  ByteSpan blob = to.wrapped_dek;
+  if (to.intermediate) {
+    ASSIGN_OR_RETURN(ctx, intermediate_context(h.context, to.intermediate->id));
+    blob = to.intermediate->wrapped;
+  }
+  ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(to.key, blob, ctx));
+  guard->retarget(to.key, Bytes(blob.begin(), blob.end()), std::move(ctx), lease);
+  return Status::Ok();
+}
+
+Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
+  const std::string path = vault_.dir() + "/" + rel;
+  auto backing = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
+  if (!backing.ok()) {
+    if (backing.status().sys_errno() == ENOENT) return RewrapResult{RewrapOutcome::kGone, 0};
+    return backing.status();
+  }
+  struct stat st;
+  if (::fstat((*backing)->fd(), &st) != 0) return Status::Io(errno, "stat " + path);
+  if (!S_ISREG(st.st_mode)) return RewrapResult{RewrapOutcome::kNotKmsfs, 0};
+  RewrapResult out{RewrapOutcome::kRotated, static_cast<uint64_t>(st.st_size)};
+  Status s = vault_.open_files().with_file(st.st_dev, st.st_ino, [&](CryptFile* open) -> Status {
+    FileHeader h;
+    if (open) {
+      h = open->header();
+    } else {
+      auto read = read_header(**backing);
+      if (!read.ok()) {
+        if (read.status().message().find("bad magic") != std::string::npos ||
+            static_cast<uint64_t>(st.st_size) < header::kSize) {
+          out.outcome = RewrapOutcome::kNotKmsfs;
+          return Status::Ok();
+        }
+        return read.status();
+      }
+      h = std::move(*read);
+    }
+    const std::string where = path + ": file " + to_hex(h.file_id);
+    auto fs = h.context.get(EncryptionContext::kFsIdKey);
+    if (!fs || *fs != vault_.config().fs_id_hex())
+      return Status(Code::kCorrupt, where + " belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
+    if (all_slots_under(h, opts_.target) && !opts_.all) {
+      out.outcome = RewrapOutcome::kAlready;
+      return Status::Ok();
+    }
+    const SlotWrap from = wrap_of(*h.slots[h.active_slot()]);
+    auto to = moved(h, from);
+    if (!to.ok()) return to.status().with_context(where);
+    if (open) {
+      RETURN_IF_ERROR(open->rewrap(from, *to));
+      // Best effort: without it the file still works until the old key is disabled.
+      (void)retarget_guard(*open, h, *to);
+      return Status::Ok();
+    }
+    ASSIGN_OR_RETURN(timespec mtime, (*backing)->mtime());
+    RETURN_IF_ERROR(write_wrap(**backing, h, *to));
+    return (*backing)->set_mtime(mtime);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+}  // namespace kmsfs

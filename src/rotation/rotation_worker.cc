@@ -1,0 +1,315 @@
+#include "rotation/rotation_worker.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "base/unique_fd.h"
+#include "crypto/random.h"
+#include "rotation/rewrapper.h"
+#include "rotation/tree_walk.h"
+
+namespace kmsfs {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kMaxPasses = 5;
+constexpr uint64_t kCheckpointFiles = 1000;
+constexpr auto kCheckpointInterval = std::chrono::seconds(1);
+constexpr auto kRateWindow = std::chrono::seconds(10);
+
+int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Makes the re-wraps done so far durable before a checkpoint names them.
+void sync_backing(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.valid()) ::syncfs(fd.get());
+}
+
+}  // namespace
+
+RotationWorker::RotationWorker(Vault& vault) : vault_(vault) {}
+
+RotationWorker::~RotationWorker() {
+  thread_.request_stop();
+  {
+    std::lock_guard lock(mu_);
+  }
+  cv_.notify_all();
+  join();
+}
+
+void RotationWorker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<KeyRef> RotationWorker::resolve(const std::string& spec) {
+  ASSIGN_OR_RETURN(KeyProvider * p, vault_.providers().get(vault_.config().provider));
+  // A keyring changed on disk since the mount (a new version) must be seen.
+  RETURN_IF_ERROR(p->refresh());
+  auto ref = p->resolve(spec);
+  if (!ref.ok()) return ref.status().with_context("rotation target '" + spec + "'");
+  return ref;
+}
+
+Status RotationWorker::resume_saved() {
+  ASSIGN_OR_RETURN(auto saved, load_rotation_state(vault_.dir()));
+  if (!saved) return Status::Ok();
+  {
+    std::lock_guard lock(mu_);
+    state_ = *saved;
+    have_state_ = true;
+  }
+  if (saved->phase != RotationPhase::kRunning) return Status::Ok();
+  ASSIGN_OR_RETURN(KeyRef target, resolve(saved->params.to));
+  launch(std::move(*saved), std::move(target));
+  return Status::Ok();
+}
+
+Status RotationWorker::start(const RotationRequest& r) {
+  {
+    std::lock_guard lock(mu_);
+    if (have_state_ && state_.active())
+      return Status(Code::kAlreadyExists, "a rotation to " + state_.params.to + " is " + rotation_phase_name(state_.phase) +
+                                              " (pass " + std::to_string(state_.pass) + ", " +
+                                              std::to_string(state_.seen) + " of " + std::to_string(state_.total) +
+                                              " files); cancel it first");
+  }
+  join();
+  ASSIGN_OR_RETURN(KeyRef target, resolve(r.to));
+  // From here on, new files and the filesystem key are under the target.
+  RETURN_IF_ERROR(vault_.rotate_config(target, r.to));
+  RotationState s;
+  uint8_t id[8];
+  random_bytes(id);
+  s.id = to_hex(id);
+  s.params = {r.to, r.files_per_second, r.kms_calls_per_second, r.all};
+  s.target = target.to_string();
+  s.phase = RotationPhase::kRunning;
+  s.started = s.updated = unix_now();
+  RETURN_IF_ERROR(save_rotation_state(vault_.dir(), s));
+  launch(std::move(s), std::move(target));
+  return Status::Ok();
+}
+
+void RotationWorker::launch(RotationState s, KeyRef target) {
+  std::lock_guard lock(mu_);
+  state_ = std::move(s);
+  have_state_ = true;
+  running_ = true;
+  files_limit_.set_rate(state_.params.files_per_second);
+  kms_limit_.set_rate(state_.params.kms_calls_per_second);
+  progress_.clear();
+  last_checkpoint_ = Clock::now();
+  since_checkpoint_ = 0;
+  thread_ = std::jthread([this, target = std::move(target)](std::stop_token st) { run(st, target); });
+}
+
+Status RotationWorker::pause() {
+  std::lock_guard lock(mu_);
+  if (!have_state_ || state_.phase != RotationPhase::kRunning) return Status(Code::kNotFound, "no rotation is running");
+  state_.phase = RotationPhase::kPaused;
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+Status RotationWorker::resume() {
+  RotationState s;
+  {
+    std::lock_guard lock(mu_);
+    if (!have_state_ || state_.phase != RotationPhase::kPaused) return Status(Code::kNotFound, "no rotation is paused");
+  }
+  join();  // the paused thread has checkpointed and ended
+  {
+    std::lock_guard lock(mu_);
+    s = state_;
+  }
+  ASSIGN_OR_RETURN(KeyRef target, resolve(s.params.to));
+  s.phase = RotationPhase::kRunning;
+  s.target = target.to_string();
+  launch(std::move(s), std::move(target));
+  return Status::Ok();
+}
+
+Status RotationWorker::cancel() {
+  {
+    std::lock_guard lock(mu_);
+    if (!have_state_ || !state_.active()) return Status(Code::kNotFound, "no rotation is running or paused");
+    state_.phase = RotationPhase::kCancelled;
+    state_.message = "cancelled; files already moved stay under the target, which new files keep using";
+    cv_.notify_all();
+  }
+  join();
+  checkpoint(true);
+  return Status::Ok();
+}
+
+Result<RotationStatus> RotationWorker::status() const {
+  std::lock_guard lock(mu_);
+  if (!have_state_) return Status(Code::kNotFound, "this vault has no rotation (start one with --to KEY)");
+  RotationStatus out;
+  out.state = state_;
+  if (progress_.size() >= 2) {
+    const double secs = std::chrono::duration<double>(progress_.back().first - progress_.front().first).count();
+    if (secs > 0) out.files_per_second = static_cast<double>(progress_.back().second - progress_.front().second) / secs;
+  }
+  if (out.files_per_second > 0 && state_.total >= state_.seen)
+    out.eta_seconds = static_cast<double>(state_.total - state_.seen) / out.files_per_second;
+  return out;
+}
+
+RotationStatus RotationWorker::wait() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !running_; });
+  RotationStatus out;
+  out.state = state_;
+  return out;
+}
+
+void RotationWorker::record_error(const std::string& rel, const Status& s) {
+  std::string file_id;
+  // Messages name "file <32 hex>" when the header was read.
+  if (auto at = s.message().find("file "); at != std::string::npos && at + 5 + 32 <= s.message().size())
+    file_id = s.message().substr(at + 5, 32);
+  state_.errors.push_back({rel, file_id, s.message()});
+  while (state_.errors.size() > kMaxRotationErrors) state_.errors.pop_front();
+}
+
+void RotationWorker::checkpoint(bool force) {
+  RotationState copy;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    if (!force && since_checkpoint_ < kCheckpointFiles && now - last_checkpoint_ < kCheckpointInterval) return;
+    last_checkpoint_ = now;
+    since_checkpoint_ = 0;
+  }
+  sync_backing(vault_.dir());
+  {
+    std::lock_guard lock(mu_);
+    state_.updated = unix_now();
+    copy = state_;
+  }
+  // A checkpoint that cannot be written costs a longer re-walk after a crash, nothing more.
+  (void)save_rotation_state(vault_.dir(), copy);
+}
+
+bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_in_pass) {
+  const WalkOptions wo{vault_.config().encrypted_names()};
+  std::string after;
+  {
+    std::lock_guard lock(mu_);
+    after = state_.cursor;
+  }
+  if (after.empty()) {
+    uint64_t total = 0;
+    (void)walk_files(vault_.dir(), wo, "", [&](const std::string&) { return ++total, true; },
+                     [](const std::string&, const Status&) {});
+    std::lock_guard lock(mu_);
+    state_.total = total;
+    state_.seen = 0;
+    // What a pass finds is counted per pass (the last one is the verdict on the tree);
+    // re-wrapped files and bytes add up over the run.
+    state_.already = state_.skipped = state_.failed = 0;
+    state_.errors.clear();
+  }
+  bool stopped = false;
+  auto unreadable = [&](const std::string& rel, const Status& s) {
+    std::lock_guard lock(mu_);
+    ++state_.failed;
+    record_error(rel, s);
+  };
+  auto visit = [&](const std::string& rel) {
+    {
+      std::unique_lock lock(mu_);
+      if (!files_limit_.acquire(lock, cv_, [&] { return interrupted(st); })) return !(stopped = true);
+    }
+    auto backoff = std::chrono::milliseconds(500);
+    Result<RewrapResult> r = Status(Code::kInternal, "not run");
+    for (;;) {
+      const uint64_t calls_before = rw.calls();
+      r = rw.rewrap(rel);
+      {
+        std::lock_guard lock(mu_);
+        state_.kms_calls += rw.calls() - calls_before;
+      }
+      if (r.ok() || r.status().code() != Code::kUnavailable) break;
+      // Throttled or unreachable: wait and try the same file again.
+      std::unique_lock lock(mu_);
+      state_.message = "waiting for the key provider: " + r.status().message();
+      if (cv_.wait_for(lock, backoff, [&] { return interrupted(st); })) return !(stopped = true);
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(30));
+    }
+    {
+      std::lock_guard lock(mu_);
+      state_.message.clear();
+      if (!r.ok()) {
+        ++state_.failed;
+        record_error(rel, r.status());
+      } else {
+        switch (r->outcome) {
+          case RewrapOutcome::kRotated:
+            ++state_.rotated, ++rotated_in_pass;
+            state_.bytes += r->bytes;
+            break;
+          case RewrapOutcome::kAlready: ++state_.already; break;
+          case RewrapOutcome::kNotKmsfs:
+          case RewrapOutcome::kGone: ++state_.skipped; break;
+        }
+      }
+      state_.cursor = rel;
+      ++state_.seen;
+      ++since_checkpoint_;
+      const auto now = Clock::now();
+      progress_.emplace_back(now, state_.rotated + state_.already + state_.skipped + state_.failed);
+      while (progress_.size() > 2 && now - progress_.front().first > kRateWindow) progress_.pop_front();
+    }
+    checkpoint(false);
+    return true;
+  };
+  Status s = walk_files(vault_.dir(), wo, after, visit, unreadable);
+  if (!s.ok()) {
+    std::lock_guard lock(mu_);
+    state_.phase = RotationPhase::kFailed;
+    state_.message = s.message();
+    return false;
+  }
+  return !stopped;
+}
+
+void RotationWorker::run(std::stop_token st, KeyRef target) {
+  Rewrapper::Options o;
+  o.target = target;
+  {
+    std::lock_guard lock(mu_);
+    o.all = state_.params.all;
+  }
+  o.before_call = [this, &st] {
+    std::unique_lock lock(mu_);
+    kms_limit_.acquire(lock, cv_, [&] { return interrupted(st); });
+  };
+  Rewrapper rw(vault_, o);
+  std::stop_callback wake(st, [this] { cv_.notify_all(); });
+  for (;;) {
+    uint64_t rotated_in_pass = 0;
+    if (!pass(st, rw, rotated_in_pass)) break;
+    std::lock_guard lock(mu_);
+    if (o.all || rotated_in_pass == 0 || state_.pass >= kMaxPasses) {
+      state_.phase = RotationPhase::kDone;
+      break;
+    }
+    // Some files moved in this pass: another finds any created under the old key
+    // while the switch to the target was under way.
+    ++state_.pass;
+    state_.cursor.clear();
+  }
+  checkpoint(true);
+  std::lock_guard lock(mu_);
+  running_ = false;
+  cv_.notify_all();
+}
+
+}  // namespace kmsfs

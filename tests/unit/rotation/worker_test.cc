@@ -1,0 +1,214 @@
+// The rotation worker over a whole vault: the tree, the filesystem key and the key of
+// new files move; damaged files are reported, not fatal; progress survives a stop;
+// pause, resume and cancel; an unreachable provider makes it wait, not fail.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "base/file_io.h"
+#include "counted_vault.h"
+#include "format/header.h"
+#include "rotation/rotation_worker.h"
+#include "vault/vault_lock.h"
+
+namespace kmsfs {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::CountedVault;
+
+const KeyRef kV2{ProviderId::kKeyring, "main", 2};
+
+Bytes content_of(int i) { return Bytes(100 + i, static_cast<uint8_t>(i)); }
+
+std::string rel(int i) { return "d" + std::to_string(i % 7) + "/f" + std::to_string(i); }
+
+void make_tree(CountedVault& cv, Vault& v, int n) {
+  for (int d = 0; d < 7; ++d) std::filesystem::create_directories(cv.backing + "/d" + std::to_string(d));
+  for (int i = 0; i < n; ++i) {
+    auto f = v.create_file(cv.backing + "/" + rel(i), 0600);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->write(content_of(i), 0).ok());
+  }
+}
+
+bool under(const std::string& path, const KeyRef& k) {
+  auto raw = read_file(path, 1 << 20);
+  if (!raw.ok()) return false;
+  auto h = parse_header(*raw);
+  return h.ok() && h->slots[0] && h->slots[1] && h->slots[0]->key == k && h->slots[1]->key == k;
+}
+
+int count_under(CountedVault& cv, int n, const KeyRef& k) {
+  int c = 0;
+  for (int i = 0; i < n; ++i) c += under(cv.backing + "/" + rel(i), k);
+  return c;
+}
+
+void rotate_keyring(CountedVault& cv) {
+  // Saved too: the worker re-reads the keyring file, as a mount does for `keyring rotate`.
+  ASSERT_TRUE(cv.keyring->update([](Keyring& k) {
+    auto v = k.rotate("main");
+    return v.ok() ? k.save() : v.status();
+  }).ok());
+}
+
+TEST(RotationWorker, MovesTheTreeTheFilesystemKeyAndNewFilesAndReportsDamage) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  make_tree(cv, *v, 200);
+  std::ofstream(cv.backing + "/d0/not-kmsfs") << "plain bytes";
+  {  // a damaged header: both slots torn
+    auto raw = read_file(cv.backing + "/" + rel(5), 1 << 20).value();
+    raw[header::kSlotOffset[0] + 30] ^= 4;
+    raw[header::kSlotOffset[1] + 30] ^= 4;
+    ASSERT_TRUE(write_file_atomic(cv.backing + "/" + rel(5), raw, 0600).ok());
+  }
+  rotate_keyring(cv);
+  RotationWorker w(*v);
+  ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());
+  const RotationStatus end = w.wait();
+  EXPECT_EQ(end.state.phase, RotationPhase::kDone) << end.state.message;
+  EXPECT_EQ(end.state.rotated, 199u);
+  EXPECT_EQ(end.state.failed, 1u);
+  EXPECT_EQ(end.state.skipped, 1u);  // the foreign file
+  EXPECT_EQ(end.state.pass, 2u);     // the second pass found nothing left
+  ASSERT_EQ(end.state.errors.size(), 1u);
+  EXPECT_EQ(end.state.errors[0].path, rel(5));
+  EXPECT_EQ(count_under(cv, 200, kV2), 199);
+
+  // Checkpointed as done; the config names the target for the filesystem key.
+  auto saved = load_rotation_state(cv.backing);
+  ASSERT_TRUE(saved.ok() && *saved);
+  EXPECT_EQ((*saved)->phase, RotationPhase::kDone);
+  EXPECT_EQ((*saved)->target, kV2.to_string());
+  ASSERT_TRUE(cv.keyring->update([](Keyring& k) {
+    Status st = k.set_state("main", 1, KeyState::kDisabled);
+    return st.ok() ? k.save() : st;
+  }).ok());
+  auto reopened = Vault::open(cv.backing, cv.providers);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().message();
+  EXPECT_EQ((*reopened)->fs_key_ref(), kV2);
+  for (int i : {0, 50, 199}) {
+    auto f = (*reopened)->open_file(cv.backing + "/" + rel(i), false);
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    Bytes got(content_of(i).size());
+    ASSERT_EQ(*(*f)->read(got, 0), got.size());
+    EXPECT_EQ(got, content_of(i));
+  }
+  // New files are born under the target.
+  auto nf = (*reopened)->create_file(cv.backing + "/new", 0600);
+  ASSERT_TRUE(nf.ok()) << nf.status().message();
+  EXPECT_TRUE(under(cv.backing + "/new", kV2));
+}
+
+TEST(RotationWorker, AStoppedRunContinuesFromItsCheckpoint) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  make_tree(cv, *v, 300);
+  rotate_keyring(cv);
+  {
+    RotationWorker w(*v);
+    ASSERT_TRUE(w.start({"main", 200, 0, false}).ok());
+    std::this_thread::sleep_for(600ms);
+  }  // the daemon goes away mid-run
+  auto saved = load_rotation_state(cv.backing);
+  ASSERT_TRUE(saved.ok() && *saved);
+  EXPECT_EQ((*saved)->phase, RotationPhase::kRunning);
+  EXPECT_FALSE((*saved)->cursor.empty());
+  const int moved = count_under(cv, 300, kV2);
+  EXPECT_GT(moved, 0);
+  EXPECT_LT(moved, 300);
+
+  auto v2 = Vault::open(cv.backing, cv.providers);
+  ASSERT_TRUE(v2.ok());
+  const int rewraps_before = cv.counter->rewraps;
+  RotationWorker w(**v2);
+  ASSERT_TRUE(w.resume_saved().ok());
+  const RotationStatus end = w.wait();
+  EXPECT_EQ(end.state.phase, RotationPhase::kDone);
+  EXPECT_EQ(count_under(cv, 300, kV2), 300);
+  // Only what was left (plus the few done after the last checkpoint, seen as "already").
+  EXPECT_LE(cv.counter->rewraps - rewraps_before, 300 - moved);
+}
+
+TEST(RotationWorker, PauseResumeCancelAndOneRunAtATime) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  make_tree(cv, *v, 150);
+  rotate_keyring(cv);
+  RotationWorker w(*v);
+  ASSERT_TRUE(w.start({"main", 100, 0, false}).ok());
+  EXPECT_EQ(w.start({"main", 100, 0, false}).code(), Code::kAlreadyExists);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(w.pause().ok());
+  EXPECT_EQ(w.wait().state.phase, RotationPhase::kPaused);
+  const uint64_t seen = w.status()->state.seen;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(w.status()->state.seen, seen);
+  EXPECT_EQ(load_rotation_state(cv.backing)->value().phase, RotationPhase::kPaused);
+  ASSERT_TRUE(w.resume().ok());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GT(w.status()->state.seen, seen);
+  ASSERT_TRUE(w.cancel().ok());
+  EXPECT_EQ(w.status()->state.phase, RotationPhase::kCancelled);
+  EXPECT_EQ(load_rotation_state(cv.backing)->value().phase, RotationPhase::kCancelled);
+  EXPECT_LT(count_under(cv, 150, kV2), 150);
+  // A cancelled run can be followed by another, which finishes the job.
+  ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());
+  EXPECT_EQ(w.wait().state.phase, RotationPhase::kDone);
+  EXPECT_EQ(count_under(cv, 150, kV2), 150);
+}
+
+TEST(RotationWorker, AnUnreachableProviderMakesItWaitAndRetryNotFail) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  make_tree(cv, *v, 20);
+  rotate_keyring(cv);
+  RotationWorker w(*v);
+  ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());  // the filesystem key moves first
+  cv.counter->fail = true;
+  std::this_thread::sleep_for(1200ms);
+  auto mid = w.status();
+  ASSERT_TRUE(mid.ok());
+  EXPECT_EQ(mid->state.phase, RotationPhase::kRunning);
+  EXPECT_NE(mid->state.message.find("waiting for the key provider"), std::string::npos) << mid->state.message;
+  EXPECT_EQ(mid->state.failed, 0u);
+  cv.counter->fail = false;
+  const RotationStatus end = w.wait();
+  EXPECT_EQ(end.state.phase, RotationPhase::kDone);
+  EXPECT_EQ(end.state.failed, 0u);
+  EXPECT_EQ(count_under(cv, 20, kV2), 20);
+}
+
+TEST(RotationWorker, SeesAKeyringVersionAddedOnDiskAfterTheVaultWasOpened) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  make_tree(cv, *v, 3);
+  {  // `kmsfs keyring rotate` from another process
+    auto other = Keyring::open(cv.tmp.str("keyring"), nullptr);
+    ASSERT_TRUE(other.ok());
+    ASSERT_TRUE(other->rotate("main").ok());
+    ASSERT_TRUE(other->save().ok());
+  }
+  RotationWorker w(*v);
+  ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());
+  const RotationStatus end = w.wait();
+  EXPECT_EQ(end.state.target, kV2.to_string());
+  EXPECT_EQ(count_under(cv, 3, kV2), 3);
+}
+
+TEST(VaultLock, ASecondHolderIsToldWhoHasTheVault) {
+  testing::TempDir t;
+  auto first = VaultLock::acquire(t.str(), "a kmsfs mount at /mnt/x");
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  auto second = VaultLock::acquire(t.str(), "kmsfs rotate --offline");
+  EXPECT_EQ(second.status().code(), Code::kAlreadyExists);
+  EXPECT_NE(second.status().message().find("a kmsfs mount at /mnt/x (pid "), std::string::npos)
+      << second.status().message();
+}
+
+}  // namespace
+}  // namespace kmsfs
