@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/control_client.h"
 #include "cli/output.h"
 #include "control/control_socket.h"
 
@@ -18,24 +19,6 @@ namespace kmsfs::cli {
 namespace {
 
 using nlohmann::json;
-
-Result<std::string> socket_of(const std::string& mountpoint) {
-  char buf[PATH_MAX];
-  if (!::realpath(mountpoint.c_str(), buf)) return Status::Io(errno, "mountpoint " + mountpoint);
-  return control_socket_path(buf);
-}
-
-Result<json> ask(const std::string& socket, const std::string& what, const std::string& command) {
-  auto answer = control_request(socket, command);
-  if (!answer.ok()) {
-    return Status(Code::kNotFound, "no kmsfs daemon answers for " + what + " (" + answer.status().message() + ")",
-                  ENOENT);
-  }
-  json j = json::parse(*answer, nullptr, false);
-  if (j.is_discarded()) return Status(Code::kCorrupt, "the daemon of " + what + " sent no JSON");
-  if (j.contains("error")) return Status(Code::kPermissionDenied, what + ": " + j["error"].get<std::string>(), EACCES);
-  return j;
-}
 
 std::string human_stats(const json& j) {
   std::string t;

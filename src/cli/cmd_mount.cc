@@ -30,9 +30,12 @@
 #include "control/control_socket.h"
 #include "control/metrics_http.h"
 #include "control/mount_stats.h"
+#include "control/rotation_control.h"
 #include "fs/mount.h"
 #include "keys/keyring/keyring_provider.h"
+#include "rotation/rotation_worker.h"
 #include "vault/vault.h"
+#include "vault/vault_lock.h"
 
 namespace kmsfs::cli {
 
@@ -121,6 +124,9 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
     if (!kr.ok()) return fail(kr.status());
     providers.add(std::move(*kr));
   }
+  // Held until the daemon exits: no second mount and no offline writer meanwhile.
+  auto lock = VaultLock::acquire(a.backing, "a kmsfs mount at " + a.mountpoint);
+  if (!lock.ok()) return fail(lock.status());
   auto vault = Vault::open(a.backing, providers);
   if (!vault.ok()) return fail(vault.status());
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
@@ -151,9 +157,15 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   cfg.key_cache = &cache;
   auto m = FuseMount::mount(**vault, cfg);
   if (!m.ok()) return fail(m.status());
+  // Declared after the mount: destroyed (its thread stopped, its progress checkpointed)
+  // before the mount goes.
+  RotationWorker rotation(**vault);
+  if (Status r = rotation.resume_saved(); !r.ok())
+    spdlog::error("the interrupted rotation of {} cannot continue: {}", a.backing, r.message());
   MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get()};
-  auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache, &vault](std::string_view cmd) {
+  auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache, &vault, &rotation](std::string_view cmd) {
     if (cmd == "ping") return std::string(R"({"ok":true})");
+    if (cmd.starts_with("rotate ")) return handle_rotation_command(rotation, cmd.substr(7));
     if (cmd == "stats") return mount_stats_json(stats).dump();
     if (cmd == "flush-keys") {
       const size_t n = cache.stats().keys;

@@ -27,6 +27,7 @@ void add_encrypt_command(CLI::App& app, Commands& out);
 void add_path_commands(CLI::App& app, Commands& out);  // ls, encrypt-path, decrypt-path
 void add_mount_commands(CLI::App& app, Commands& out);  // mount, umount
 void add_control_commands(CLI::App& app, Commands& out);  // stats, flush-keys, status
+void add_rotate_command(CLI::App& app, Commands& out);
 
 // The --version text: program version and the on-disk format versions it reads/writes.
 std::string version_text();

@@ -90,6 +90,7 @@ int run(int argc, char** argv) {
   add_path_commands(app, commands);
   add_mount_commands(app, commands);
   add_control_commands(app, commands);
+  add_rotate_command(app, commands);
   std::vector<std::string> topic;
   CLI::App* help = app.add_subcommand("help", "Show the help of a command");
   help->add_option("COMMAND", topic, "The command (and subcommand), e.g. 'init' or 'keyring create'");

@@ -20,8 +20,11 @@ namespace kmsfs {
 
 namespace {
 
-constexpr size_t kMaxCommand = 256;
+constexpr size_t kMaxCommand = 8192;  // a rotate request names a key ARN (up to 2 KiB)
 constexpr int kIoTimeoutMs = 5000;
+// The daemon answers some commands after provider calls (rotate start re-wraps the
+// filesystem key), so a client waits longer than the daemon waits for a client.
+constexpr int kClientTimeoutMs = 60000;
 
 Result<sockaddr_un> address_of(const std::string& path) {
   sockaddr_un a{};
@@ -42,8 +45,8 @@ bool send_all(int fd, std::string_view data) {
   return true;
 }
 
-void set_timeouts(int fd) {
-  timeval tv{kIoTimeoutMs / 1000, 0};
+void set_timeouts(int fd, int ms = kIoTimeoutMs) {
+  timeval tv{ms / 1000, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
@@ -145,7 +148,7 @@ Result<std::string> control_request(const std::string& path, std::string_view co
   ASSIGN_OR_RETURN(sockaddr_un addr, address_of(path));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::Io(errno, "control socket");
-  set_timeouts(fd.get());
+  set_timeouts(fd.get(), kClientTimeoutMs);
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     return Status::Io(errno, "control socket " + path);
   std::string line(command);

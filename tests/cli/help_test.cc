@@ -41,7 +41,7 @@ TEST_F(HelpTest, EveryCommandHasHelp) {
   const std::vector<std::vector<std::string>> commands = {
       {"keyring"}, {"keyring", "create"}, {"keyring", "add"}, {"keyring", "rotate"},
       {"keyring", "disable"}, {"keyring", "enable"}, {"keyring", "list"}, {"init"},
-      {"inspect"}, {"cat"}, {"encrypt-file"}, {"help"}};
+      {"inspect"}, {"cat"}, {"encrypt-file"}, {"rotate"}, {"help"}};
   for (auto args : commands) {
     args.push_back("--help");
     auto r = kmsfs(args);

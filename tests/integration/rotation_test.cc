@@ -1,0 +1,240 @@
+// Key rotation on a live mount, as an operator runs it: `kmsfs keyring rotate`, then
+// `kmsfs rotate MOUNTPOINT --to main`, while applications keep reading and writing; the
+// daemon killed with SIGKILL mid-run; offline rotation and its lock; pause, resume,
+// cancel; and on KMS (tools/kms-local), a move to another key by ReEncrypt alone.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "format/backing_file.h"
+#include "format/header.h"
+#include "mounted_vault.h"
+
+namespace kmsfs::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string rel(int i) { return "d" + std::to_string(i % 13) + "/file-" + std::to_string(i); }
+size_t size_of(int i) { return 1 + static_cast<size_t>(i * 7919 % 20000); }
+
+void make_files(MountedVault& v, int n, uint64_t seed) {
+  for (int d = 0; d < 13; ++d) std::filesystem::create_directories(v.at("d" + std::to_string(d)));
+  for (int i = 0; i < n; ++i) write_file(v.at(rel(i)), pattern(size_of(i), seed + static_cast<uint64_t>(i)));
+}
+
+void expect_files(MountedVault& v, int n, uint64_t seed) {
+  int bad = 0;
+  for (int i = 0; i < n; ++i)
+    if (read_file(v.at(rel(i))) != pattern(size_of(i), seed + static_cast<uint64_t>(i)) && ++bad < 5)
+      ADD_FAILURE() << rel(i) << " reads back wrong";
+  EXPECT_EQ(bad, 0);
+}
+
+// Every kmsfs file in the backing tree, by its header: how many have both slots under `key`.
+struct Census {
+  int files = 0, under = 0;
+  std::vector<std::string> others;
+};
+Census census(const std::string& backing, const KeyRef& key) {
+  Census c;
+  for (auto it = std::filesystem::recursive_directory_iterator(backing); it != std::filesystem::end(it); ++it) {
+    const std::string name = it->path().filename().string();
+    if (!it->is_regular_file() || name.find('.') != std::string::npos) continue;
+    auto f = PosixBackingFile::open(it->path().string(), O_RDONLY);
+    if (!f.ok()) continue;
+    Bytes raw(header::kSize);
+    auto n = (*f)->read_at(raw, 0);
+    if (!n.ok()) continue;
+    raw.resize(*n);
+    auto h = parse_header(raw);
+    if (!h.ok()) continue;
+    ++c.files;
+    const bool ok = h->slots[0] && h->slots[1] && h->slots[0]->key == key && h->slots[1]->key == key;
+    if (ok) ++c.under;
+    else if (c.others.size() < 5) c.others.push_back(it->path().string());
+  }
+  return c;
+}
+
+json rotation_status(MountedVault& v) {
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--status", "--json"});
+  return json::parse(r.out, nullptr, false);
+}
+
+json wait_done(MountedVault& v, std::chrono::seconds limit = 120s) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  json j;
+  while (std::chrono::steady_clock::now() < until) {
+    j = rotation_status(v);
+    if (j.value("phase", "") != "running") return j;
+    std::this_thread::sleep_for(100ms);
+  }
+  ADD_FAILURE() << "rotation still running after " << limit.count() << " s: " << j.dump();
+  return j;
+}
+
+const KeyRef kMain(uint32_t version) { return KeyRef{ProviderId::kKeyring, "main", version}; }
+
+TEST(RotationOnline, EveryFileMovesWhileAWriterAndAReaderRunAndEveryByteReadsBack) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation; the KMS case is below";
+  const int n = 1500;
+  make_files(v, n, 100);
+  std::filesystem::create_directories(v.at("w"));
+  const std::string big = pattern(6 << 20, 7);
+  write_file(v.at("big"), big);
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong_reads{0}, reads{0}, writes{0};
+  std::map<int, std::string> expected;  // the writer's files: their last content
+  std::thread writer([&] {
+    for (uint64_t k = 0; !stop; ++k) {
+      const int slot = static_cast<int>(k % 40);
+      std::string data = pattern(500 + k % 9000, 5000 + k);
+      write_file(v.at("w/f" + std::to_string(slot)), data);
+      expected[slot] = std::move(data);
+      ++writes;
+    }
+  });
+  std::thread reader([&] {
+    std::mt19937 rng(42);
+    while (!stop) {
+      const int i = static_cast<int>(rng() % n);
+      if (read_file(v.at(rel(i))) != pattern(size_of(i), 100 + static_cast<uint64_t>(i))) ++wrong_reads;
+      if (rng() % 50 == 0 && read_file(v.at("big")) != big) ++wrong_reads;
+      ++reads;
+    }
+  });
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "main", "--wait", "--json", "--rate", "0"}, false);
+  stop = true;
+  writer.join();
+  reader.join();
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json j = json::parse(r.out, nullptr, false);
+  EXPECT_EQ(j.value("phase", ""), "done");
+  EXPECT_EQ(j.value("failed", -1), 0);
+  EXPECT_GE(j.value("rotated", 0), n + 1);
+  EXPECT_EQ(wrong_reads, 0);
+  EXPECT_GT(reads, 10);
+  EXPECT_GT(writes, 10);
+
+  expect_files(v, n, 100);
+  EXPECT_EQ(read_file(v.at("big")), big);
+  for (const auto& [slot, data] : expected) EXPECT_EQ(read_file(v.at("w/f" + std::to_string(slot))), data);
+  // The last writes may postdate the final pass: they were born under the target anyway.
+  const Census c = census(v.backing(), kMain(2));
+  EXPECT_EQ(c.under, c.files) << (c.others.empty() ? "" : c.others[0]);
+  EXPECT_GE(c.files, n + 41);
+
+  // The old version can be disabled: a fresh mount reads everything.
+  v.unmount();
+  kmsfs({"keyring", "disable", v.keyring(), "main:1"});
+  v.mount();
+  expect_files(v, n, 100);
+  EXPECT_EQ(read_file(v.at("big")), big);
+}
+
+TEST(RotationOnline, KilledWithSigkillMidRunTheRemountedDaemonFinishes) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";
+  const int n = 1200;
+  make_files(v, n, 300);
+  for (int seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    kmsfs({"keyring", "rotate", v.keyring(), "main"});
+    kmsfs({"rotate", v.mnt(), "--to", "main", "--rate", "600"});
+    std::mt19937 rng(static_cast<uint32_t>(seed));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 1500));
+    v.kill_daemon(SIGKILL);
+    v.unmount();  // reaps the dead daemon
+    const Census mid = census(v.backing(), kMain(static_cast<uint32_t>(seed + 1)));
+    EXPECT_LT(mid.under, mid.files) << "the kill came too late to test anything";
+    v.mount();  // continues the run on its own
+    const json j = wait_done(v);
+    EXPECT_EQ(j.value("phase", ""), "done") << j.dump();
+    EXPECT_EQ(j.value("failed", -1), 0);
+    const Census c = census(v.backing(), kMain(static_cast<uint32_t>(seed + 1)));
+    EXPECT_EQ(c.under, c.files);
+    EXPECT_EQ(c.files, n);
+    expect_files(v, n, 300);
+  }
+}
+
+TEST(RotationOnline, PauseResumeAndCancelFromTheCommandLineSurviveARemount) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";
+  make_files(v, 600, 500);
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});
+  kmsfs({"rotate", v.mnt(), "--to", "main", "--rate", "100"});
+  std::this_thread::sleep_for(500ms);
+  kmsfs({"rotate", v.mnt(), "--pause"});
+  std::this_thread::sleep_for(300ms);
+  const json paused = rotation_status(v);
+  EXPECT_EQ(paused.value("phase", ""), "paused");
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(rotation_status(v).value("seen", 0), paused.value("seen", -1));
+  v.remount();
+  EXPECT_EQ(rotation_status(v).value("phase", ""), "paused");
+  ProcessResult again = kmsfs({"rotate", v.mnt(), "--to", "main"}, false);
+  EXPECT_EQ(again.exit_code, 8) << again.err;  // one run at a time
+  EXPECT_NE(again.err.find("cancel it first"), std::string::npos) << again.err;
+  kmsfs({"rotate", v.mnt(), "--resume"});
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(rotation_status(v).value("phase", ""), "running");
+  ProcessResult cancel = kmsfs({"rotate", v.mnt(), "--cancel", "--json"});
+  EXPECT_EQ(json::parse(cancel.out, nullptr, false).value("phase", ""), "cancelled");
+  const Census c = census(v.backing(), kMain(2));
+  EXPECT_GT(c.under, 0);
+  EXPECT_LT(c.under, c.files);
+  // Finishing it is a new run.
+  ProcessResult finish = kmsfs({"rotate", v.mnt(), "--to", "main", "--wait", "--rate", "0"}, false);
+  EXPECT_EQ(finish.exit_code, 0) << finish.out << finish.err;
+  EXPECT_EQ(census(v.backing(), kMain(2)).under, c.files);
+  expect_files(v, 600, 500);
+}
+
+TEST(RotationOffline, RefusedWhileMountedThenMovesAnUnmountedTree) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";
+  make_files(v, 300, 700);
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});
+  ProcessResult busy =
+      kmsfs({"rotate", "--offline", v.backing(), "--to", "main", "--keyring", v.keyring()}, false);
+  EXPECT_EQ(busy.exit_code, 8) << busy.err;
+  EXPECT_NE(busy.err.find("in use by a kmsfs mount at " + v.mnt()), std::string::npos) << busy.err;
+  EXPECT_EQ(census(v.backing(), kMain(2)).under, 0);
+  v.unmount();
+  ProcessResult r = kmsfs({"rotate", "--offline", v.backing(), "--to", "main", "--keyring", v.keyring()}, false);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(": done"), std::string::npos) << r.out;
+  const Census c = census(v.backing(), kMain(2));
+  EXPECT_EQ(c.under, c.files);
+  EXPECT_EQ(c.files, 300);
+  ProcessResult st = kmsfs({"rotate", "--offline", v.backing(), "--status", "--json"});
+  EXPECT_EQ(json::parse(st.out, nullptr, false).value("phase", ""), "done");
+  // A second mount of a mounted vault is refused the same way.
+  v.mount();
+  const std::string other = v.tmp().path() + "/other";
+  std::filesystem::create_directories(other);
+  ProcessResult second = kmsfs({"mount", v.backing(), other, "--keyring", v.keyring()}, false);
+  EXPECT_NE(second.exit_code, 0);
+  EXPECT_NE(second.err.find("in use by"), std::string::npos) << second.err;
+  expect_files(v, 300, 700);
+}
+
+}  // namespace
+}  // namespace kmsfs::testing
