@@ -19,6 +19,7 @@
 
 #include "format/backing_file.h"
 #include "format/header.h"
+#include "kms_local.h"
 #include "mounted_vault.h"
 
 namespace kmsfs::testing {
@@ -234,6 +235,53 @@ TEST(RotationOffline, RefusedWhileMountedThenMovesAnUnmountedTree) {
   EXPECT_NE(second.exit_code, 0);
   EXPECT_NE(second.err.find("in use by"), std::string::npos) << second.err;
   expect_files(v, 300, 700);
+}
+
+TEST(RotationKms, AnotherKeyByReEncryptAloneThroughThrottlingThenTheOldKeyCanGo) {
+  KmsLocal::Options ko;
+  ko.tls = true;
+  KmsLocal kms(KMS_LOCAL_BIN, ko);
+  auto make_key = [&](const std::string& alias) {
+    auto [status, body] = kms.call("CreateKey", R"({"Description":"kmsfs rotation"})");
+    EXPECT_EQ(status, 200) << body;
+    const json k = json::parse(body)["KeyMetadata"];
+    EXPECT_EQ(kms.call("CreateAlias", json{{"AliasName", alias}, {"TargetKeyId", k["KeyId"]}}.dump()).first, 200);
+    return std::make_pair(k["KeyId"].get<std::string>(), k["Arn"].get<std::string>());
+  };
+  const auto [old_id, old_arn] = make_key("alias/rot-old");
+  const auto [new_id, new_arn] = make_key("alias/rot-new");
+  kms.export_client_env();
+  VaultOptions o;
+  o.key_args = std::vector<std::string>{"--kms-key", "alias/rot-old"};
+  o.mount_args = {"--key-pool", "0"};
+  MountedVault v(o);
+  const int n = 200;
+  make_files(v, n, 900);
+  v.remount();  // nothing open, nothing cached: every call the rotation makes shows below
+  ASSERT_EQ(kms.admin("DELETE", "/__admin/stats").first, 200);
+  ASSERT_EQ(kms.admin("POST", "/__admin/faults", R"({"throttle_rate":0.3,"operations":["ReEncrypt"],"count":20})").first, 200);
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "alias/rot-new", "--wait", "--json", "--kms-rate", "0"}, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json j = json::parse(r.out, nullptr, false);
+  EXPECT_EQ(j.value("failed", -1), 0);
+  EXPECT_EQ(j.value("target", ""), "aws-kms:" + new_arn);
+  const json stats = json::parse(kms.admin("GET", "/__admin/stats").second);
+  // One ReEncrypt per file and one for the filesystem key; no data key left the KMS.
+  EXPECT_EQ(stats["operations"]["ReEncrypt"].value("ok", 0), n + 1) << stats.dump();
+  EXPECT_GT(stats["operations"]["ReEncrypt"].value("ThrottlingException", 0), 0) << stats.dump();
+  EXPECT_FALSE(stats["operations"].contains("Decrypt")) << stats.dump();
+  EXPECT_FALSE(stats["operations"].contains("GenerateDataKey")) << stats.dump();
+  ASSERT_EQ(kms.admin("DELETE", "/__admin/faults").first, 200);
+  const Census c = census(v.backing(), KeyRef{ProviderId::kAwsKms, new_arn, 0});
+  EXPECT_EQ(c.under, c.files);
+  EXPECT_EQ(c.files, n);
+
+  // The old key goes; a fresh mount reads every byte.
+  ASSERT_EQ(kms.call("DisableKey", json{{"KeyId", old_id}}.dump()).first, 200);
+  v.remount();
+  expect_files(v, n, 900);
+  write_file(v.at("after"), "born under the new key");
+  EXPECT_EQ(read_file(v.at("after")), "born under the new key");
 }
 
 }  // namespace
