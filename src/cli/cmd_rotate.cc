@@ -160,13 +160,14 @@ Status run_offline(const RotateOptions& o) {
   ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.target, o.keyring, o.passphrase, o.aws));
   RotationWorker w(*ov.vault);
   if (o.cancel) {
-    RETURN_IF_ERROR(w.resume_saved());  // loads it; a running one starts, and stops below
+    RETURN_IF_ERROR(w.load_saved());
     RETURN_IF_ERROR(w.cancel());
   } else if (o.resume) {
-    ASSIGN_OR_RETURN(auto saved, load_rotation_state(o.target));
-    if (!saved || !saved->active()) return Status(Code::kNotFound, o.target + " has no interrupted rotation to resume");
     RETURN_IF_ERROR(w.resume_saved());
-    if (saved->phase == RotationPhase::kPaused) RETURN_IF_ERROR(w.resume());
+    auto saved = w.status();
+    if (!saved.ok() || !saved->state.active())
+      return Status(Code::kNotFound, o.target + " has no interrupted rotation to resume");
+    if (saved->state.phase == RotationPhase::kPaused) RETURN_IF_ERROR(w.resume());
   } else {
     RETURN_IF_ERROR(w.start({o.to, o.rate, o.kms_rate, o.all}));
   }
@@ -174,9 +175,7 @@ Status run_offline(const RotateOptions& o) {
                      ASSIGN_OR_RETURN(RotationStatus st, w.status());
                      return rotation_status_json(st);
                    }));
-  w.wait();
-  ASSIGN_OR_RETURN(RotationStatus st, w.status());
-  j = rotation_status_json(st);
+  w.wait();  // its last checkpoint is on disk before we exit
   RETURN_IF_ERROR(show(o, j));
   return outcome(j);
 }

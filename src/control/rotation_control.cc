@@ -8,7 +8,7 @@ using nlohmann::json;
 
 json rotation_status_json(const RotationStatus& st) {
   const RotationState& s = st.state;
-  json j = json::parse(rotation_state_json(s, -1));
+  json j = rotation_state_to_json(s);
   j["done"] = s.rotated + s.already + s.skipped + s.failed;
   j["files_per_second_now"] = st.files_per_second;
   j["eta_seconds"] = st.eta_seconds;

@@ -389,11 +389,9 @@ Status CryptFile::rewrap(const SlotWrap& from, const SlotWrap& to) {
   const int active = header_.active_slot();
   if (active < 0 || !(wrap_of(*header_.slots[active]) == from))
     return Status(Code::kUnavailable, backing_->name() + ": file " + to_hex(file_id_) + ": key wrap changed meanwhile");
-  ASSIGN_OR_RETURN(timespec mtime, backing_->mtime());
   // header_ follows each slot write that landed, so a later file-state update starts from
   // what is on disk even if the second write failed.
-  RETURN_IF_ERROR(write_wrap(*backing_, header_, to));
-  return backing_->set_mtime(mtime);
+  return write_wrap(*backing_, header_, to);
 }
 
 // No key check: making durable what was already written needs no key.

@@ -59,9 +59,8 @@ class CryptFile {
   Status allocate(uint64_t off, uint64_t len, bool keep_size);
   Status sync(bool data_only);
   // Rotation's re-wrap (FORMAT.md §3.7): if the active slot still holds `from`, writes
-  // `to` into both slots; kUnavailable if the wrap changed meanwhile. Writers wait for
-  // the two slot writes, and the backing file's mtime is put back afterwards, so a
-  // re-wrap does not look like a content change.
+  // `to` into both slots (write_wrap); kUnavailable if the wrap changed meanwhile.
+  // Writers wait meanwhile, so none moves the mtime write_wrap puts back.
   Status rewrap(const SlotWrap& from, const SlotWrap& to);
 
   // Every later read, write, truncate and allocate first asks `guard` (set once,

@@ -177,8 +177,13 @@ int FileHeader::active_slot() const {
   return best;
 }
 
+bool has_kmsfs_magic(ByteSpan bytes) noexcept {
+  return bytes.size() >= sizeof header::kMagic &&
+         std::equal(std::begin(header::kMagic), std::end(header::kMagic), bytes.begin());
+}
+
 Result<FileHeader> parse_header(ByteSpan bytes) {
-  if (bytes.size() < header::kPrefixSize || !std::equal(std::begin(header::kMagic), std::end(header::kMagic), bytes.begin()))
+  if (bytes.size() < header::kPrefixSize || !has_kmsfs_magic(bytes))
     return Status(Code::kCorrupt, "not a kmsfs file (bad magic)");
   FileHeader h;
   ByteReader r(bytes.subspan(8));

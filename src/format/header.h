@@ -95,6 +95,9 @@ struct FileHeader {
   int active_slot() const;
 };
 
+// Whether `bytes` start with the kmsfs file magic (a kmsfs file, intact or damaged).
+bool has_kmsfs_magic(ByteSpan bytes) noexcept;
+
 // Parses structure only: magic, version, features, sizes, TLVs, slot checksums. The MAC
 // cannot be checked without the DEK: see verify_header_mac. kCorrupt names the field.
 Result<FileHeader> parse_header(ByteSpan bytes);

@@ -19,6 +19,7 @@ Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next) {
   if (active < 0) return Status(Code::kCorrupt, f.name() + ": no valid key slot to re-wrap");
   // The active slot's state (sparse ranges) is the newest; both slots get it, so the
   // fallback never holds an older state than the file had before.
+  ASSIGN_OR_RETURN(timespec mtime, f.mtime());
   HeaderSlot base = *h.slots[active];
   base.key = next.key;
   base.wrapped_dek = next.wrapped_dek;
@@ -34,7 +35,7 @@ Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next) {
     h.slots[target] = std::move(s);
     h.slot_problem[target].clear();
   }
-  return Status::Ok();
+  return f.set_mtime(mtime);
 }
 
 }  // namespace kmsfs

@@ -28,8 +28,10 @@ SlotWrap wrap_of(const HeaderSlot& slot);
 bool all_slots_under(const FileHeader& h, const KeyRef& key);
 
 // Writes `next` into both slots of `h` (and of the file), inactive slot first, keeping
-// each slot's file state and unknown records from the active one. `h` is updated to
-// match. kCorrupt for a header with no valid slot.
+// each slot's file state and unknown records from the active one. `h` follows each
+// slot write that landed. The file's mtime is put back afterwards: a re-wrap must not
+// look like a content change to make, rsync or backup tools. kCorrupt for a header
+// with no valid slot.
 Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next);
 
 }  // namespace kmsfs

@@ -74,21 +74,19 @@ Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
     if (open) {
       h = open->header();
     } else {
-      auto read = read_header(**backing);
-      if (!read.ok()) {
-        if (read.status().message().find("bad magic") != std::string::npos ||
-            static_cast<uint64_t>(st.st_size) < header::kSize) {
-          out.outcome = RewrapOutcome::kNotKmsfs;
-          return Status::Ok();
-        }
-        return read.status();
+      Bytes raw(header::kSize);
+      ASSIGN_OR_RETURN(size_t n, (*backing)->read_at(raw, 0));
+      raw.resize(n);
+      if (!has_kmsfs_magic(raw) || n < header::kSize) {
+        out.outcome = RewrapOutcome::kNotKmsfs;
+        return Status::Ok();
       }
-      h = std::move(*read);
+      auto parsed = parse_header(raw);
+      if (!parsed.ok()) return parsed.status().with_context(path);
+      h = std::move(*parsed);
     }
     const std::string where = path + ": file " + to_hex(h.file_id);
-    auto fs = h.context.get(EncryptionContext::kFsIdKey);
-    if (!fs || *fs != vault_.config().fs_id_hex())
-      return Status(Code::kCorrupt, where + " belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
+    RETURN_IF_ERROR(vault_.check_ours(h, where));
     if (all_slots_under(h, opts_.target) && !opts_.all) {
       out.outcome = RewrapOutcome::kAlready;
       return Status::Ok();
@@ -102,9 +100,7 @@ Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
       (void)retarget_guard(*open, h, *to);
       return Status::Ok();
     }
-    ASSIGN_OR_RETURN(timespec mtime, (*backing)->mtime());
-    RETURN_IF_ERROR(write_wrap(**backing, h, *to));
-    return (*backing)->set_mtime(mtime);
+    return write_wrap(**backing, h, *to);
   });
   if (!s.ok()) return s;
   return out;

@@ -29,7 +29,7 @@ const char* rotation_phase_name(RotationPhase p) noexcept {
   return "?";
 }
 
-std::string rotation_state_json(const RotationState& s, int indent) {
+json rotation_state_to_json(const RotationState& s) {
   json errors = json::array();
   for (const auto& e : s.errors) errors.push_back({{"path", e.path}, {"file_id", e.file_id}, {"message", e.message}});
   json j = {
@@ -57,7 +57,7 @@ std::string rotation_state_json(const RotationState& s, int indent) {
       {"errors", errors},
       {"message", s.message},
   };
-  return j.dump(indent);
+  return j;
 }
 
 Result<RotationState> parse_rotation_state(const std::string& text, const std::string& where) {
@@ -112,7 +112,7 @@ Result<std::optional<RotationState>> load_rotation_state(const std::string& vaul
 }
 
 Status save_rotation_state(const std::string& vault_dir, const RotationState& s) {
-  const std::string text = rotation_state_json(s) + "\n";
+  const std::string text = rotation_state_to_json(s).dump(2) + "\n";
   return write_file_atomic(path_of(vault_dir), ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
                            0600);
 }

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "base/status.h"
 
 namespace kmsfs {
@@ -56,7 +58,9 @@ struct RotationState {
 
 constexpr size_t kMaxRotationErrors = 50;
 
-std::string rotation_state_json(const RotationState& s, int indent = 2);
+// The one JSON shape of a rotation's state: the kmsfs.rotation file and the fields
+// `kmsfs rotate --status --json` builds on.
+nlohmann::json rotation_state_to_json(const RotationState& s);
 Result<RotationState> parse_rotation_state(const std::string& text, const std::string& where);
 
 // nullopt if the vault has no rotation file.

@@ -34,9 +34,10 @@ void sync_backing(const std::string& dir) {
 RotationWorker::RotationWorker(Vault& vault) : vault_(vault) {}
 
 RotationWorker::~RotationWorker() {
-  thread_.request_stop();
   {
+    // Under the lock, so a worker between its check and its wait cannot miss it.
     std::lock_guard lock(mu_);
+    thread_.request_stop();
   }
   cv_.notify_all();
   join();
@@ -55,17 +56,25 @@ Result<KeyRef> RotationWorker::resolve(const std::string& spec) {
   return ref;
 }
 
-Status RotationWorker::resume_saved() {
+Status RotationWorker::load_saved() {
   ASSIGN_OR_RETURN(auto saved, load_rotation_state(vault_.dir()));
   if (!saved) return Status::Ok();
+  std::lock_guard lock(mu_);
+  state_ = std::move(*saved);
+  have_state_ = true;
+  return Status::Ok();
+}
+
+Status RotationWorker::resume_saved() {
+  RETURN_IF_ERROR(load_saved());
+  RotationState s;
   {
     std::lock_guard lock(mu_);
-    state_ = *saved;
-    have_state_ = true;
+    if (!have_state_ || state_.phase != RotationPhase::kRunning) return Status::Ok();
+    s = state_;
   }
-  if (saved->phase != RotationPhase::kRunning) return Status::Ok();
-  ASSIGN_OR_RETURN(KeyRef target, resolve(saved->params.to));
-  launch(std::move(*saved), std::move(target));
+  ASSIGN_OR_RETURN(KeyRef target, resolve(s.params.to));
+  launch(std::move(s), std::move(target));
   return Status::Ok();
 }
 
@@ -292,7 +301,6 @@ void RotationWorker::run(std::stop_token st, KeyRef target) {
     kms_limit_.acquire(lock, cv_, [&] { return interrupted(st); });
   };
   Rewrapper rw(vault_, o);
-  std::stop_callback wake(st, [this] { cv_.notify_all(); });
   for (;;) {
     uint64_t rotated_in_pass = 0;
     if (!pass(st, rw, rotated_in_pass)) break;

@@ -50,7 +50,9 @@ class RotationWorker {
   RotationWorker(const RotationWorker&) = delete;
   RotationWorker& operator=(const RotationWorker&) = delete;
 
-  // Continues the run kmsfs.rotation describes, if it is running or paused.
+  // Loads the run kmsfs.rotation describes (for status, resume, cancel), starting nothing.
+  Status load_saved();
+  // load_saved(), then continues the run if it was running (a paused one stays paused).
   Status resume_saved();
   // kAlreadyExists while a run is running or paused (cancel it first).
   Status start(const RotationRequest& r);

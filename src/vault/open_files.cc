@@ -57,9 +57,4 @@ Status OpenFiles::with_file(dev_t dev, ino_t ino, const std::function<Status(Cry
   return s;
 }
 
-size_t OpenFiles::size() const {
-  std::lock_guard lock(mu_);
-  return files_.size();
-}
-
 }  // namespace kmsfs

@@ -32,8 +32,6 @@ class OpenFiles {
   // header through a descriptor of its own.
   Status with_file(dev_t dev, ino_t ino, const std::function<Status(CryptFile*)>& fn);
 
-  size_t size() const;
-
  private:
   struct Entry {
     std::weak_ptr<CryptFile> file;
@@ -44,7 +42,7 @@ class OpenFiles {
   std::shared_ptr<CryptFile> claim(std::unique_lock<std::mutex>& lock, const Key& k);
   void release(const Key& k, std::shared_ptr<CryptFile> opened);
 
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
   std::map<Key, Entry> files_;
 };

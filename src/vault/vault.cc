@@ -125,7 +125,7 @@ Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders&
     return fs_key.status().with_context("vault " + dir + ": filesystem key (" + c.fs_key_ref.to_string() + ")");
   ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->span(), c.fs_id));
   RETURN_IF_ERROR(verify_config(text, c, mac_key.span(), path));
-  auto v = make(dir, std::move(c), providers, std::move(mac_key));
+  std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers, std::move(mac_key)));
   RETURN_IF_ERROR(v->init_names(fs_key->span()));
   return v;
 }
@@ -188,37 +188,30 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   if (w.code() == Code::kAlreadyExists)
     return Status(Code::kAlreadyExists, "'" + dir + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
   RETURN_IF_ERROR(w);
-  auto v = make(dir, std::move(c), providers, std::move(mac_key));
+  std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers, std::move(mac_key)));
   RETURN_IF_ERROR(v->init_names(fs_key->plaintext.span()));
-  return v;
-}
-
-std::unique_ptr<Vault> Vault::make(std::string dir, FsConfig c, KeyProviders& providers, SecureBuffer mac_key) {
-  std::unique_ptr<Vault> v(new Vault(std::move(dir), std::move(c), providers));
-  v->config_mac_key_ = std::move(mac_key);
   return v;
 }
 
 std::string Vault::key_spec() const {
   std::lock_guard lock(config_mu_);
-  return key_spec_;
+  return config_.key_spec;
 }
 
 KeyRef Vault::fs_key_ref() const {
   std::lock_guard lock(config_mu_);
-  return fs_key_ref_;
+  return config_.fs_key_ref;
 }
 
 Status Vault::rotate_config(const KeyRef& to, const std::string& spec) {
   // One rotation at a time changes these; the lock is not held across the provider call,
   // so creates (which read the key spec) never wait on the KMS here.
-  FsConfig next = config_;
+  FsConfig next;
   {
     std::lock_guard lock(config_mu_);
-    next.key_spec = spec;
-    next.fs_key_ref = fs_key_ref_;
-    next.fs_key_wrapped = fs_key_wrapped_;
+    next = config_;
   }
+  next.key_spec = spec;
   if (!(next.fs_key_ref == to)) {
     if (to.provider != next.fs_key_ref.provider)
       return Status(Code::kUnsupported, "rotation from " + next.fs_key_ref.to_string() + " to another provider's key " +
@@ -231,12 +224,12 @@ Status Vault::rotate_config(const KeyRef& to, const std::string& spec) {
     next.fs_key_wrapped = std::move(moved->wrapped);
   }
   std::lock_guard lock(config_mu_);
-  if (next.key_spec == key_spec_ && next.fs_key_ref == fs_key_ref_) return Status::Ok();
+  if (next.key_spec == config_.key_spec && next.fs_key_ref == config_.fs_key_ref) return Status::Ok();
   ASSIGN_OR_RETURN(Bytes text, serialize_config(next, config_mac_key_.span()));
   RETURN_IF_ERROR(write_file_atomic(config_path(dir_), text, 0644));
-  key_spec_ = next.key_spec;
-  fs_key_ref_ = next.fs_key_ref;
-  fs_key_wrapped_ = std::move(next.fs_key_wrapped);
+  config_.key_spec = std::move(next.key_spec);
+  config_.fs_key_ref = std::move(next.fs_key_ref);
+  config_.fs_key_wrapped = std::move(next.fs_key_wrapped);
   return Status::Ok();
 }
 
@@ -362,12 +355,15 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(const std::string& path, m
 
 Result<std::unique_ptr<CryptFile>> Vault::open_file(std::shared_ptr<BackingFile> backing) {
   ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, providers_, file_opts_, cache_));
-  const FileHeader h = f->header();
+  RETURN_IF_ERROR(check_ours(f->header(), backing->name() + ": file " + to_hex(f->id())));
+  return f;
+}
+
+Status Vault::check_ours(const FileHeader& h, const std::string& where) const {
   auto fs = h.context.get(EncryptionContext::kFsIdKey);
   if (!fs || *fs != config_.fs_id_hex())
-    return Status(Code::kCorrupt, backing->name() + ": file " + to_hex(f->id()) +
-                                      " belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
-  return f;
+    return Status(Code::kCorrupt, where + " belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::open_file(const std::string& path, bool writable) {

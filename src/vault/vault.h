@@ -67,8 +67,8 @@ class Vault {
   // Parses kmsfs.conf without keys (for messages and to learn the provider before opening).
   static Result<FsConfig> peek_config(const std::string& dir);
 
-  // The config as opened. Rotation changes the key of new files and the filesystem key's
-  // wrap while mounted: key_spec() and fs_key() give the current ones.
+  // The config. Rotation changes the key of new files and the filesystem key's wrap while
+  // mounted: read those through key_spec() and fs_key_ref(), which take the lock.
   const FsConfig& config() const { return config_; }
   std::string key_spec() const;
   KeyRef fs_key_ref() const;
@@ -81,6 +81,9 @@ class Vault {
   // Opens an existing file; refuses one that belongs to another filesystem.
   Result<std::unique_ptr<CryptFile>> open_file(const std::string& path, bool writable);
   Result<std::unique_ptr<CryptFile>> open_file(std::shared_ptr<BackingFile> backing);
+  // kCorrupt unless the header's context names this vault's filesystem id. `where`
+  // names the file in the message.
+  Status check_ours(const FileHeader& h, const std::string& where) const;
 
   CryptFile::Options file_options() const { return file_opts_; }
   // Opens and creates go through `cache` from now on (the mount's; it must outlive the
@@ -105,20 +108,13 @@ class Vault {
   const NameCipher* names() const { return names_.get(); }
 
  private:
-  Vault(std::string dir, FsConfig config, KeyProviders& providers)
-      : dir_(std::move(dir)),
-        config_(std::move(config)),
-        key_spec_(config_.key_spec),
-        fs_key_ref_(config_.fs_key_ref),
-        fs_key_wrapped_(config_.fs_key_wrapped),
-        providers_(providers) {}
+  // `mac_key` authenticates kmsfs.conf; kept so rotation can rewrite it.
+  Vault(std::string dir, FsConfig config, KeyProviders& providers, SecureBuffer mac_key)
+      : dir_(std::move(dir)), config_(std::move(config)), config_mac_key_(std::move(mac_key)), providers_(providers) {}
 
   std::string dir_;
-  FsConfig config_;
-  mutable std::mutex config_mu_;  // guards key_spec_, fs_key_ref_/wrapped_ after open
-  std::string key_spec_;
-  KeyRef fs_key_ref_;
-  Bytes fs_key_wrapped_;
+  FsConfig config_;                  // key_spec, fs_key_ref and fs_key_wrapped under config_mu_
+  mutable std::mutex config_mu_;
   SecureBuffer config_mac_key_;
   OpenFiles open_files_;
   KeyProviders& providers_;
@@ -129,8 +125,6 @@ class Vault {
   std::unique_ptr<DataKeyPool> pool_;                // per-file mode with a remote provider
 
   Status init_names(ByteSpan fs_key);
-  // What open() and init() share once the config is authenticated.
-  static std::unique_ptr<Vault> make(std::string dir, FsConfig c, KeyProviders& providers, SecureBuffer mac_key);
   // A per-file data key for a new file: a fresh file id, its context, one provider call.
   Result<PooledDataKey> new_data_key(KeyProvider& p, const KeyRef& ref) const;
   Result<std::unique_ptr<CryptFile>> create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,

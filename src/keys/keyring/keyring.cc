@@ -126,14 +126,9 @@ Result<Keyring> Keyring::load(const std::string& path, const SecureBuffer* passp
                           previous->meta_.kdf->params.memlimit == k.meta_.kdf->params.memlimit;
     if (previous && !same_kdf)
       return Status(Code::kPermissionDenied, "keyring " + path + ": its passphrase changed since it was opened; remount");
-    Result<SecureBuffer> kek = Status(Code::kInvalidArgument, "keyring " + path + " is sealed: a passphrase is needed");
-    if (previous) {
-      kek = previous->kek_.clone();
-    } else if (passphrase != nullptr) {
-      kek = derive_kek(*passphrase, *k.meta_.kdf);
-    } else {
-      return kek.status();
-    }
+    if (!previous && passphrase == nullptr)
+      return Status(Code::kInvalidArgument, "keyring " + path + " is sealed: a passphrase is needed");
+    Result<SecureBuffer> kek = previous ? Result<SecureBuffer>(previous->kek_.clone()) : derive_kek(*passphrase, *k.meta_.kdf);
     if (!kek.ok()) {
       // The bounds in keyring_meta should make this unreachable for parameters; memory
       // exhaustion is passed on as is.

@@ -32,20 +32,7 @@ FileHeader header_on_disk(const std::string& path) {
   return *h;
 }
 
-void rotate_keyring(CountedVault& cv) {
-  // Saved too: the worker re-reads the keyring file, as a mount does for `keyring rotate`.
-  ASSERT_TRUE(cv.keyring->update([](Keyring& k) {
-    auto v = k.rotate("main");
-    return v.ok() ? k.save() : v.status();
-  }).ok());
-}
 
-void disable_v1(CountedVault& cv) {
-  ASSERT_TRUE(cv.keyring->update([](Keyring& k) {
-    Status st = k.set_state("main", 1, KeyState::kDisabled);
-    return st.ok() ? k.save() : st;
-  }).ok());
-}
 
 void expect_reads_back(Vault& v, const std::string& path, const Bytes& want) {
   auto f = v.open_file(path, false);
@@ -72,7 +59,7 @@ TEST(Rewrap, MovesBothSlotsAndKeepsContentSparseStateAndMtime) {
   }
   const timespec old_times[2] = {{1000000000, 0}, {1234567890, 123456789}};
   ASSERT_EQ(::utimensat(AT_FDCWD, cv.path(0).c_str(), old_times, 0), 0);
-  rotate_keyring(cv);
+  cv.rotate_key();
 
   Rewrapper rw(*v, {kV2, false, nullptr});
   for (int i = 0; i < 5; ++i) {
@@ -95,7 +82,7 @@ TEST(Rewrap, MovesBothSlotsAndKeepsContentSparseStateAndMtime) {
 
   // The old version can go: every file opens under the new one alone.
   // (The filesystem key is still under v1: the worker moves it, see worker_test.)
-  disable_v1(cv);
+  cv.disable_version(1);
   for (int i = 0; i < 4; ++i) expect_reads_back(*v, cv.path(i), content_of(i));
   auto f4 = v->open_file(cv.path(4), false);
   ASSERT_TRUE(f4.ok()) << f4.status().message();
@@ -111,7 +98,7 @@ TEST(Rewrap, IntermediateKeysAreMovedOnceForAllTheirFiles) {
     ASSERT_TRUE(f.ok());
     ASSERT_TRUE((*f)->write(content_of(i), 0).ok());
   }
-  rotate_keyring(cv);
+  cv.rotate_key();
   Rewrapper rw(*v, {kV2, false, nullptr});
   for (int i = 0; i < 100; ++i) {
     auto r = rw.rewrap("f" + std::to_string(i));
@@ -120,7 +107,7 @@ TEST(Rewrap, IntermediateKeysAreMovedOnceForAllTheirFiles) {
   }
   EXPECT_EQ(cv.counter->rewraps, 4);  // 100 files, 30 per intermediate key
   EXPECT_EQ(rw.calls(), 4u);
-  disable_v1(cv);
+  cv.disable_version(1);
   for (int i = 0; i < 100; i += 9) {
     const FileHeader h = header_on_disk(cv.path(i));
     EXPECT_EQ(h.slots[0]->key, kV2);
@@ -147,7 +134,7 @@ TEST(Rewrap, AnOpenFileIsMovedThroughItsCryptFileSoItsLaterStateWritesKeepTheNew
     return std::shared_ptr<CryptFile>(std::move(opened));
   });
   ASSERT_TRUE(f.ok());
-  rotate_keyring(cv);
+  cv.rotate_key();
   Rewrapper rw(*v, {kV2, false, nullptr});
   auto r = rw.rewrap("f0");
   ASSERT_TRUE(r.ok()) << r.status().message();
@@ -176,7 +163,7 @@ TEST(Rewrap, ForeignDamagedAndOtherVaultFilesAreToldApart) {
   auto ov = other.init(KeyMode::kPerFile);
   ASSERT_TRUE(ov->create_file(other.path(0), 0600).ok());
   std::filesystem::copy_file(other.path(0), cv.path(2));
-  rotate_keyring(cv);
+  cv.rotate_key();
   Rewrapper rw(*v, {kV2, false, nullptr});
   auto foreign = rw.rewrap("f0");
   ASSERT_TRUE(foreign.ok());

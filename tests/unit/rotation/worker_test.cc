@@ -47,13 +47,6 @@ int count_under(CountedVault& cv, int n, const KeyRef& k) {
   return c;
 }
 
-void rotate_keyring(CountedVault& cv) {
-  // Saved too: the worker re-reads the keyring file, as a mount does for `keyring rotate`.
-  ASSERT_TRUE(cv.keyring->update([](Keyring& k) {
-    auto v = k.rotate("main");
-    return v.ok() ? k.save() : v.status();
-  }).ok());
-}
 
 TEST(RotationWorker, MovesTheTreeTheFilesystemKeyAndNewFilesAndReportsDamage) {
   CountedVault cv;
@@ -66,7 +59,7 @@ TEST(RotationWorker, MovesTheTreeTheFilesystemKeyAndNewFilesAndReportsDamage) {
     raw[header::kSlotOffset[1] + 30] ^= 4;
     ASSERT_TRUE(write_file_atomic(cv.backing + "/" + rel(5), raw, 0600).ok());
   }
-  rotate_keyring(cv);
+  cv.rotate_key();
   RotationWorker w(*v);
   ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());
   const RotationStatus end = w.wait();
@@ -84,10 +77,7 @@ TEST(RotationWorker, MovesTheTreeTheFilesystemKeyAndNewFilesAndReportsDamage) {
   ASSERT_TRUE(saved.ok() && *saved);
   EXPECT_EQ((*saved)->phase, RotationPhase::kDone);
   EXPECT_EQ((*saved)->target, kV2.to_string());
-  ASSERT_TRUE(cv.keyring->update([](Keyring& k) {
-    Status st = k.set_state("main", 1, KeyState::kDisabled);
-    return st.ok() ? k.save() : st;
-  }).ok());
+  cv.disable_version(1);
   auto reopened = Vault::open(cv.backing, cv.providers);
   ASSERT_TRUE(reopened.ok()) << reopened.status().message();
   EXPECT_EQ((*reopened)->fs_key_ref(), kV2);
@@ -108,7 +98,7 @@ TEST(RotationWorker, AStoppedRunContinuesFromItsCheckpoint) {
   CountedVault cv;
   auto v = cv.init(KeyMode::kPerFile);
   make_tree(cv, *v, 300);
-  rotate_keyring(cv);
+  cv.rotate_key();
   {
     RotationWorker w(*v);
     ASSERT_TRUE(w.start({"main", 200, 0, false}).ok());
@@ -138,7 +128,7 @@ TEST(RotationWorker, PauseResumeCancelAndOneRunAtATime) {
   CountedVault cv;
   auto v = cv.init(KeyMode::kPerFile);
   make_tree(cv, *v, 150);
-  rotate_keyring(cv);
+  cv.rotate_key();
   RotationWorker w(*v);
   ASSERT_TRUE(w.start({"main", 100, 0, false}).ok());
   EXPECT_EQ(w.start({"main", 100, 0, false}).code(), Code::kAlreadyExists);
@@ -166,7 +156,7 @@ TEST(RotationWorker, AnUnreachableProviderMakesItWaitAndRetryNotFail) {
   CountedVault cv;
   auto v = cv.init(KeyMode::kPerFile);
   make_tree(cv, *v, 20);
-  rotate_keyring(cv);
+  cv.rotate_key();
   RotationWorker w(*v);
   ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());  // the filesystem key moves first
   cv.counter->fail = true;

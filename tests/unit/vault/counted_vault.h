@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <stdexcept>
 #include <optional>
 #include <thread>
 
@@ -82,6 +84,22 @@ struct CountedVault {
     return std::move(*v);
   }
   std::string path(int i) const { return backing + "/f" + std::to_string(i); }
+
+  // `kmsfs keyring rotate main` and `kmsfs keyring disable main:N`, saved to the file
+  // too: rotation re-reads the keyring, as a mount does.
+  void rotate_key() { keyring_update([](Keyring& k) { return k.rotate("main").status(); }); }
+  void disable_version(uint32_t v) {
+    keyring_update([v](Keyring& k) { return k.set_state("main", v, KeyState::kDisabled); });
+  }
+
+ private:
+  void keyring_update(const std::function<Status(Keyring&)>& change) {
+    Status s = keyring->update([&](Keyring& k) {
+      Status c = change(k);
+      return c.ok() ? k.save() : c;
+    });
+    if (!s.ok()) throw std::runtime_error(s.message());
+  }
 };
 
 }  // namespace kmsfs::testing
