@@ -35,6 +35,7 @@
 #include "keys/keyring/keyring_provider.h"
 #include "rotation/rotation_worker.h"
 #include "vault/vault.h"
+#include "vault/reencrypt_recovery.h"
 #include "vault/vault_lock.h"
 
 namespace kmsfs::cli {
@@ -127,6 +128,10 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   // Held until the daemon exits: no second mount and no offline writer meanwhile.
   auto lock = VaultLock::acquire(a.backing, "a kmsfs mount at " + a.mountpoint);
   if (!lock.ok()) return fail(lock.status());
+  // Before any file is opened: a re-encryption step cut short by a crash is undone.
+  auto recovered = recover_reencryption(a.backing);
+  if (!recovered.ok()) return fail(recovered.status());
+  if (!recovered->empty()) spdlog::warn("{}", *recovered);
   auto vault = Vault::open(a.backing, providers);
   if (!vault.ok()) return fail(vault.status());
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };

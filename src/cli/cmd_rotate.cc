@@ -18,6 +18,7 @@
 #include "control/rotation_control.h"
 #include "rotation/rotation_state.h"
 #include "rotation/rotation_worker.h"
+#include "vault/reencrypt_recovery.h"
 #include "vault/vault_lock.h"
 
 namespace kmsfs::cli {
@@ -30,6 +31,8 @@ struct RotateOptions {
   std::string target;  // mountpoint, or the backing directory with --offline
   std::string to;
   bool all = false;
+  bool reencrypt = false;
+  double rate_mb = RotationRequest{}.bytes_per_second / (1 << 20);
   double rate = RotationRequest{}.files_per_second;
   double kms_rate = RotationRequest{}.kms_calls_per_second;
   bool status = false, json = false, pause = false, resume = false, cancel = false, wait = false;
@@ -122,6 +125,10 @@ Status show(const RotateOptions& o, const json& j) {
   return print(o.json ? j.dump(2) + "\n" : human_status(j));
 }
 
+RotationRequest request_of(const RotateOptions& o) {
+  return {o.to, o.rate, o.kms_rate, o.all, o.reencrypt, o.rate_mb * (1 << 20)};
+}
+
 Status run_online(const RotateOptions& o) {
   ASSIGN_OR_RETURN(std::string sock, socket_of(o.target));
   auto send = [&](json req) { return ask(sock, o.target, "rotate " + req.dump()); };
@@ -131,7 +138,9 @@ Status run_online(const RotateOptions& o) {
                                {"to", o.to},
                                {"files_per_second", o.rate},
                                {"kms_calls_per_second", o.kms_rate},
-                               {"all", o.all}}));
+                               {"all", o.all},
+                               {"reencrypt", o.reencrypt},
+                               {"bytes_per_second", o.rate_mb * (1 << 20)}}));
   } else if (o.pause) {
     ASSIGN_OR_RETURN(j, send({{"op", "pause"}}));
   } else if (o.resume) {
@@ -157,6 +166,8 @@ Status run_offline(const RotateOptions& o) {
   }
   if (o.pause) return Status(Code::kInvalidArgument, "--pause needs a running mount; an offline run stops with Ctrl-C and continues with --resume");
   ASSIGN_OR_RETURN(VaultLock lock, VaultLock::acquire(o.target, "kmsfs rotate --offline"));
+  ASSIGN_OR_RETURN(std::string recovered, recover_reencryption(o.target));
+  if (!recovered.empty()) (void)write_all(2, as_bytes(recovered + "\n"));
   ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.target, o.keyring, o.passphrase, o.aws));
   RotationWorker w(*ov.vault);
   if (o.cancel) {
@@ -169,7 +180,7 @@ Status run_offline(const RotateOptions& o) {
       return Status(Code::kNotFound, o.target + " has no interrupted rotation to resume");
     if (saved->state.phase == RotationPhase::kPaused) RETURN_IF_ERROR(w.resume());
   } else {
-    RETURN_IF_ERROR(w.start({o.to, o.rate, o.kms_rate, o.all}));
+    RETURN_IF_ERROR(w.start(request_of(o)));
   }
   ASSIGN_OR_RETURN(json j, follow([&]() -> Result<json> {
                      ASSIGN_OR_RETURN(RotationStatus st, w.status());
@@ -184,6 +195,7 @@ Status run_rotate(const RotateOptions& o) {
   const int ops = !o.to.empty() + o.pause + o.resume + o.cancel + o.status;
   if (ops > 1) return Status(Code::kInvalidArgument, "give one of --to, --status, --pause, --resume, --cancel");
   if (o.all && o.to.empty()) return Status(Code::kInvalidArgument, "--all goes with --to");
+  if (o.reencrypt && o.to.empty()) return Status(Code::kInvalidArgument, "--reencrypt goes with --to");
   return o.offline ? run_offline(o) : run_online(o);
 }
 
@@ -199,6 +211,11 @@ void add_rotate_command(CLI::App& app, Commands& out) {
                   "alias, id or ARN. New files use it at once; the worker moves the others");
   cmd->add_flag("--all", o->all,
                 "Re-wrap files already under the target too (after the KMS rotated the key's material)");
+  cmd->add_flag("--reencrypt", o->reencrypt,
+                "Also give every file a fresh data key and seal all its blocks again (after a suspected data-key "
+                "leak); the file stays readable and writable meanwhile");
+  cmd->add_option("--rate-mb", o->rate_mb, "With --reencrypt: MiB of ciphertext rewritten per second at most (default 64; 0 = unthrottled)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rate", o->rate, "Files per second at most (default 1000; 0 = unthrottled)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--kms-rate", o->kms_rate, "Key provider calls per second at most (default 100; 0 = unthrottled)")

@@ -27,6 +27,8 @@ std::string handle_rotation_command(RotationWorker& worker, std::string_view req
     r.files_per_second = req.value("files_per_second", r.files_per_second);
     r.kms_calls_per_second = req.value("kms_calls_per_second", r.kms_calls_per_second);
     r.all = req.value("all", false);
+    r.reencrypt = req.value("reencrypt", false);
+    r.bytes_per_second = req.value("bytes_per_second", r.bytes_per_second);
     if (r.to.empty()) return error(Status(Code::kInvalidArgument, "rotate: no target key"));
     s = worker.start(r);
     if (s.ok()) spdlog::info("rotation to {} started", r.to);

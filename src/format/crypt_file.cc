@@ -107,24 +107,36 @@ Result<std::unique_ptr<CryptFile>> CryptFile::create(std::shared_ptr<BackingFile
 Result<std::unique_ptr<CryptFile>> CryptFile::open(std::shared_ptr<BackingFile> backing,
                                                    FileHeader header,
                                                    std::shared_ptr<const FileKeys> keys,
-                                                   Options opts) {
-  const std::string& name = backing->name();
+                                                   Options opts,
+                                                   std::shared_ptr<const FileKeys> next) {
+  const std::string name = backing->name() + ": file " + to_hex(header.file_id);
+  const int active = header.active_slot();
+  if (active < 0) return Status(Code::kCorrupt, name + ": no valid key slot");
+  const auto& reenc = header.slots[active]->reencrypt;
+  if (reenc && !next) return Status(Code::kInternal, name + ": re-encryption under way but its key was not given");
+  if (!reenc) next.reset();
+  // Mid re-encryption the MAC is under the old DEK until the last step rewrites it under
+  // the new one (FORMAT.md §3.9): either of the file's two DEKs commits it.
   Status mac = verify_header_mac(header, keys->header_mac_key.span());
-  if (!mac.ok()) return mac.with_context(name + ": file " + to_hex(header.file_id));
-  // The newest authenticated file state wins; a state that fails its MAC is tampering.
+  if (!mac.ok() && next) mac = verify_header_mac(header, next->header_mac_key.span());
+  if (!mac.ok()) return mac.with_context(name);
+  // The active slot holds the newest file state (every state update writes a slot above
+  // both); one that fails its MAC is tampering. The fallback's may be under another DEK
+  // of this file (a re-encryption's last step), so it is not consulted.
   SparseMap sparse;
   uint64_t generation = 0;
-  for (const auto& slot : header.slots) {
-    if (!slot || !slot->state) continue;
-    auto m = open_file_state(*slot->state, header.file_id, keys->state_mac_key.span());
-    if (!m.ok()) return m.status().with_context(name + ": file " + to_hex(header.file_id));
-    if (slot->state->generation >= generation) {
-      generation = slot->state->generation;
-      sparse = std::move(*m);
-    }
+  if (const auto& st = header.slots[active]->state) {
+    auto m = open_file_state(*st, header.file_id, keys->state_mac_key.span());
+    if (!m.ok() && next) m = open_file_state(*st, header.file_id, next->state_mac_key.span());
+    if (!m.ok()) return m.status().with_context(name);
+    generation = st->generation;
+    sparse = std::move(*m);
   }
+  const uint64_t watermark = reenc ? reenc->watermark : 0;
   ASSIGN_OR_RETURN(uint64_t bsize, backing->size());
   std::unique_ptr<CryptFile> f(new CryptFile(std::move(backing), std::move(header), std::move(keys), opts));
+  f->next_keys_ = std::move(next);
+  f->watermark_ = watermark;
   auto decoded = f->layout_.plaintext_size(bsize);
   f->size_ = decoded.plain_size;
   f->well_formed_ = decoded.well_formed;
@@ -166,7 +178,7 @@ Status CryptFile::load_block(uint64_t i, uint64_t p, MutableByteSpan out) {
     std::fill(out.begin(), out.end(), 0);
     return Status::Ok();
   }
-  Status s = open_block(*keys_->content, file_id_, i, last, ct, out);
+  Status s = open_sealed(i, last, ct, out);
   if (!s.ok()) return corrupt_block(i, s);
   return Status::Ok();
 }
@@ -207,11 +219,11 @@ Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
       continue;
     }
     if (from == block_start && to == block_start + plen) {
-      Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, dst);
+      Status s = open_sealed(i, last_block, block_ct, dst);
       if (!s.ok()) return corrupt_block(i, s);
     } else {
       MutableByteSpan plain = scratch(kReadPlain, plen);
-      Status s = open_block(*keys_->content, file_id_, i, last_block, block_ct, plain);
+      Status s = open_sealed(i, last_block, block_ct, plain);
       if (!s.ok()) return corrupt_block(i, s);
       std::copy_n(plain.begin() + static_cast<long>(from - block_start), to - from, dst.begin());
     }
@@ -263,7 +275,7 @@ Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64
       std::copy_n(data.begin() + static_cast<long>(from - data_off), to - from,
                   pt.begin() + static_cast<long>(from - block_start));
     MutableByteSpan out(ct.data() + pos, new_len + layout_.overhead);
-    Status s = seal_block(*keys_->content, file_id_, i, i + 1 == n_new, pt, out);
+    Status s = seal_block(*keys_for(i).content, file_id_, i, i + 1 == n_new, pt, out);
     if (!s.ok()) return corrupt_block(i, s);
     pos += out.size();
   }
@@ -392,6 +404,162 @@ Status CryptFile::rewrap(const SlotWrap& from, const SlotWrap& to) {
   // header_ follows each slot write that landed, so a later file-state update starts from
   // what is on disk even if the second write failed.
   return write_wrap(*backing_, header_, to);
+}
+
+Status CryptFile::open_sealed(uint64_t i, bool last, ByteSpan ct, MutableByteSpan out) const {
+  const FileKeys& k = keys_for(i);
+  Status s = open_block(*k.content, file_id_, i, last, ct, out);
+  if (s.ok() || !next_keys_) return s;
+  const FileKeys& other = &k == next_keys_.get() ? *keys_ : *next_keys_;
+  return open_block(*other.content, file_id_, i, last, ct, out).ok() ? Status::Ok() : s;
+}
+
+bool CryptFile::reencrypting() const {
+  std::shared_lock lock(size_mu_);
+  return next_keys_ != nullptr;
+}
+
+Status CryptFile::write_slot_locked(HeaderSlot slot, bool sync) {
+  const int active = header_.active_slot();
+  if (active < 0) return Status(Code::kInternal, "no active header slot");
+  uint64_t top = 0;
+  for (const auto& o : header_.slots)
+    if (o) top = std::max(top, o->seq);
+  slot.seq = top + 1;
+  const int target = 1 - active;
+  ASSIGN_OR_RETURN(Bytes enc, encode_slot(slot));
+  RETURN_IF_ERROR(backing_->write_at(enc, header::kSlotOffset[target]));
+  header_.slots[target] = std::move(slot);
+  header_.slot_problem[target].clear();
+  return sync ? backing_->sync(true) : Status::Ok();
+}
+
+Status CryptFile::begin_reencrypt(Bytes wrapped, std::shared_ptr<const FileKeys> next, const ReencryptRunId& run) {
+  RETURN_IF_ERROR(check_key());
+  std::unique_lock size_lock(size_mu_);
+  std::lock_guard lock(header_mu_);
+  const int active = header_.active_slot();
+  if (active < 0) return Status(Code::kInternal, "no active header slot");
+  if (header_.slots[active]->reencrypt) return Status::Ok();
+  HeaderSlot slot = *header_.slots[active];
+  slot.reencrypt = ReencryptRecord{0, run, std::move(wrapped)};
+  // Durable before any block moves: a step's journal entry names this record's key.
+  RETURN_IF_ERROR(write_slot_locked(std::move(slot), /*sync=*/true));
+  next_keys_ = std::move(next);
+  watermark_ = 0;
+  return Status::Ok();
+}
+
+Result<CryptFile::ReencryptProgress> CryptFile::reencrypt_step(ReencryptJournal& journal,
+                                                             const std::string& path_hint,
+                                                             uint64_t max_blocks) {
+  RETURN_IF_ERROR(check_key());
+  if (max_blocks == 0) return Status(Code::kInvalidArgument, "re-encryption step of zero blocks");
+  {
+    std::shared_lock size_lock(size_mu_);
+    if (!next_keys_) return Status(Code::kNotFound, backing_->name() + ": no re-encryption under way");
+    const uint64_t p = size_;
+    const uint64_t n = layout_.block_count(p);
+    const uint64_t a = watermark_.load();
+    if (a < n) {
+      const uint64_t b = std::min(n, a + max_blocks);
+      // Exclusive: no writer may change these blocks between their journaling and the
+      // watermark's commit, or the journal would put back stale bytes over its write.
+      StripeLock blocks(stripes_, a, b - 1, /*exclusive=*/true);
+      const uint64_t ct_begin = layout_.block_offset(a);
+      const uint64_t ct_end = layout_.block_offset(b - 1) + layout_.plain_len(p, b - 1) + layout_.overhead;
+      Bytes old(ct_end - ct_begin);
+      ASSIGN_OR_RETURN(size_t got, backing_->read_at(old, ct_begin));
+      if (got != old.size()) return corrupt_block(a + (got / layout_.sealed_block_size()), Status(Code::kCorrupt, "block truncated"));
+      Bytes fresh(old.size(), 0);
+      std::vector<bool> hole(b - a, false);
+      MutableByteSpan plain = scratch(kWritePlain, layout_.block_size);
+      for (uint64_t i = a; i < b; ++i) {
+        const uint64_t rel = layout_.block_offset(i) - ct_begin;
+        const uint64_t plen = layout_.plain_len(p, i);
+        ByteSpan ct(old.data() + rel, plen + layout_.overhead);
+        const bool last = i + 1 == n;
+        if (!last && all_zero(ct) && sparse_.contains(i)) {
+          hole[i - a] = true;  // stays a hole: a hole has no key
+          continue;
+        }
+        MutableByteSpan pt = plain.first(plen);
+        Status s = open_sealed(i, last, ct, pt);
+        if (!s.ok()) return corrupt_block(i, s);
+        s = seal_block(*next_keys_->content, file_id_, i, last, pt, MutableByteSpan(fresh).subspan(rel, ct.size()));
+        if (!s.ok()) return corrupt_block(i, s);
+      }
+      JournalEntry entry;
+      entry.file_id = file_id_;
+      {
+        std::lock_guard lock(header_mu_);
+        entry.next_wrap = sha256(header_.slots[header_.active_slot()]->reencrypt->wrapped_dek);
+      }
+      entry.from_block = a;
+      entry.to_block = b;
+      entry.offset = ct_begin;
+      entry.path = path_hint;
+      entry.data = std::move(old);
+      RETURN_IF_ERROR(journal.save(entry));
+      // Runs of non-hole blocks, one write each.
+      for (uint64_t i = a; i < b;) {
+        if (hole[i - a]) {
+          ++i;
+          continue;
+        }
+        uint64_t j = i;
+        while (j < b && !hole[j - a]) ++j;
+        const uint64_t from = layout_.block_offset(i) - ct_begin;
+        const uint64_t to = j == b ? fresh.size() : layout_.block_offset(j) - ct_begin;
+        RETURN_IF_ERROR(backing_->write_at(ByteSpan(fresh).subspan(from, to - from), ct_begin + from));
+        i = j;
+      }
+      RETURN_IF_ERROR(backing_->sync(true));
+      {
+        std::lock_guard lock(header_mu_);
+        HeaderSlot slot = *header_.slots[header_.active_slot()];
+        slot.reencrypt->watermark = b;
+        RETURN_IF_ERROR(write_slot_locked(std::move(slot), /*sync=*/true));
+      }
+      watermark_.store(b, std::memory_order_release);
+      return ReencryptProgress{b - a, fresh.size(), false};
+    }
+  }
+  std::unique_lock size_lock(size_mu_);
+  if (!next_keys_) return ReencryptProgress{0, 0, true};
+  // A writer may have grown the file since: the new blocks come first.
+  if (watermark_.load() < layout_.block_count(size_)) return ReencryptProgress{};
+  RETURN_IF_ERROR(finish_reencrypt_locked());
+  RETURN_IF_ERROR(journal.clear());
+  return ReencryptProgress{0, 0, true};
+}
+
+Status CryptFile::finish_reencrypt_locked() {
+  std::lock_guard lock(header_mu_);
+  const int active = header_.active_slot();
+  if (active < 0 || !header_.slots[active]->reencrypt) return Status(Code::kInternal, "no re-encryption record");
+  RETURN_IF_ERROR(backing_->sync(true));  // every block under the new DEK is durable
+  // 1. The MAC under the new DEK: one 32-byte write inside one sector. Either DEK opens
+  //    the header while a re-encryption record is in a slot, so any crash point is fine.
+  Digest32 mac = hmac_sha256(next_keys_->header_mac_key.span(), header_.immutable_raw);
+  RETURN_IF_ERROR(backing_->write_at(mac, header::kMacOffset));
+  RETURN_IF_ERROR(backing_->sync(true));
+  header_.mac = mac;
+  // 2. Both slots: the new DEK as the file's own, no record, the state under the new DEK.
+  HeaderSlot slot = *header_.slots[active];
+  slot.wrapped_dek = slot.reencrypt->wrapped_dek;
+  slot.dek_run = slot.reencrypt->run;
+  slot.reencrypt.reset();
+  if (slot.state || !sparse_.empty())
+    slot.state = seal_file_state(state_generation_ + 1, sparse_, file_id_, next_keys_->state_mac_key.span());
+  // Durable one after the other, so no crash can find both slots half-written.
+  RETURN_IF_ERROR(write_slot_locked(slot, /*sync=*/true));
+  RETURN_IF_ERROR(write_slot_locked(slot, /*sync=*/true));
+  if (slot.state) state_generation_ += 1;
+  keys_ = std::move(next_keys_);
+  next_keys_.reset();
+  watermark_ = 0;
+  return Status::Ok();
 }
 
 // No key check: making durable what was already written needs no key.

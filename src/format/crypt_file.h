@@ -23,6 +23,7 @@
 #include "format/header.h"
 #include "format/key_guard.h"
 #include "format/layout.h"
+#include "format/reencrypt_journal.h"
 #include "format/slot_rewrap.h"
 
 namespace kmsfs {
@@ -43,10 +44,13 @@ class CryptFile {
                                                    Options opts);
   // Opens an existing file whose header was parsed and whose DEK was unwrapped by the
   // caller: verifies the header MAC and the file state before any content is returned.
+  // A file in the middle of a re-encryption (the active slot has a re-encryption record)
+  // needs the keys of that record's DEK as `next`.
   static Result<std::unique_ptr<CryptFile>> open(std::shared_ptr<BackingFile> backing,
                                                  FileHeader header,
                                                  std::shared_ptr<const FileKeys> keys,
-                                                 Options opts);
+                                                 Options opts,
+                                                 std::shared_ptr<const FileKeys> next = nullptr);
 
   // Reads up to out.size() bytes at off; short only at end of file. A damaged block fails
   // the whole read with kCorrupt naming the backing file, file id and block.
@@ -62,6 +66,23 @@ class CryptFile {
   // `to` into both slots (write_wrap); kUnavailable if the wrap changed meanwhile.
   // Writers wait meanwhile, so none moves the mtime write_wrap puts back.
   Status rewrap(const SlotWrap& from, const SlotWrap& to);
+
+  // Online re-encryption (FORMAT.md §3.9). begin_reencrypt records a fresh DEK (`wrapped`
+  // as the slot's re-encryption record stores it, `next` its keys) with watermark 0; Ok
+  // and nothing else if one is already under way. Each reencrypt_step re-seals up to
+  // `max_blocks` blocks from the watermark on under the new DEK (old ciphertext journaled
+  // first) and commits the new watermark; once the watermark has passed the last block it
+  // makes the new DEK the file's only one. Readers and writers keep going meanwhile: each
+  // block is sealed under the key its side of the watermark says.
+  Status begin_reencrypt(Bytes wrapped, std::shared_ptr<const FileKeys> next, const ReencryptRunId& run);
+  struct ReencryptProgress {
+    uint64_t blocks = 0;    // re-sealed by this step
+    uint64_t bytes = 0;     // ciphertext bytes rewritten
+    bool finished = false;  // the file is under the new DEK alone
+  };
+  Result<ReencryptProgress> reencrypt_step(ReencryptJournal& journal, const std::string& path_hint,
+                                           uint64_t max_blocks);
+  bool reencrypting() const;
 
   // Every later read, write, truncate and allocate first asks `guard` (set once,
   // right after create/open, before the file is shared).
@@ -97,10 +118,25 @@ class CryptFile {
   // final block taken from elsewhere) fails at EOF instead of reading as empty.
   Status verify_tail(uint64_t p);
   Status corrupt_block(uint64_t i, const Status& why) const;
+  // The keys block i is sealed under: during a re-encryption, the new DEK's below the
+  // watermark. Callers hold the size lock (keys change only under it exclusively).
+  const FileKeys& keys_for(uint64_t i) const {
+    return next_keys_ && i < watermark_.load(std::memory_order_acquire) ? *next_keys_ : *keys_;
+  }
+  // open_block under keys_for(i), then under the file's other key: the watermark is not
+  // authenticated (FORMAT.md §3.9), and a block under either DEK of this file is authentic.
+  Status open_sealed(uint64_t i, bool last, ByteSpan ct, MutableByteSpan out) const;
+  // Writes `slot` over the inactive slot (seq above both) and makes it durable if `sync`.
+  Status write_slot_locked(HeaderSlot slot, bool sync);  // caller holds header_mu_
+  Status finish_reencrypt_locked();                        // caller holds size_mu_ exclusively
   Status check_key() const { return guard_ ? guard_->check() : Status::Ok(); }
 
   std::shared_ptr<BackingFile> backing_;
-  std::shared_ptr<const FileKeys> keys_;
+  std::shared_ptr<const FileKeys> keys_;       // changed only under size_mu_ exclusive
+  std::shared_ptr<const FileKeys> next_keys_;  // during a re-encryption; same rule
+  // Blocks below it are under next_keys_. Moves only under size_mu_ shared + the exclusive
+  // stripes of the blocks it passes, so readers of other blocks may load it any time.
+  std::atomic<uint64_t> watermark_{0};
   std::shared_ptr<KeyGuard> guard_;
   const Options opts_;
   const FileId file_id_;

@@ -17,7 +17,10 @@ constexpr uint16_t kTlvKeyRef = 0x8001;
 constexpr uint16_t kTlvWrappedDek = 0x8002;
 constexpr uint16_t kTlvFileState = 0x8003;
 constexpr uint16_t kTlvIntermediateKey = 0x8004;
+constexpr uint16_t kTlvReencrypt = 0x8005;
+constexpr uint16_t kTlvDekRun = 0x0006;
 constexpr uint8_t kIntermediateKeyFormat = 1;
+constexpr uint8_t kReencryptFormat = 1;
 
 Status corrupt(const std::string& what) { return Status(Code::kCorrupt, "header: " + what); }
 
@@ -151,6 +154,27 @@ Result<HeaderSlot> parse_slot(ByteSpan b) {
         std::copy_n(t.value.begin() + 1, ik.id.size(), ik.id.begin());
         ik.wrapped.assign(t.value.begin() + 17, t.value.end());
         s.intermediate = std::move(ik);
+        break;
+      }
+      case kTlvReencrypt: {
+        if (s.reencrypt) return corrupt("duplicate re-encryption record");
+        // u8 format || u64 watermark || 8-byte run id || wrapped DEK (non-empty)
+        if (t.value.size() < 1 + 8 + 8 + 1) return corrupt("re-encryption record too short");
+        if (t.value[0] != kReencryptFormat)
+          return Status(Code::kUnsupported, "header: re-encryption record format " + std::to_string(t.value[0]) +
+                                                " (written by a newer kmsfs)");
+        ReencryptRecord re;
+        re.watermark = get_le64(&t.value[1]);
+        std::copy_n(t.value.begin() + 9, re.run.size(), re.run.begin());
+        re.wrapped_dek.assign(t.value.begin() + 17, t.value.end());
+        s.reencrypt = std::move(re);
+        break;
+      }
+      case kTlvDekRun: {
+        if (s.dek_run) return corrupt("duplicate re-encryption run record");
+        if (t.value.size() != ReencryptRunId{}.size()) return corrupt("re-encryption run record size");
+        s.dek_run.emplace();
+        std::copy(t.value.begin(), t.value.end(), s.dek_run->begin());
         break;
       }
       default:
@@ -287,6 +311,17 @@ Result<Bytes> encode_slot(const HeaderSlot& slot) {
     v.insert(v.end(), slot.intermediate->wrapped.begin(), slot.intermediate->wrapped.end());
     put_tlv(tlv, kTlvIntermediateKey, v);
   }
+  if (slot.reencrypt) {
+    if (slot.reencrypt->wrapped_dek.empty())
+      return Status(Code::kInvalidArgument, "header: empty re-encryption key");
+    Bytes v(1 + 8, 0);
+    v[0] = kReencryptFormat;
+    put_le64(&v[1], slot.reencrypt->watermark);
+    v.insert(v.end(), slot.reencrypt->run.begin(), slot.reencrypt->run.end());
+    v.insert(v.end(), slot.reencrypt->wrapped_dek.begin(), slot.reencrypt->wrapped_dek.end());
+    put_tlv(tlv, kTlvReencrypt, v);
+  }
+  if (slot.dek_run) put_tlv(tlv, kTlvDekRun, *slot.dek_run);
   if (slot.state) put_tlv(tlv, kTlvFileState, encode_state(*slot.state));
   for (const auto& e : slot.extra) put_tlv(tlv, e.type, e.value);
   if (tlv.size() > header::kSlotChecksumOffset - 16)

@@ -63,11 +63,26 @@ struct IntermediateKeyRecord {
   bool operator==(const IntermediateKeyRecord&) const = default;
 };
 
+// Online re-encryption in progress (FORMAT.md §3.9): a second DEK, wrapped the way the
+// slot's own DEK is (under the slot's key, or sealed under its intermediate key), and the
+// watermark: blocks [0, watermark) are sealed under it, the rest under the slot's DEK.
+using ReencryptRunId = std::array<uint8_t, 8>;
+struct ReencryptRecord {
+  uint64_t watermark = 0;
+  ReencryptRunId run{};
+  Bytes wrapped_dek;
+  bool operator==(const ReencryptRecord&) const = default;
+};
+
 struct HeaderSlot {
   uint64_t seq = 0;
   KeyRef key;
   Bytes wrapped_dek;
   std::optional<IntermediateKeyRecord> intermediate;
+  std::optional<ReencryptRecord> reencrypt;
+  // The re-encryption run this DEK was born in (by re-encryption, or by a create while
+  // the run went on), so a run skips files it has already given a fresh DEK.
+  std::optional<ReencryptRunId> dek_run;
   std::optional<SealedFileState> state;  // absent: no sparse ranges, generation 0
   std::vector<UnknownRecord> extra;
 };

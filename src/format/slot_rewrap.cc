@@ -2,7 +2,10 @@
 
 namespace kmsfs {
 
-SlotWrap wrap_of(const HeaderSlot& slot) { return SlotWrap{slot.key, slot.wrapped_dek, slot.intermediate}; }
+SlotWrap wrap_of(const HeaderSlot& slot) {
+  return SlotWrap{slot.key, slot.wrapped_dek, slot.intermediate,
+                  slot.reencrypt ? slot.reencrypt->wrapped_dek : Bytes{}};
+}
 
 bool all_slots_under(const FileHeader& h, const KeyRef& key) {
   bool any = false;
@@ -24,6 +27,9 @@ Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next) {
   base.key = next.key;
   base.wrapped_dek = next.wrapped_dek;
   base.intermediate = next.intermediate;
+  if (base.reencrypt.has_value() != !next.reencrypt_wrapped.empty())
+    return Status(Code::kInternal, f.name() + ": re-wrap does not match the file's re-encryption state");
+  if (base.reencrypt) base.reencrypt->wrapped_dek = next.reencrypt_wrapped;
   for (int target : {1 - active, active}) {
     HeaderSlot s = base;
     uint64_t top = 0;
@@ -34,6 +40,9 @@ Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next) {
     RETURN_IF_ERROR(f.write_at(enc, header::kSlotOffset[target]));
     h.slots[target] = std::move(s);
     h.slot_problem[target].clear();
+    // Durable before the other slot is touched: two slot writes in flight together could
+    // both tear in one power cut and leave no valid slot.
+    if (target != active) RETURN_IF_ERROR(f.sync(true));
   }
   return f.set_mtime(mtime);
 }

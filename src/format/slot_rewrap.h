@@ -19,6 +19,9 @@ struct SlotWrap {
   KeyRef key;
   Bytes wrapped_dek;
   std::optional<IntermediateKeyRecord> intermediate;
+  // A re-encryption's second DEK, wrapped like the first (empty when none is under way):
+  // a re-wrap must move it too, or it would stay under the old key.
+  Bytes reencrypt_wrapped;
   bool operator==(const SlotWrap&) const = default;
 };
 

@@ -27,20 +27,23 @@ class RateLimiter {
   }
   double rate() const { return rate_; }
 
-  // Takes one token, waiting on `cv` (with `lock` held by the caller) until there is one.
-  // Returns false if `interrupted` became true while waiting.
-  bool acquire(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, const std::function<bool()>& interrupted) {
+  // Takes `n` tokens, waiting on `cv` (with `lock` held by the caller) until there are
+  // enough: n, or a full bucket for an n larger than the bucket (the debt then delays the
+  // next caller). Returns false if `interrupted` became true while waiting.
+  bool acquire(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, const std::function<bool()>& interrupted,
+               double n = 1) {
     if (rate_ <= 0) return !interrupted();
+    const double need = std::min(n, burst_);
     for (;;) {
       const auto now = Clock::now();
       tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - last_).count() * rate_);
       last_ = now;
       if (interrupted()) return false;
-      if (tokens_ >= 1) {
-        tokens_ -= 1;
+      if (tokens_ >= need) {
+        tokens_ -= n;
         return true;
       }
-      const auto wait = std::chrono::duration<double>((1 - tokens_) / rate_);
+      const auto wait = std::chrono::duration<double>((need - tokens_) / rate_);
       cv.wait_for(lock, std::chrono::duration_cast<Clock::duration>(wait), interrupted);
     }
   }

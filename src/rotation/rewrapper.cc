@@ -6,7 +6,6 @@
 #include <cerrno>
 
 #include "keys/intermediate/intermediate_wrap.h"
-#include "vault/cached_key_guard.h"
 
 namespace kmsfs {
 
@@ -27,6 +26,13 @@ Result<SlotWrap> Rewrapper::moved(const FileHeader& h, const SlotWrap& from) {
     ASSIGN_OR_RETURN(Rewrapped r, call(from.wrapped_dek, h.context));
     to.key = r.ref;
     to.wrapped_dek = std::move(r.wrapped);
+    if (!from.reencrypt_wrapped.empty()) {
+      // A re-encryption under way: its DEK moves with the file's.
+      ASSIGN_OR_RETURN(Rewrapped r2, call(from.reencrypt_wrapped, h.context));
+      if (!(r2.ref == to.key))
+        return Status(Code::kInternal, "provider moved the two data keys to different keys");
+      to.reencrypt_wrapped = std::move(r2.wrapped);
+    }
     return to;
   }
   // The sealed DEK stays: it is sealed under the intermediate key, which does not change.
@@ -41,21 +47,6 @@ Result<SlotWrap> Rewrapper::moved(const FileHeader& h, const SlotWrap& from) {
   to.key = it->second.first;
   to.intermediate = it->second.second;
   return to;
-}
-
-Status Rewrapper::retarget_guard(CryptFile& f, const FileHeader& h, const SlotWrap& to) {
-  auto* guard = dynamic_cast<CachedKeyGuard*>(f.key_guard().get());
-  KeyCache* cache = vault_.key_cache();
-  if (!guard || !cache) return Status::Ok();
-  EncryptionContext ctx = h.context;
-  ByteSpan blob = to.wrapped_dek;
-  if (to.intermediate) {
-    ASSIGN_OR_RETURN(ctx, intermediate_context(h.context, to.intermediate->id));
-    blob = to.intermediate->wrapped;
-  }
-  ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(to.key, blob, ctx));
-  guard->retarget(to.key, Bytes(blob.begin(), blob.end()), std::move(ctx), lease);
-  return Status::Ok();
 }
 
 Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
@@ -97,7 +88,7 @@ Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
     if (open) {
       RETURN_IF_ERROR(open->rewrap(from, *to));
       // Best effort: without it the file still works until the old key is disabled.
-      (void)retarget_guard(*open, h, *to);
+      (void)vault_.retarget_guard(*open);
       return Status::Ok();
     }
     return write_wrap(**backing, h, *to);

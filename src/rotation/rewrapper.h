@@ -51,7 +51,6 @@ class Rewrapper {
 
  private:
   Result<SlotWrap> moved(const FileHeader& h, const SlotWrap& from);
-  Status retarget_guard(CryptFile& f, const FileHeader& h, const SlotWrap& to);
 
   Vault& vault_;
   const Options opts_;

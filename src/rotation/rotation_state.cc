@@ -37,7 +37,8 @@ json rotation_state_to_json(const RotationState& s) {
       {"id", s.id},
       {"to", s.params.to},
       {"target", s.target},
-      {"mode", "rewrap"},
+      {"mode", s.params.reencrypt ? "reencrypt" : "rewrap"},
+      {"bytes_per_second", s.params.bytes_per_second},
       {"files_per_second", s.params.files_per_second},
       {"kms_calls_per_second", s.params.kms_calls_per_second},
       {"all", s.params.all},
@@ -70,7 +71,10 @@ Result<RotationState> parse_rotation_state(const std::string& text, const std::s
     s.id = j.at("id").get<std::string>();
     s.params.to = j.at("to").get<std::string>();
     s.target = j.at("target").get<std::string>();
-    if (j.value("mode", "rewrap") != "rewrap") return bad("unknown mode '" + j.value("mode", "") + "'");
+    const std::string mode = j.value("mode", "rewrap");
+    if (mode != "rewrap" && mode != "reencrypt") return bad("unknown mode '" + mode + "'");
+    s.params.reencrypt = mode == "reencrypt";
+    s.params.bytes_per_second = j.value("bytes_per_second", 0.0);
     s.params.files_per_second = j.value("files_per_second", 0.0);
     s.params.kms_calls_per_second = j.value("kms_calls_per_second", 0.0);
     s.params.all = j.value("all", false);

@@ -30,6 +30,10 @@ struct RotationParams {
   double files_per_second = 0;  // 0: unthrottled
   double kms_calls_per_second = 0;
   bool all = false;          // re-wrap files already under the target too (one pass)
+  // Re-encrypt: every file gets a fresh DEK and every block is sealed again (FORMAT.md
+  // §3.9), after its re-wrap to the target if it needs one.
+  bool reencrypt = false;
+  double bytes_per_second = 0;  // re-encryption's ciphertext rewrite rate; 0: unthrottled
 };
 
 struct RotationState {
@@ -48,7 +52,7 @@ struct RotationState {
   uint64_t already = 0;    // found under the target already
   uint64_t skipped = 0;    // not kmsfs files (or gone before they were reached)
   uint64_t failed = 0;     // damaged or refused by the provider: reported, left as they were
-  uint64_t bytes = 0;      // backing bytes of the files rotated
+  uint64_t bytes = 0;      // backing bytes of the files re-wrapped; re-sealed, when re-encrypting
   uint64_t kms_calls = 0;  // provider calls made
   std::deque<RotationError> errors;  // the latest few
   std::string message;     // why it failed or was cancelled

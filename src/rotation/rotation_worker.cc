@@ -7,6 +7,7 @@
 
 #include "base/unique_fd.h"
 #include "crypto/random.h"
+#include "rotation/reencryptor.h"
 #include "rotation/rewrapper.h"
 #include "rotation/tree_walk.h"
 
@@ -95,7 +96,7 @@ Status RotationWorker::start(const RotationRequest& r) {
   uint8_t id[8];
   random_bytes(id);
   s.id = to_hex(id);
-  s.params = {r.to, r.files_per_second, r.kms_calls_per_second, r.all};
+  s.params = {r.to, r.files_per_second, r.kms_calls_per_second, r.all, r.reencrypt, r.bytes_per_second};
   s.target = target.to_string();
   s.phase = RotationPhase::kRunning;
   s.started = s.updated = unix_now();
@@ -111,6 +112,7 @@ void RotationWorker::launch(RotationState s, KeyRef target) {
   running_ = true;
   files_limit_.set_rate(state_.params.files_per_second);
   kms_limit_.set_rate(state_.params.kms_calls_per_second);
+  bytes_limit_.set_rate(state_.params.bytes_per_second);
   progress_.clear();
   last_checkpoint_ = Clock::now();
   since_checkpoint_ = 0;
@@ -206,7 +208,25 @@ void RotationWorker::checkpoint(bool force) {
   (void)save_rotation_state(vault_.dir(), copy);
 }
 
-bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_in_pass) {
+template <class Op>
+auto RotationWorker::retrying(const std::stop_token& st, Op op) -> std::optional<decltype(op())> {
+  auto backoff = std::chrono::milliseconds(500);
+  for (;;) {
+    auto r = op();
+    if (r.ok() || r.status().code() != Code::kUnavailable) {
+      std::lock_guard lock(mu_);
+      state_.message.clear();
+      return r;
+    }
+    // Throttled or unreachable: wait and try the same file again.
+    std::unique_lock lock(mu_);
+    state_.message = "waiting for the key provider: " + r.status().message();
+    if (cv_.wait_for(lock, backoff, [&] { return interrupted(st); })) return std::nullopt;
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(30));
+  }
+}
+
+bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re, uint64_t& rotated_in_pass) {
   const WalkOptions wo{vault_.config().encrypted_names()};
   std::string after;
   {
@@ -236,21 +256,32 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_
       std::unique_lock lock(mu_);
       if (!files_limit_.acquire(lock, cv_, [&] { return interrupted(st); })) return !(stopped = true);
     }
-    auto backoff = std::chrono::milliseconds(500);
-    Result<RewrapResult> r = Status(Code::kInternal, "not run");
-    for (;;) {
+    auto rewrapped = retrying(st, [&] {
       const uint64_t calls_before = rw.calls();
-      r = rw.rewrap(rel);
-      {
+      Result<RewrapResult> r = rw.rewrap(rel);
+      std::lock_guard lock(mu_);
+      state_.kms_calls += rw.calls() - calls_before;
+      return r;
+    });
+    if (!rewrapped) return !(stopped = true);
+    Result<RewrapResult>& r = *rewrapped;
+    // Re-encryption follows the re-wrap, so the new DEK goes under the target at once.
+    std::optional<Result<ReencryptResult>> re_r;
+    if (re && r.ok() && (r->outcome == RewrapOutcome::kRotated || r->outcome == RewrapOutcome::kAlready)) {
+      re_r = retrying(st, [&] {
+        const uint64_t calls_before = re->calls();
+        Result<ReencryptResult> x = re->reencrypt(rel);
         std::lock_guard lock(mu_);
-        state_.kms_calls += rw.calls() - calls_before;
+        state_.kms_calls += re->calls() - calls_before;
+        return x;
+      });
+      if (!re_r || (re_r->ok() && (*re_r)->outcome == ReencryptOutcome::kStopped)) {
+        if (re_r) {
+          std::lock_guard lock(mu_);
+          state_.bytes += (**re_r).bytes;
+        }
+        return !(stopped = true);
       }
-      if (r.ok() || r.status().code() != Code::kUnavailable) break;
-      // Throttled or unreachable: wait and try the same file again.
-      std::unique_lock lock(mu_);
-      state_.message = "waiting for the key provider: " + r.status().message();
-      if (cv_.wait_for(lock, backoff, [&] { return interrupted(st); })) return !(stopped = true);
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(30));
     }
     {
       std::lock_guard lock(mu_);
@@ -258,6 +289,25 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_
       if (!r.ok()) {
         ++state_.failed;
         record_error(rel, r.status());
+      } else if (re_r) {
+        if (!re_r->ok()) {
+          ++state_.failed;
+          record_error(rel, re_r->status());
+        } else {
+          state_.bytes += (**re_r).bytes;
+          switch ((**re_r).outcome) {
+            case ReencryptOutcome::kDone:
+              ++state_.rotated, ++rotated_in_pass;
+              break;
+            case ReencryptOutcome::kAlready:
+              if (r->outcome == RewrapOutcome::kRotated) ++state_.rotated, ++rotated_in_pass;
+              else ++state_.already;
+              break;
+            case ReencryptOutcome::kNotKmsfs:
+            case ReencryptOutcome::kGone:
+            case ReencryptOutcome::kStopped: ++state_.skipped; break;
+          }
+        }
       } else {
         switch (r->outcome) {
           case RewrapOutcome::kRotated:
@@ -301,9 +351,41 @@ void RotationWorker::run(std::stop_token st, KeyRef target) {
     kms_limit_.acquire(lock, cv_, [&] { return interrupted(st); });
   };
   Rewrapper rw(vault_, o);
+  std::optional<Reencryptor> re;
+  RotationParams params;
+  std::string run_hex;
+  {
+    std::lock_guard lock(mu_);
+    params = state_.params;
+    run_hex = state_.id;
+  }
+  if (params.reencrypt) {
+    Reencryptor::Options ro;
+    Bytes id;
+    auto journal = ReencryptJournal::open(vault_.dir() + "/" + kJournalFileName);
+    if (!from_hex(run_hex, id) || id.size() != ro.run.size() || !journal.ok()) {
+      std::lock_guard lock(mu_);
+      state_.phase = RotationPhase::kFailed;
+      state_.message = journal.ok() ? "rotation id '" + run_hex + "' is not 16 hex digits" : journal.status().message();
+    } else {
+      std::copy(id.begin(), id.end(), ro.run.begin());
+      ro.before_call = o.before_call;
+      ro.before_step = [this, &st](uint64_t bytes) {
+        std::unique_lock lock(mu_);
+        return bytes_limit_.acquire(lock, cv_, [&] { return interrupted(st); }, static_cast<double>(bytes));
+      };
+      // New files have fresh DEKs: marked as born in this run, the run skips them.
+      vault_.set_reencrypt_run(ro.run);
+      re.emplace(vault_, std::move(*journal), std::move(ro));
+    }
+  }
   for (;;) {
     uint64_t rotated_in_pass = 0;
-    if (!pass(st, rw, rotated_in_pass)) break;
+    {
+      std::lock_guard lock(mu_);
+      if (state_.phase != RotationPhase::kRunning) break;
+    }
+    if (!pass(st, rw, re ? &*re : nullptr, rotated_in_pass)) break;
     std::lock_guard lock(mu_);
     if (o.all || rotated_in_pass == 0 || state_.pass >= kMaxPasses) {
       state_.phase = RotationPhase::kDone;
@@ -316,6 +398,7 @@ void RotationWorker::run(std::stop_token st, KeyRef target) {
   }
   checkpoint(true);
   std::lock_guard lock(mu_);
+  if (re && state_.phase != RotationPhase::kPaused) vault_.set_reencrypt_run(std::nullopt);
   running_ = false;
   cv_.notify_all();
 }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -32,6 +33,8 @@ struct RotationRequest {
   double files_per_second = 1000;   // 0: unthrottled
   double kms_calls_per_second = 100;  // 0: unthrottled
   bool all = false;                 // re-wrap files already under the target too
+  bool reencrypt = false;           // also a fresh DEK and every block sealed again
+  double bytes_per_second = 64 << 20;  // re-encryption's rewrite rate; 0: unthrottled
 };
 
 // What `rotate --status` shows: the checkpointed state plus live figures.
@@ -71,7 +74,11 @@ class RotationWorker {
   void join();                                  // caller holds no lock
   void run(std::stop_token st, KeyRef target);
   // One pass from state_.cursor; false if stopped (pause, cancel, shutdown).
-  bool pass(std::stop_token& st, class Rewrapper& rw, uint64_t& rotated_in_pass);
+  bool pass(std::stop_token& st, class Rewrapper& rw, class Reencryptor* re, uint64_t& rotated_in_pass);
+  // Runs `op` until it succeeds or fails for good: an unavailable provider (throttled,
+  // unreachable) is waited out with backoff. nullopt if stopped while waiting.
+  template <class Op>
+  auto retrying(const std::stop_token& st, Op op) -> std::optional<decltype(op())>;
   void checkpoint(bool force);  // caller holds no lock
   void record_error(const std::string& rel, const Status& s);  // caller holds mu_
   bool interrupted(const std::stop_token& st) const {
@@ -84,7 +91,7 @@ class RotationWorker {
   bool have_state_ = false;
   bool running_ = false;  // the thread is in run(); guarded by mu_
   RotationState state_;  // guarded by mu_
-  RateLimiter files_limit_, kms_limit_;
+  RateLimiter files_limit_, kms_limit_, bytes_limit_;
   std::chrono::steady_clock::time_point last_checkpoint_{};
   uint64_t since_checkpoint_ = 0;
   std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> progress_;  // (time, files done)

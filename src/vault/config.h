@@ -22,6 +22,8 @@ constexpr const char* kConfigFileName = "kmsfs.conf";
 constexpr const char* kLockFileName = "kmsfs.lock";
 // A rotation's progress (rotation/rotation_state.h).
 constexpr const char* kRotationFileName = "kmsfs.rotation";
+// The hotzone journal of online re-encryption (format/reencrypt_journal.h).
+constexpr const char* kJournalFileName = "kmsfs.journal";
 // Names in the backing root that belong to the vault, not to its files: hidden from the
 // mount and not creatable through it (with encrypted names every "kmsfs." name is).
 bool is_vault_file_name(std::string_view name) noexcept;

@@ -69,30 +69,46 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
     std::shared_ptr<KeyGuard> guard;
     // A provider-wrapped key: the DEK itself, or (intermediate mode) the key it is sealed
     // under. The cache (and the file's guard) holds that provider-wrapped key.
-    auto unwrap = [&](ByteSpan wrapped, const EncryptionContext& ctx) -> Result<std::shared_ptr<const SecureBuffer>> {
+    auto unwrap = [&](const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                      bool keep_guard) -> Result<std::shared_ptr<const SecureBuffer>> {
       if (cache) {
-        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(slot.key, wrapped, ctx));
-        guard = std::make_shared<CachedKeyGuard>(*cache, slot.key, Bytes(wrapped.begin(), wrapped.end()), ctx, lease);
+        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(ref, wrapped, ctx));
+        if (keep_guard)
+          guard = std::make_shared<CachedKeyGuard>(*cache, ref, Bytes(wrapped.begin(), wrapped.end()), ctx, lease);
         return std::move(lease.key);
       }
-      ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(slot.key.provider));
-      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(slot.key, wrapped, ctx));
+      ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(ref.provider));
+      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(ref, wrapped, ctx));
       return std::make_shared<const SecureBuffer>(std::move(k));
     };
-    Result<std::shared_ptr<const SecureBuffer>> dek = [&]() -> Result<std::shared_ptr<const SecureBuffer>> {
-      if (!slot.intermediate) return unwrap(slot.wrapped_dek, h.context);
+    std::shared_ptr<const SecureBuffer> ik_key;
+    // `wrapped` is wrapped like the slot's own DEK: under its key, or sealed under its IK.
+    auto dek_of = [&](const KeyRef& ref, ByteSpan wrapped, bool keep_guard) -> Result<std::shared_ptr<const SecureBuffer>> {
+      if (!slot.intermediate) return unwrap(ref, wrapped, h.context, keep_guard);
       const IntermediateKeyRecord& ik = *slot.intermediate;
-      ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
-      ASSIGN_OR_RETURN(auto ik_key, unwrap(ik.wrapped, ik_ctx));
-      ASSIGN_OR_RETURN(SecureBuffer k, open_dek(ik_key->span(), ik.id, slot.wrapped_dek, h.context));
+      if (!ik_key) {
+        ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
+        ASSIGN_OR_RETURN(ik_key, unwrap(slot.key, ik.wrapped, ik_ctx, true));
+      }
+      ASSIGN_OR_RETURN(SecureBuffer k, open_dek(ik_key->span(), ik.id, wrapped, h.context));
       return std::make_shared<const SecureBuffer>(std::move(k));
-    }();
+    };
+    Result<std::shared_ptr<const SecureBuffer>> dek = dek_of(slot.key, slot.wrapped_dek, true);
     if (!dek.ok()) {
       if (first_error.ok()) first_error = dek.status();
       continue;
     }
     ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, (*dek)->span(), h.file_id));
-    ASSIGN_OR_RETURN(auto f, CryptFile::open(backing, std::move(h), std::move(keys), opts));
+    // Mid re-encryption: the new DEK too, from the active slot's record (FORMAT.md §3.9).
+    std::shared_ptr<const FileKeys> next;
+    if (active >= 0 && h.slots[active]->reencrypt) {
+      const HeaderSlot& a = *h.slots[active];
+      auto next_dek = dek_of(a.key, a.reencrypt->wrapped_dek, false);
+      if (!next_dek.ok())
+        return next_dek.status().with_context(backing->name() + ": file " + to_hex(h.file_id) + ": re-encryption key");
+      ASSIGN_OR_RETURN(next, FileKeys::derive(h.cipher, (*next_dek)->span(), h.file_id));
+    }
+    ASSIGN_OR_RETURN(auto f, CryptFile::open(backing, std::move(h), std::move(keys), opts, std::move(next)));
     if (guard) f->set_key_guard(std::move(guard));
     return f;
   }
@@ -282,12 +298,18 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFil
   h.header_size = config_.header_size;
   ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
   ASSIGN_OR_RETURN(KeyRef ref, p->resolve(key_spec()));
-  if (config_.key_mode == KeyMode::kIntermediate) return create_intermediate(std::move(backing), std::move(h), *p, ref);
-  return create_per_file(std::move(backing), std::move(h), *p, ref);
+  std::optional<ReencryptRunId> run;
+  {
+    std::lock_guard lock(config_mu_);
+    run = reencrypt_run_;
+  }
+  if (config_.key_mode == KeyMode::kIntermediate) return create_intermediate(std::move(backing), std::move(h), *p, ref, run);
+  return create_per_file(std::move(backing), std::move(h), *p, ref, run);
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,
-                                                          KeyProvider& p, const KeyRef& ref) {
+                                                          KeyProvider& p, const KeyRef& ref,
+                                                          std::optional<ReencryptRunId> run) {
   std::optional<PooledDataKey> pooled = pool_ ? pool_->take(ref) : std::nullopt;
   if (!pooled) {
     auto fresh = new_data_key(p, ref);
@@ -300,6 +322,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<Backin
   HeaderSlot slot;
   slot.key = dk.ref;
   slot.wrapped_dek = std::move(dk.wrapped);
+  slot.dek_run = run;
   h.slots[0] = std::move(slot);
   ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk.plaintext.span(), h.file_id));
   std::shared_ptr<KeyGuard> guard;
@@ -313,7 +336,8 @@ Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<Backin
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::create_intermediate(std::shared_ptr<BackingFile> backing, FileHeader h,
-                                                              KeyProvider& p, const KeyRef& ref) {
+                                                              KeyProvider& p, const KeyRef& ref,
+                                                              std::optional<ReencryptRunId> run) {
   // Offline tools start no key sources: theirs are the config's limits (single-threaded).
   if (!intermediates_) RETURN_IF_ERROR(start_key_sources(KeySourceOptions{}));
   random_bytes(h.file_id);
@@ -339,11 +363,73 @@ Result<std::unique_ptr<CryptFile>> Vault::create_intermediate(std::shared_ptr<Ba
   slot.key = (*ik)->ref;
   ASSIGN_OR_RETURN(slot.wrapped_dek, seal_dek(ik_key->span(), (*ik)->record.id, dek.span(), h.context));
   slot.intermediate = (*ik)->record;
+  slot.dek_run = run;
   h.slots[0] = std::move(slot);
   ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek.span(), h.file_id));
   ASSIGN_OR_RETURN(auto f, CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_));
   if (guard) f->set_key_guard(std::move(guard));
   return f;
+}
+
+Status Vault::begin_reencrypt(CryptFile& f, const ReencryptRunId& run) {
+  const FileHeader h = f.header();
+  const int active = h.active_slot();
+  if (active < 0) return Status(Code::kCorrupt, f.backing().name() + ": no valid key slot");
+  const HeaderSlot& s = *h.slots[active];
+  if (s.reencrypt) return Status::Ok();
+  const std::string where = f.backing().name() + ": file " + to_hex(h.file_id);
+  ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(s.key.provider));
+  Bytes wrapped;
+  std::shared_ptr<const FileKeys> keys;
+  if (!s.intermediate) {
+    auto dk = p->generate_data_key(s.key, h.context);
+    if (!dk.ok()) return dk.status().with_context(where + ": new data key under " + s.key.to_string());
+    // The record is unwrapped with the slot's key reference: it must name the same key.
+    if (!(dk->ref == s.key))
+      return Status(Code::kInternal, where + ": provider wrapped the new data key under " + dk->ref.to_string() +
+                                         ", not " + s.key.to_string());
+    wrapped = std::move(dk->wrapped);
+    ASSIGN_OR_RETURN(keys, FileKeys::derive(h.cipher, dk->plaintext.span(), h.file_id));
+  } else {
+    const IntermediateKeyRecord& ik = *s.intermediate;
+    ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
+    std::shared_ptr<const SecureBuffer> ik_key;
+    if (cache_) {
+      ASSIGN_OR_RETURN(KeyCache::Lease lease, cache_->unwrap(s.key, ik.wrapped, ik_ctx));
+      ik_key = std::move(lease.key);
+    } else {
+      ASSIGN_OR_RETURN(SecureBuffer k, p->unwrap(s.key, ik.wrapped, ik_ctx));
+      ik_key = std::make_shared<const SecureBuffer>(std::move(k));
+    }
+    SecureBuffer dek(kDataKeySize);
+    random_bytes(dek.span());
+    ASSIGN_OR_RETURN(wrapped, seal_dek(ik_key->span(), ik.id, dek.span(), h.context));
+    ASSIGN_OR_RETURN(keys, FileKeys::derive(h.cipher, dek.span(), h.file_id));
+  }
+  return f.begin_reencrypt(std::move(wrapped), std::move(keys), run);
+}
+
+Status Vault::retarget_guard(CryptFile& f) {
+  auto* guard = dynamic_cast<CachedKeyGuard*>(f.key_guard().get());
+  if (!guard || !cache_) return Status::Ok();
+  const FileHeader h = f.header();
+  const int active = h.active_slot();
+  if (active < 0) return Status(Code::kCorrupt, f.backing().name() + ": no valid key slot");
+  const HeaderSlot& s = *h.slots[active];
+  EncryptionContext ctx = h.context;
+  ByteSpan blob = s.wrapped_dek;
+  if (s.intermediate) {
+    ASSIGN_OR_RETURN(ctx, intermediate_context(h.context, s.intermediate->id));
+    blob = s.intermediate->wrapped;
+  }
+  ASSIGN_OR_RETURN(KeyCache::Lease lease, cache_->unwrap(s.key, blob, ctx));
+  guard->retarget(s.key, Bytes(blob.begin(), blob.end()), std::move(ctx), lease);
+  return Status::Ok();
+}
+
+void Vault::set_reencrypt_run(std::optional<ReencryptRunId> run) {
+  std::lock_guard lock(config_mu_);
+  reencrypt_run_ = run;
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::create_file(const std::string& path, mode_t mode) {

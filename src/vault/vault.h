@@ -102,6 +102,16 @@ class Vault {
   // Rotation: re-wraps the filesystem key under `to` (kept if it is there already) and
   // makes `spec` the key of new files from now on; rewrites kmsfs.conf atomically.
   Status rotate_config(const KeyRef& to, const std::string& spec);
+  // Starts re-encrypting `f` (FORMAT.md §3.9) under a fresh DEK wrapped like its current
+  // one: per-file, one provider data key under the slot's key; intermediate mode, a local
+  // key sealed under the file's intermediate key. Ok if one is under way already.
+  Status begin_reencrypt(CryptFile& f, const ReencryptRunId& run);
+  // Points an open file's key guard at the wrap its header holds now (after a re-wrap or
+  // a finished re-encryption), so renewals never go through a wrap that is gone.
+  Status retarget_guard(CryptFile& f);
+  // While set, new files record this re-encryption run (their DEK is fresh): the run then
+  // skips them.
+  void set_reencrypt_run(std::optional<ReencryptRunId> run);
   // Every CryptFile this process has open, shared by the mount and the rotation worker.
   OpenFiles& open_files() { return open_files_; }
   // The name cipher, or nullptr when the vault keeps plaintext names.
@@ -123,14 +133,15 @@ class Vault {
   KeyCache* cache_ = nullptr;
   std::unique_ptr<IntermediateKeys> intermediates_;  // intermediate mode only
   std::unique_ptr<DataKeyPool> pool_;                // per-file mode with a remote provider
+  std::optional<ReencryptRunId> reencrypt_run_;      // under config_mu_
 
   Status init_names(ByteSpan fs_key);
   // A per-file data key for a new file: a fresh file id, its context, one provider call.
   Result<PooledDataKey> new_data_key(KeyProvider& p, const KeyRef& ref) const;
   Result<std::unique_ptr<CryptFile>> create_per_file(std::shared_ptr<BackingFile> backing, FileHeader h,
-                                                     KeyProvider& p, const KeyRef& ref);
+                                                     KeyProvider& p, const KeyRef& ref, std::optional<ReencryptRunId> run);
   Result<std::unique_ptr<CryptFile>> create_intermediate(std::shared_ptr<BackingFile> backing, FileHeader h,
-                                                         KeyProvider& p, const KeyRef& ref);
+                                                         KeyProvider& p, const KeyRef& ref, std::optional<ReencryptRunId> run);
 };
 
 }  // namespace kmsfs

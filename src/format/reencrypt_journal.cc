@@ -1,0 +1,97 @@
+#include "format/reencrypt_journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace kmsfs {
+
+namespace {
+
+constexpr uint8_t kMagic[8] = {'K', 'M', 'S', 'F', 'S', 'J', 'N', '1'};
+constexpr size_t kFixed = 8 + 16 + 32 + 8 * 4 + 2;  // magic .. path length
+constexpr size_t kMaxPath = 4096;
+
+}  // namespace
+
+Result<ReencryptJournal> ReencryptJournal::open(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return Status::Io(errno, "open re-encryption journal " + path);
+  return ReencryptJournal(std::move(fd), path);
+}
+
+Status ReencryptJournal::save(const JournalEntry& e) {
+  if (e.path.size() > kMaxPath) return Status(Code::kInvalidArgument, "journal: path too long");
+  ByteWriter w;
+  w.raw(ByteSpan(kMagic, sizeof kMagic));
+  w.raw(e.file_id);
+  w.raw(e.next_wrap);
+  w.u64(e.from_block);
+  w.u64(e.to_block);
+  w.u64(e.offset);
+  w.u64(e.data.size());
+  w.u16(static_cast<uint16_t>(e.path.size()));
+  w.raw(as_bytes(e.path));
+  w.raw(e.data);
+  Digest32 sum = sha256(w.bytes());
+  w.raw(sum);
+  const Bytes& out = w.bytes();
+  // Truncate first: a shorter entry over a longer one must not leave a tail that a torn
+  // write could make look complete.
+  if (::ftruncate(fd_.get(), 0) != 0) return Status::Io(errno, "truncate " + path_);
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pwrite(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Io(errno, "write " + path_);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd_.get()) != 0) return Status::Io(errno, "fdatasync " + path_);
+  return Status::Ok();
+}
+
+Status ReencryptJournal::clear() {
+  if (::ftruncate(fd_.get(), 0) != 0) return Status::Io(errno, "truncate " + path_);
+  if (::fdatasync(fd_.get()) != 0) return Status::Io(errno, "fdatasync " + path_);
+  return Status::Ok();
+}
+
+Result<std::optional<JournalEntry>> ReencryptJournal::load() {
+  off_t end = ::lseek(fd_.get(), 0, SEEK_END);
+  if (end < 0) return Status::Io(errno, "seek " + path_);
+  if (end == 0) return std::optional<JournalEntry>();
+  Bytes raw(static_cast<size_t>(end));
+  size_t got = 0;
+  while (got < raw.size()) {
+    ssize_t n = ::pread(fd_.get(), raw.data() + got, raw.size() - got, static_cast<off_t>(got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Io(errno, "read " + path_);
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  raw.resize(got);
+  if (raw.size() < kFixed + 32 || !std::equal(std::begin(kMagic), std::end(kMagic), raw.begin()))
+    return std::optional<JournalEntry>();
+  const ByteSpan body = ByteSpan(raw).first(raw.size() - 32);
+  if (!ct_equal(sha256(body), ByteSpan(raw).last(32))) return std::optional<JournalEntry>();
+  ByteReader r(body.subspan(8));
+  JournalEntry e;
+  ByteSpan id, wrap, path, data;
+  uint64_t len = 0;
+  uint16_t path_len = 0;
+  if (!r.raw(16, id) || !r.raw(32, wrap) || !r.u64(e.from_block) || !r.u64(e.to_block) || !r.u64(e.offset) ||
+      !r.u64(len) || !r.u16(path_len) || !r.raw(path_len, path) || len != r.left() || !r.raw(r.left(), data))
+    return Status(Code::kCorrupt, path_ + ": journal entry malformed");
+  std::copy(id.begin(), id.end(), e.file_id.begin());
+  std::copy(wrap.begin(), wrap.end(), e.next_wrap.begin());
+  e.path.assign(as_chars(path));
+  e.data.assign(data.begin(), data.end());
+  return std::optional<JournalEntry>(std::move(e));
+}
+
+}  // namespace kmsfs

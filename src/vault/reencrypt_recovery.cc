@@ -1,0 +1,76 @@
+#include "vault/reencrypt_recovery.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "format/backing_file.h"
+#include "format/header.h"
+#include "format/reencrypt_journal.h"
+#include "vault/config.h"
+
+namespace kmsfs {
+
+namespace {
+
+Result<FileHeader> header_of(BackingFile& f) {
+  Bytes raw(header::kSize);
+  ASSIGN_OR_RETURN(size_t n, f.read_at(raw, 0));
+  raw.resize(n);
+  return parse_header(raw);
+}
+
+// The backing file with this id: at the journaled path unless it was renamed, else
+// wherever the tree has it. nullptr if it is gone (deleted: nothing to restore).
+Result<std::shared_ptr<BackingFile>> find(const std::string& dir, const JournalEntry& e) {
+  auto at = [&](const std::string& path) -> std::shared_ptr<BackingFile> {
+    auto f = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
+    if (!f.ok()) return nullptr;
+    auto h = header_of(**f);
+    if (!h.ok() || h->file_id != e.file_id) return nullptr;
+    return std::shared_ptr<BackingFile>(std::move(*f));
+  };
+  if (auto f = at(dir + "/" + e.path)) return f;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
+    if (it.depth() == 0 && is_vault_file_name(it->path().filename().string())) continue;
+    if (auto f = at(it->path().string())) return f;
+  }
+  if (ec) return Status::Io(ec.value(), "search " + dir + " for the journaled file");
+  return std::shared_ptr<BackingFile>();
+}
+
+}  // namespace
+
+Result<std::string> recover_reencryption(const std::string& dir) {
+  const std::string path = dir + "/" + kJournalFileName;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return std::string();
+  ASSIGN_OR_RETURN(ReencryptJournal journal, ReencryptJournal::open(path));
+  ASSIGN_OR_RETURN(auto entry, journal.load());
+  if (!entry) return std::string();
+  const std::string id = to_hex(entry->file_id);
+  ASSIGN_OR_RETURN(auto f, find(dir, *entry));
+  if (!f) {
+    RETURN_IF_ERROR(journal.clear());
+    return "re-encryption journal: file " + id + " is gone; nothing to restore";
+  }
+  auto h = header_of(*f);
+  if (!h.ok()) return h.status().with_context(f->name() + ": file " + id + ": re-encryption recovery");
+  const HeaderSlot& s = *h->slots[h->active_slot()];
+  std::string done;
+  if (s.reencrypt && sha256(s.reencrypt->wrapped_dek) == entry->next_wrap &&
+      s.reencrypt->watermark == entry->from_block) {
+    // The step never committed: its blocks may be torn. Put the old ones back.
+    RETURN_IF_ERROR(f->write_at(entry->data, entry->offset));
+    RETURN_IF_ERROR(f->sync(true));
+    done = "re-encryption journal: restored blocks " + std::to_string(entry->from_block) + ".." +
+           std::to_string(entry->to_block - 1) + " of " + f->name() + " (file " + id + ") after an interrupted step";
+  }
+  RETURN_IF_ERROR(journal.clear());
+  return done;
+}
+
+}  // namespace kmsfs
