@@ -63,12 +63,15 @@ std::string human_status(const json& j) {
   t += fmt::format("rotation {} to {} ({}): {}, pass {}\n", j.value("id", "?"), j.value("to", "?"), j.value("target", "?"),
                    j.value("phase", "?"), j.value("pass", 1));
   const uint64_t total = j.value("total", uint64_t{0}), seen = j.value("seen", uint64_t{0});
-  t += fmt::format("  files: {} of {} in this pass ({:.0f}%); {} re-wrapped, {} already under the target, {} skipped "
+  const bool reencrypt = j.value("mode", "") == "reencrypt";
+  const char* moved = reencrypt ? "re-encrypted" : "re-wrapped";
+  t += fmt::format("  files: {} of {} in this pass ({:.0f}%); {} {}, {} already under the target, {} skipped "
                    "(not kmsfs files or gone), {} failed\n",
                    seen, total, total ? 100.0 * static_cast<double>(seen) / static_cast<double>(total) : 100.0,
-                   j.value("rotated", 0), j.value("already", 0), j.value("skipped", 0), j.value("failed", 0));
-  t += fmt::format("  bytes re-wrapped: {}; key provider calls: {}\n", human_bytes(j.value("bytes", 0.0)),
+                   j.value("rotated", 0), moved, j.value("already", 0), j.value("skipped", 0), j.value("failed", 0));
+  t += fmt::format("  bytes {}: {}; key provider calls: {}\n", moved, human_bytes(j.value("bytes", 0.0)),
                    j.value("kms_calls", 0));
+  if (reencrypt) t += fmt::format("  re-encryption limit: {:.0f} MiB/s (0 = none)\n", j.value("bytes_per_second", 0.0) / (1 << 20));
   const double rate = j.value("files_per_second_now", 0.0), eta = j.value("eta_seconds", -1.0);
   t += fmt::format("  rate: {:.0f} files/s (limits: {} files/s, {} provider calls/s; 0 = none)", rate,
                    j.value("files_per_second", 0.0), j.value("kms_calls_per_second", 0.0));
