@@ -177,9 +177,11 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const struct stat& attr, i
     if (in.type != S_IFREG) return Status(Code::kIo, "truncate", in.type == S_IFDIR ? EISDIR : EINVAL);
     if (fh) {
       RETURN_IF_ERROR(logged(fh->file->truncate(static_cast<uint64_t>(attr.st_size)), "truncate"));
+      if (attr.st_size == 0) follow_current_key(*fh->file);
     } else {
       ASSIGN_OR_RETURN(auto f, acquire_file(in, true));
       Status s = f->truncate(static_cast<uint64_t>(attr.st_size));
+      if (s.ok() && attr.st_size == 0) follow_current_key(*f);
       f.reset();
       release_file(in);
       RETURN_IF_ERROR(logged(s, "truncate"));
@@ -408,6 +410,13 @@ void Filesystem::stop_revocations() {
   revoke_cv_.notify_all();
 }
 
+void Filesystem::follow_current_key(CryptFile& f) {
+  // Best effort: a file left under the old key is still readable and the rotation pass
+  // moves it.
+  Status s = vault_.follow_current_key(f);
+  if (!s.ok()) spdlog::debug("lazy rotation of {}: {}", f.backing().name(), s.message());
+}
+
 Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
   Inode& in = table_.get(ino);
   if (in.type != S_IFREG) return Status(Code::kIo, "open", in.type == S_IFDIR ? EISDIR : EINVAL);
@@ -424,6 +433,7 @@ Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
       release_file(in);
       return logged(s, "open(O_TRUNC)");
     }
+    follow_current_key(*f);
   }
   auto* fh = new FileHandle{&in, std::move(f), (flags & O_APPEND) && !writeback_};
   return fh;

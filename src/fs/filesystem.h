@@ -148,6 +148,8 @@ class Filesystem {
   void stop_revocations();
 
  private:
+  // Lazy rotation on truncate to zero (Vault::follow_current_key).
+  void follow_current_key(CryptFile& f);
   // `name` is the plaintext name the kernel knows the entry by (for eviction).
   Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name, std::string_view name);
   // Wakes await_eviction() past the high-water mark.

@@ -5,45 +5,26 @@
 
 #include <cerrno>
 
-#include "keys/intermediate/intermediate_wrap.h"
 
 namespace kmsfs {
 
 Result<SlotWrap> Rewrapper::moved(const FileHeader& h, const SlotWrap& from) {
   if (from.key == opts_.target && !opts_.all) return from;
-  if (from.key.provider != opts_.target.provider)
-    return Status(Code::kUnsupported, "moving a file from " + from.key.to_string() + " to another provider's key " +
-                                          opts_.target.to_string() + " is not supported");
   ASSIGN_OR_RETURN(KeyProvider * p, vault_.providers().get(from.key.provider));
-  auto call = [&](ByteSpan wrapped, const EncryptionContext& ctx) {
+  auto before_call = [&] {
     // The rate limit protects a shared KMS quota; a local provider has none.
     if (opts_.before_call && p->remote()) opts_.before_call();
     ++calls_;
-    return p->rewrap(from.key, wrapped, ctx, opts_.target);
   };
-  SlotWrap to = from;
-  if (!from.intermediate) {
-    ASSIGN_OR_RETURN(Rewrapped r, call(from.wrapped_dek, h.context));
-    to.key = r.ref;
-    to.wrapped_dek = std::move(r.wrapped);
-    if (!from.reencrypt_wrapped.empty()) {
-      // A re-encryption under way: its DEK moves with the file's.
-      ASSIGN_OR_RETURN(Rewrapped r2, call(from.reencrypt_wrapped, h.context));
-      if (!(r2.ref == to.key))
-        return Status(Code::kInternal, "provider moved the two data keys to different keys");
-      to.reencrypt_wrapped = std::move(r2.wrapped);
-    }
-    return to;
-  }
-  // The sealed DEK stays: it is sealed under the intermediate key, which does not change.
-  const IntermediateKeyRecord& ik = *from.intermediate;
-  auto k = std::make_pair(ik.id, ik.wrapped);
+  if (!from.intermediate) return vault_.move_wrap(h, from, opts_.target, before_call);
+  // Every file under one intermediate key shares its wrap: move it once.
+  auto k = std::make_pair(from.intermediate->id, from.intermediate->wrapped);
   auto it = moved_iks_.find(k);
   if (it == moved_iks_.end()) {
-    ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
-    ASSIGN_OR_RETURN(Rewrapped r, call(ik.wrapped, ik_ctx));
-    it = moved_iks_.emplace(std::move(k), std::make_pair(r.ref, IntermediateKeyRecord{ik.id, std::move(r.wrapped)})).first;
+    ASSIGN_OR_RETURN(SlotWrap to, vault_.move_wrap(h, from, opts_.target, before_call));
+    it = moved_iks_.emplace(std::move(k), std::make_pair(to.key, *to.intermediate)).first;
   }
+  SlotWrap to = from;
   to.key = it->second.first;
   to.intermediate = it->second.second;
   return to;

@@ -371,6 +371,50 @@ Result<std::unique_ptr<CryptFile>> Vault::create_intermediate(std::shared_ptr<Ba
   return f;
 }
 
+Result<SlotWrap> Vault::move_wrap(const FileHeader& h, const SlotWrap& from, const KeyRef& to,
+                                  const std::function<void()>& before_call) {
+  if (from.key.provider != to.provider)
+    return Status(Code::kUnsupported, "moving a file from " + from.key.to_string() + " to another provider's key " +
+                                          to.to_string() + " is not supported");
+  ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(from.key.provider));
+  auto call = [&](ByteSpan wrapped, const EncryptionContext& ctx) {
+    if (before_call) before_call();
+    return p->rewrap(from.key, wrapped, ctx, to);
+  };
+  SlotWrap out = from;
+  if (from.intermediate) {
+    // The sealed DEK (and a re-encryption's) stays: the intermediate key does not change.
+    ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, from.intermediate->id));
+    ASSIGN_OR_RETURN(Rewrapped r, call(from.intermediate->wrapped, ik_ctx));
+    out.key = r.ref;
+    out.intermediate->wrapped = std::move(r.wrapped);
+    return out;
+  }
+  ASSIGN_OR_RETURN(Rewrapped r, call(from.wrapped_dek, h.context));
+  out.key = r.ref;
+  out.wrapped_dek = std::move(r.wrapped);
+  if (!from.reencrypt_wrapped.empty()) {
+    ASSIGN_OR_RETURN(Rewrapped r2, call(from.reencrypt_wrapped, h.context));
+    if (!(r2.ref == out.key)) return Status(Code::kInternal, "provider moved the two data keys to different keys");
+    out.reencrypt_wrapped = std::move(r2.wrapped);
+  }
+  return out;
+}
+
+Status Vault::follow_current_key(CryptFile& f) {
+  ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(config_.provider));
+  // Never a network round trip in a foreground truncate (a KMS outage would stall every
+  // O_TRUNC of an old file); the rotation pass moves those.
+  if (p->remote()) return Status::Ok();
+  ASSIGN_OR_RETURN(KeyRef now, p->resolve(key_spec()));
+  const FileHeader h = f.header();
+  if (all_slots_under(h, now)) return Status::Ok();
+  const SlotWrap from = wrap_of(*h.slots[h.active_slot()]);
+  ASSIGN_OR_RETURN(SlotWrap to, move_wrap(h, from, now));
+  RETURN_IF_ERROR(f.rewrap(from, to));
+  return retarget_guard(f);
+}
+
 Status Vault::begin_reencrypt(CryptFile& f, const ReencryptRunId& run) {
   const FileHeader h = f.header();
   const int active = h.active_slot();

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -102,6 +103,16 @@ class Vault {
   // Rotation: re-wraps the filesystem key under `to` (kept if it is there already) and
   // makes `spec` the key of new files from now on; rewrites kmsfs.conf atomically.
   Status rotate_config(const KeyRef& to, const std::string& spec);
+  // The wrap `from` (of a file with header `h`) moved to key `to` by the provider (KMS
+  // ReEncrypt; keyring: unwrap and wrap): the DEK's wrap, or in intermediate mode the
+  // intermediate key's (the sealed DEK stays), and a re-encryption's second DEK with it.
+  // `before_call` runs before each provider call (rate limits, counting).
+  Result<SlotWrap> move_wrap(const FileHeader& h, const SlotWrap& from, const KeyRef& to,
+                             const std::function<void()>& before_call = {});
+  // Lazy rotation: if the open file `f` is not under the key new files get now, moves it
+  // there (a file rewritten from empty is as good as new). Local providers only: with a
+  // remote one, nothing is done (the rotation pass moves it). Ok if nothing was to do.
+  Status follow_current_key(CryptFile& f);
   // Starts re-encrypting `f` (FORMAT.md §3.9) under a fresh DEK wrapped like its current
   // one: per-file, one provider data key under the slot's key; intermediate mode, a local
   // key sealed under the file's intermediate key. Ok if one is under way already.

@@ -259,6 +259,37 @@ TEST(RotationOnline, PauseResumeAndCancelFromTheCommandLineSurviveARemount) {
   expect_files(v, 600, 500);
 }
 
+TEST(RotationLazy, NewAndRewrittenFilesUseANewKeyringVersionAtOnceWithoutARotateCommand) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring versions";
+  write_file(v.at("kept"), "old content");
+  write_file(v.at("rewritten"), "old content");
+  write_file(v.at("truncated"), "old content");
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});  // another process changes the keyring file
+  std::this_thread::sleep_for(1200ms);                 // the mount notices within a second
+  write_file(v.at("new"), "new file");
+  write_file(v.at("rewritten"), "rewritten in place (O_TRUNC)");
+  std::filesystem::resize_file(v.at("truncated"), 0);
+  auto key_of = [&](const std::string& rel) {
+    Bytes raw(header::kSize);
+    auto f = PosixBackingFile::open(v.backing_at(rel), O_RDONLY);
+    EXPECT_TRUE(f.ok());
+    EXPECT_TRUE((*f)->read_at(raw, 0).ok());
+    auto h = parse_header(raw);
+    EXPECT_TRUE(h.ok());
+    const bool both = h->slots[0] && h->slots[1] && h->slots[0]->key == h->slots[1]->key;
+    return both ? h->slots[0]->key.version : 0u;
+  };
+  EXPECT_EQ(key_of("new"), 2u);
+  EXPECT_EQ(key_of("rewritten"), 2u);
+  EXPECT_EQ(key_of("truncated"), 2u);
+  EXPECT_EQ(key_of("kept"), 1u) << "untouched files wait for the rotation pass";
+  v.remount();
+  EXPECT_EQ(read_file(v.at("rewritten")), "rewritten in place (O_TRUNC)");
+  EXPECT_EQ(read_file(v.at("kept")), "old content");
+  EXPECT_EQ(read_file(v.at("truncated")), "");
+}
+
 TEST(RotationOffline, RefusedWhileMountedThenMovesAnUnmountedTree) {
   MountedVault v;
   if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";

@@ -6,7 +6,39 @@
 
 namespace kmsfs {
 
-KeyringProvider::KeyringProvider(Keyring keyring) : keyring_(std::move(keyring)) {}
+KeyringProvider::KeyringProvider(Keyring keyring)
+    : keyring_(std::move(keyring)), next_check_(std::chrono::steady_clock::now() + std::chrono::seconds(1)) {
+  stamp_ = stamp_now();
+}
+
+std::optional<KeyringProvider::Stamp> KeyringProvider::stamp_now() const {
+  struct stat st;
+  if (keyring_.path().empty() || ::stat(keyring_.path().c_str(), &st) != 0) return std::nullopt;
+  return Stamp{st.st_ino, st.st_size, st.st_mtim};
+}
+
+Status KeyringProvider::refresh() {
+  auto stamp = stamp_now();
+  RETURN_IF_ERROR(update([](Keyring& k) { return k.reload(); }));
+  std::lock_guard lock(watch_mu_);
+  stamp_ = stamp;
+  return Status::Ok();
+}
+
+void KeyringProvider::notice_changes() {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(watch_mu_);
+    if (now < next_check_) return;
+    next_check_ = now + std::chrono::seconds(1);
+  }
+  auto stamp = stamp_now();
+  {
+    std::lock_guard lock(watch_mu_);
+    if (!stamp || stamp == stamp_) return;
+  }
+  (void)refresh();  // on failure the keyring in memory keeps serving, as before
+}
 
 Result<std::unique_ptr<KeyringProvider>> KeyringProvider::open(const std::string& path,
                                                                const SecureBuffer* passphrase) {
@@ -15,6 +47,7 @@ Result<std::unique_ptr<KeyringProvider>> KeyringProvider::open(const std::string
 }
 
 Result<KeyRef> KeyringProvider::resolve(std::string_view spec) {
+  notice_changes();
   ASSIGN_OR_RETURN(KeySpec ks, parse_key_spec(spec));
   std::shared_lock lock(mu_);
   KeyRef ref{ProviderId::kKeyring, ks.name, 0};
@@ -65,6 +98,7 @@ Result<DataKey> KeyringProvider::generate_data_key(const KeyRef& key,
 
 Result<SecureBuffer> KeyringProvider::unwrap(const KeyRef& key, ByteSpan wrapped,
                                              const EncryptionContext& ctx) {
+  notice_changes();
   std::shared_ptr<const Aead> aead;
   {
     std::shared_lock lock(mu_);

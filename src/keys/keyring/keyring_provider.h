@@ -4,7 +4,11 @@
 // memory) are cached, since a version's material never changes once created.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,16 +42,33 @@ class KeyringProvider final : public KeyProvider {
   Status update(const std::function<Status(Keyring&)>& fn);
   KeyringInfo info() const;
   // Re-reads the keyring file (new versions, disabled ones) with the KEK kept from open.
-  Status refresh() override {
-    return update([](Keyring& k) { return k.reload(); });
-  }
+  Status refresh() override;
 
  private:
+  // At most once a second, re-reads the keyring file if it changed on disk: a running
+  // mount then creates new files under a version added by `kmsfs keyring rotate` (lazy
+  // rotation) and stops using one `kmsfs keyring disable`d, without a remount. A file
+  // that no longer opens with the kept KEK (passphrase changed) is ignored until remount.
+  void notice_changes();
+  struct Stamp {
+    ino_t ino = 0;
+    off_t size = -1;
+    timespec mtime{};
+    bool operator==(const Stamp& o) const {
+      return ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec;
+    }
+  };
+  std::optional<Stamp> stamp_now() const;
+
   // The wrap AEAD of an existing, enabled key version. Caller holds mu_ (shared).
   Result<std::shared_ptr<const Aead>> usable(const KeyRef& ref);
 
   mutable std::shared_mutex mu_;
   Keyring keyring_;
+
+  std::mutex watch_mu_;
+  std::chrono::steady_clock::time_point next_check_;  // guarded by watch_mu_
+  std::optional<Stamp> stamp_;                        // guarded by watch_mu_
 
   std::mutex cache_mu_;
   std::map<std::pair<std::string, uint32_t>, std::shared_ptr<const Aead>> cache_;

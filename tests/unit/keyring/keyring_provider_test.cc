@@ -73,6 +73,22 @@ TEST_F(ProviderTest, ResolvePicksTheNewestEnabledVersion) {
   EXPECT_EQ(*provider_->resolve("other"), ref("other", 1));
 }
 
+TEST_F(ProviderTest, ChangesToTheKeyringFileReachARunningProviderWithinASecond) {
+  // Another process (kmsfs keyring rotate / disable) changes the file.
+  auto dk = provider_->generate_data_key(ref("main", 3), file_ctx());
+  ASSERT_TRUE(dk.ok());
+  {
+    auto other = Keyring::open(path(), nullptr);
+    ASSERT_TRUE(other.ok()) << other.status().to_string();
+    ASSERT_TRUE(other->rotate("main").ok());
+    ASSERT_TRUE(other->set_state("main", 3, KeyState::kDisabled).ok());
+    ASSERT_TRUE(other->save().ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(*provider_->resolve("main"), ref("main", 4)) << "new files go under the new version at once";
+  EXPECT_EQ(provider_->unwrap(ref("main", 3), dk->wrapped, file_ctx()).status().code(), Code::kPermissionDenied);
+}
+
 TEST_F(ProviderTest, ResolveErrors) {
   ASSERT_TRUE(disable("main", 2).ok());
   auto disabled = provider_->resolve("main:2");
