@@ -206,7 +206,7 @@ void RotationWorker::checkpoint(bool force) {
   (void)save_rotation_state(vault_.dir(), copy);
 }
 
-bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_in_pass) {
+bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw) {
   const WalkOptions wo{vault_.config().encrypted_names()};
   std::string after;
   {
@@ -222,7 +222,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_
     state_.seen = 0;
     // What a pass finds is counted per pass (the last one is the verdict on the tree);
     // re-wrapped files and bytes add up over the run.
-    state_.already = state_.skipped = state_.failed = 0;
+    state_.already = state_.skipped = state_.failed = state_.pass_rotated = 0;
     state_.errors.clear();
   }
   bool stopped = false;
@@ -261,7 +261,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, uint64_t& rotated_
       } else {
         switch (r->outcome) {
           case RewrapOutcome::kRotated:
-            ++state_.rotated, ++rotated_in_pass;
+            ++state_.rotated, ++state_.pass_rotated;
             state_.bytes += r->bytes;
             break;
           case RewrapOutcome::kAlready: ++state_.already; break;
@@ -302,10 +302,11 @@ void RotationWorker::run(std::stop_token st, KeyRef target) {
   };
   Rewrapper rw(vault_, o);
   for (;;) {
-    uint64_t rotated_in_pass = 0;
-    if (!pass(st, rw, rotated_in_pass)) break;
+    if (!pass(st, rw)) break;
     std::lock_guard lock(mu_);
-    if (o.all || rotated_in_pass == 0 || state_.pass >= kMaxPasses) {
+    // The whole pass counts, also what it moved before a restart (a pass resumed from its
+    // checkpoint may find nothing left after it, yet have missed a file renamed behind it).
+    if (o.all || state_.pass_rotated == 0 || state_.pass >= kMaxPasses) {
       state_.phase = RotationPhase::kDone;
       break;
     }

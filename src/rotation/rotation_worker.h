@@ -71,7 +71,7 @@ class RotationWorker {
   void join();                                  // caller holds no lock
   void run(std::stop_token st, KeyRef target);
   // One pass from state_.cursor; false if stopped (pause, cancel, shutdown).
-  bool pass(std::stop_token& st, class Rewrapper& rw, uint64_t& rotated_in_pass);
+  bool pass(std::stop_token& st, class Rewrapper& rw);
   void checkpoint(bool force);  // caller holds no lock
   void record_error(const std::string& rel, const Status& s);  // caller holds mu_
   bool interrupted(const std::stop_token& st) const {
