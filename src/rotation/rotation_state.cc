@@ -50,6 +50,7 @@ json rotation_state_to_json(const RotationState& s) {
       {"total", s.total},
       {"seen", s.seen},
       {"rotated", s.rotated},
+      {"pass_rotated", s.pass_rotated},
       {"already", s.already},
       {"skipped", s.skipped},
       {"failed", s.failed},
@@ -90,6 +91,9 @@ Result<RotationState> parse_rotation_state(const std::string& text, const std::s
     s.total = j.value("total", uint64_t{0});
     s.seen = j.value("seen", uint64_t{0});
     s.rotated = j.value("rotated", uint64_t{0});
+    // Unknown (a file written before the field existed): a pass under way may have moved
+    // files, so assume it did; the cost is one more pass of header reads.
+    s.pass_rotated = j.value("pass_rotated", uint64_t{s.cursor.empty() ? 0u : 1u});
     s.already = j.value("already", uint64_t{0});
     s.skipped = j.value("skipped", uint64_t{0});
     s.failed = j.value("failed", uint64_t{0});

@@ -48,6 +48,8 @@ struct RotationState {
   uint64_t total = 0;      // files in the tree at the start of this pass
   uint64_t seen = 0;       // files visited so far in this pass
   uint64_t rotated = 0;    // re-wrapped by this run (all passes)
+  // Re-wrapped in this pass, before and after any restart: another pass follows if any.
+  uint64_t pass_rotated = 0;
   // In this pass (the last pass's are the verdict on the tree):
   uint64_t already = 0;    // found under the target already
   uint64_t skipped = 0;    // not kmsfs files (or gone before they were reached)

@@ -226,7 +226,7 @@ auto RotationWorker::retrying(const std::stop_token& st, Op op) -> std::optional
   }
 }
 
-bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re, uint64_t& rotated_in_pass) {
+bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
   const WalkOptions wo{vault_.config().encrypted_names()};
   std::string after;
   {
@@ -242,7 +242,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re, u
     state_.seen = 0;
     // What a pass finds is counted per pass (the last one is the verdict on the tree);
     // re-wrapped files and bytes add up over the run.
-    state_.already = state_.skipped = state_.failed = 0;
+    state_.already = state_.skipped = state_.failed = state_.pass_rotated = 0;
     state_.errors.clear();
   }
   bool stopped = false;
@@ -297,10 +297,10 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re, u
           state_.bytes += (**re_r).bytes;
           switch ((**re_r).outcome) {
             case ReencryptOutcome::kDone:
-              ++state_.rotated, ++rotated_in_pass;
+              ++state_.rotated, ++state_.pass_rotated;
               break;
             case ReencryptOutcome::kAlready:
-              if (r->outcome == RewrapOutcome::kRotated) ++state_.rotated, ++rotated_in_pass;
+              if (r->outcome == RewrapOutcome::kRotated) ++state_.rotated, ++state_.pass_rotated;
               else ++state_.already;
               break;
             case ReencryptOutcome::kNotKmsfs:
@@ -311,7 +311,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re, u
       } else {
         switch (r->outcome) {
           case RewrapOutcome::kRotated:
-            ++state_.rotated, ++rotated_in_pass;
+            ++state_.rotated, ++state_.pass_rotated;
             state_.bytes += r->bytes;
             break;
           case RewrapOutcome::kAlready: ++state_.already; break;
@@ -380,14 +380,15 @@ void RotationWorker::run(std::stop_token st, KeyRef target) {
     }
   }
   for (;;) {
-    uint64_t rotated_in_pass = 0;
     {
       std::lock_guard lock(mu_);
       if (state_.phase != RotationPhase::kRunning) break;
     }
-    if (!pass(st, rw, re ? &*re : nullptr, rotated_in_pass)) break;
+    if (!pass(st, rw, re ? &*re : nullptr)) break;
     std::lock_guard lock(mu_);
-    if (o.all || rotated_in_pass == 0 || state_.pass >= kMaxPasses) {
+    // The whole pass counts, also what it moved before a restart (a pass resumed from its
+    // checkpoint may find nothing left after it, yet have missed a file renamed behind it).
+    if (o.all || state_.pass_rotated == 0 || state_.pass >= kMaxPasses) {
       state_.phase = RotationPhase::kDone;
       break;
     }

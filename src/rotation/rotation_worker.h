@@ -74,7 +74,7 @@ class RotationWorker {
   void join();                                  // caller holds no lock
   void run(std::stop_token st, KeyRef target);
   // One pass from state_.cursor; false if stopped (pause, cancel, shutdown).
-  bool pass(std::stop_token& st, class Rewrapper& rw, class Reencryptor* re, uint64_t& rotated_in_pass);
+  bool pass(std::stop_token& st, class Rewrapper& rw, class Reencryptor* re);
   // Runs `op` until it succeeds or fails for good: an unavailable provider (throttled,
   // unreachable) is waited out with backoff. nullopt if stopped while waiting.
   template <class Op>
