@@ -47,6 +47,17 @@ Result<FileHeader> read_header(BackingFile& f) {
   return h;
 }
 
+Result<SecureBuffer> slot_dek(const FileHeader& h, const HeaderSlot& slot, const ProviderUnwrap& unwrap) {
+  if (!slot.intermediate) {
+    ASSIGN_OR_RETURN(auto dek, unwrap(slot.key, slot.wrapped_dek, h.context));
+    return dek->clone();
+  }
+  const IntermediateKeyRecord& ik = *slot.intermediate;
+  ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
+  ASSIGN_OR_RETURN(auto ik_key, unwrap(slot.key, ik.wrapped, ik_ctx));
+  return open_dek(ik_key->span(), ik.id, slot.wrapped_dek, h.context);
+}
+
 Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> backing,
                                                    KeyProviders& providers,
                                                    CryptFile::Options opts,
@@ -69,29 +80,23 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
     std::shared_ptr<KeyGuard> guard;
     // A provider-wrapped key: the DEK itself, or (intermediate mode) the key it is sealed
     // under. The cache (and the file's guard) holds that provider-wrapped key.
-    auto unwrap = [&](ByteSpan wrapped, const EncryptionContext& ctx) -> Result<std::shared_ptr<const SecureBuffer>> {
+    auto unwrap = [&](const KeyRef& ref, ByteSpan wrapped,
+                      const EncryptionContext& ctx) -> Result<std::shared_ptr<const SecureBuffer>> {
       if (cache) {
-        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(slot.key, wrapped, ctx));
-        guard = std::make_shared<CachedKeyGuard>(*cache, slot.key, Bytes(wrapped.begin(), wrapped.end()), ctx, lease);
+        ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(ref, wrapped, ctx));
+        guard = std::make_shared<CachedKeyGuard>(*cache, ref, Bytes(wrapped.begin(), wrapped.end()), ctx, lease);
         return std::move(lease.key);
       }
-      ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(slot.key.provider));
-      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(slot.key, wrapped, ctx));
+      ASSIGN_OR_RETURN(KeyProvider * provider, providers.get(ref.provider));
+      ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(ref, wrapped, ctx));
       return std::make_shared<const SecureBuffer>(std::move(k));
     };
-    Result<std::shared_ptr<const SecureBuffer>> dek = [&]() -> Result<std::shared_ptr<const SecureBuffer>> {
-      if (!slot.intermediate) return unwrap(slot.wrapped_dek, h.context);
-      const IntermediateKeyRecord& ik = *slot.intermediate;
-      ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
-      ASSIGN_OR_RETURN(auto ik_key, unwrap(ik.wrapped, ik_ctx));
-      ASSIGN_OR_RETURN(SecureBuffer k, open_dek(ik_key->span(), ik.id, slot.wrapped_dek, h.context));
-      return std::make_shared<const SecureBuffer>(std::move(k));
-    }();
+    Result<SecureBuffer> dek = slot_dek(h, slot, unwrap);
     if (!dek.ok()) {
       if (first_error.ok()) first_error = dek.status();
       continue;
     }
-    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, (*dek)->span(), h.file_id));
+    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek->span(), h.file_id));
     ASSIGN_OR_RETURN(auto f, CryptFile::open(backing, std::move(h), std::move(keys), opts));
     if (guard) f->set_key_guard(std::move(guard));
     return f;

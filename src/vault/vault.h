@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,14 @@ struct KeySourceOptions {
 
 // Reads and parses a file's header (structure only).
 Result<FileHeader> read_header(BackingFile& f);
+
+// Unwraps a provider-wrapped key: a file's DEK or, in intermediate mode, the key its DEK
+// is sealed under (FORMAT.md §3.4.3).
+using ProviderUnwrap =
+    std::function<Result<std::shared_ptr<const SecureBuffer>>(const KeyRef&, ByteSpan wrapped, const EncryptionContext&)>;
+// The DEK one slot of `h` holds, through `unwrap`. Does not check the header MAC: a slot
+// whose wrap was swapped opens to a DEK the MAC then refuses (CryptFile::open).
+Result<SecureBuffer> slot_dek(const FileHeader& h, const HeaderSlot& slot, const ProviderUnwrap& unwrap);
 
 // Opens any kmsfs file with whatever provider its header names: the basis of `cat` and
 // `inspect --verify` on a file copied out of a backup, with no vault config in sight.
