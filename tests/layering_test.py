@@ -24,6 +24,7 @@ ALLOWED = {
     "vault": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault"},
     "fs": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "fs"},
     "rotation": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "rotation"},
+    "fsck": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "rotation", "fsck"},
     "control": {"base", "crypto", "format", "keys", "keys/cache", "keys/intermediate", "keys/pool", "vault", "fs", "rotation", "control"},
     "cli": None,  # the top: may use everything
 }

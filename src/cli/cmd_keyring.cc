@@ -1,4 +1,5 @@
-// kmsfs keyring create|add|rotate|disable|enable|list: administration of a local keyring.
+// kmsfs keyring create|add|rotate|disable|enable|prune|list: administration of a local
+// keyring.
 #include <sys/stat.h>
 
 #include <memory>
@@ -12,8 +13,10 @@
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
 #include "crypto/kdf.h"
+#include "fsck/key_census.h"
 #include "keys/keyring/key_spec.h"
 #include "keys/keyring/keyring.h"
+#include "vault/vault.h"
 
 namespace kmsfs::cli {
 
@@ -35,6 +38,10 @@ struct CreateOptions : KeyringOptions {
 
 struct NameOptions : KeyringOptions {
   std::string name;  // NAME, or NAME:VERSION for enable/disable
+};
+
+struct PruneOptions : NameOptions {
+  std::vector<std::string> vaults;
 };
 
 struct ListOptions : KeyringOptions {
@@ -79,6 +86,73 @@ Status run_set_state(const NameOptions& o, KeyState state) {
     return Status(Code::kInvalidArgument, "'" + o.name + "' names no version: use NAME:VERSION");
   ASSIGN_OR_RETURN(Keyring k, open_keyring(o.keyring, o.passphrase.source()));
   RETURN_IF_ERROR(k.set_state(spec.name, *spec.version, state));
+  return k.save();
+}
+
+// Files named per vault in a refusal; the count is always complete.
+constexpr size_t kPruneListed = 20;
+
+std::string listing(const std::vector<std::string>& paths, uint64_t total) {
+  std::string t;
+  for (const auto& p : paths) t += "    " + p + "\n";
+  if (total > paths.size()) t += fmt::format("    ... and {} more\n", total - paths.size());
+  return t;
+}
+
+// What in `vault` still needs `ref`; empty if nothing does.
+Result<std::string> still_needed(const std::string& vault, const KeyRef& ref, uint64_t& files) {
+  ASSIGN_OR_RETURN(FsConfig c, Vault::peek_config(vault));
+  std::string t;
+  if (c.fs_key_ref == ref)
+    t += fmt::format("  its filesystem key ({}) is wrapped under {}: kmsfs rotate moves it\n", kConfigFileName,
+                     ref.to_string());
+  if (c.provider == ProviderId::kKeyring) {
+    auto spec = parse_key_spec(c.key_spec);
+    if (spec.ok() && spec->name == ref.key_id && spec->version == ref.version)
+      t += fmt::format("  its new files are created under {} (key spec {})\n", ref.to_string(), c.key_spec);
+  }
+  ASSIGN_OR_RETURN(fsck::KeyCensus census, fsck::census_key(vault, ref, kPruneListed));
+  if (census.files > 0)
+    t += fmt::format("  {} file(s) still have a key slot under {}:\n", census.files, ref.to_string()) +
+         listing(census.listed, census.files);
+  if (census.unknown > 0)
+    t += fmt::format("  {} kmsfs file(s) whose header names no key that can be read (damaged, or written by a newer "
+                     "kmsfs; kmsfs fsck tells which):\n",
+                     census.unknown) +
+         listing(census.unknown_listed, census.unknown);
+  files += census.files + census.unknown;
+  return t;
+}
+
+// Destroys a disabled version's material, unless a vault given still needs it: the one
+// thing after which files under it can never be read again, backups included.
+Status run_prune(const PruneOptions& o) {
+  ASSIGN_OR_RETURN(KeySpec spec, parse_key_spec(o.name));
+  if (!spec.version)
+    return Status(Code::kInvalidArgument, "'" + o.name + "' names no version: use NAME:VERSION");
+  ASSIGN_OR_RETURN(Keyring k, open_keyring(o.keyring, o.passphrase.source()));
+  ASSIGN_OR_RETURN(KeyVersionView v, k.lookup(spec.name, *spec.version));
+  const KeyRef ref{ProviderId::kKeyring, spec.name, *spec.version};
+  if (v.state == KeyState::kEnabled)
+    return Status(Code::kAlreadyExists, ref.to_string() + " is enabled: move every file off it (kmsfs rotate), "
+                                                          "disable it, then prune it");
+  std::string report;
+  uint64_t files = 0;
+  size_t vaults = 0;
+  for (const auto& vault : o.vaults) {
+    ASSIGN_OR_RETURN(std::string needs, still_needed(vault, ref, files));
+    if (needs.empty()) continue;
+    ++vaults;
+    report += vault + ":\n" + needs;
+  }
+  if (vaults > 0) {
+    RETURN_IF_ERROR(print(report));
+    return Status(Code::kAlreadyExists,
+                  fmt::format("{} is still needed in {} vault(s) ({} file(s); listed on standard output): nothing "
+                              "was pruned",
+                              ref.to_string(), vaults, files));
+  }
+  RETURN_IF_ERROR(k.prune(spec.name, *spec.version));
   return k.save();
 }
 
@@ -190,6 +264,23 @@ void add_keyring_commands(CLI::App& app, Commands& out) {
   enable->add_option("NAME:VERSION", e->name, "Key and version, e.g. main:1")->required();
   add_passphrase_options(*enable, e->passphrase);
   out.push_back({"keyring enable", enable, [e] { return run_set_state(*e, KeyState::kEnabled); }});
+
+  auto p = std::make_shared<PruneOptions>();
+  CLI::App* prune =
+      keyring_sub(*kr, "prune", "Destroy a disabled key version's material, once no file of the given vaults needs it", *p);
+  prune->add_option("NAME:VERSION", p->name, "Key and version, e.g. main:1")->required();
+  prune->add_option("--vault", p->vaults, "A vault (backing directory) whose files are checked first; repeatable")
+      ->type_name("BACKING")
+      ->required()
+      ->allow_extra_args(false);
+  add_passphrase_options(*prune, p->passphrase);
+  prune->footer(
+      "Refused (exit 8, the files listed on standard output) while the version is enabled, or any\n"
+      "vault given still has a file, its filesystem key or its key of new files under it.\n"
+      "Backups taken before the vault's rotation still need the version: prune it only once\n"
+      "they have expired (docs/OPERATIONS.md \"Retiring a key\").\n\n"
+      "Example:\n  kmsfs keyring prune /etc/kmsfs/keyring main:1 --vault /srv/vault");
+  out.push_back({"keyring prune", prune, [p] { return run_prune(*p); }});
 
   auto l = std::make_shared<ListOptions>();
   CLI::App* list = keyring_sub(*kr, "list", "List keys, versions, states and creation times", *l);

@@ -51,13 +51,6 @@ std::string when(int64_t t) {
   return buf;
 }
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) b /= 1024, ++u;
-  return fmt::format("{:.1f} {}", b, units[u]);
-}
-
 std::string human_status(const json& j) {
   std::string t;
   t += fmt::format("rotation {} to {} ({}): {}, pass {}\n", j.value("id", "?"), j.value("to", "?"), j.value("target", "?"),

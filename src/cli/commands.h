@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -13,9 +14,15 @@
 namespace kmsfs::cli {
 
 struct Command {
+  Command(std::string n, CLI::App* a, std::function<Status()> r, std::function<int(const Status&)> e = {})
+      : name(std::move(n)), app(a), run(std::move(r)), exit_status(std::move(e)) {}
+
   std::string name;         // "init", "keyring create": names the command in error lines
   CLI::App* app = nullptr;  // selected when app->parsed()
   std::function<Status()> run;
+  // The exit status, for a command that does not follow cli/exit_codes.h's table
+  // (fsck); unset: exit_code(status).
+  std::function<int(const Status&)> exit_status;
 };
 using Commands = std::vector<Command>;
 
@@ -28,6 +35,7 @@ void add_path_commands(CLI::App& app, Commands& out);  // ls, encrypt-path, decr
 void add_mount_commands(CLI::App& app, Commands& out);  // mount, umount
 void add_control_commands(CLI::App& app, Commands& out);  // stats, flush-keys, status
 void add_rotate_command(CLI::App& app, Commands& out);
+void add_fsck_command(CLI::App& app, Commands& out);
 
 // The --version text: program version and the on-disk format versions it reads/writes.
 std::string version_text();

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "base/status.h"
+#include "fsck/report.h"
 
 namespace kmsfs::cli {
 
@@ -51,6 +52,27 @@ inline int exit_code(const Status& s) noexcept {
     }
   }
   return exit_code(s.code());
+}
+
+// `kmsfs fsck` answers like fsck(8), not by the table above, so monitoring reads it the
+// way it reads any fsck: what the check found, not what went wrong with the command.
+enum FsckExitCode : int {
+  kFsckClean = 0,        // no problem found
+  kFsckRepaired = 1,     // problems found, every one corrected (--repair)
+  kFsckUncorrected = 4,  // problems left
+  kFsckOperational = 8,  // no check: not a vault, wrong passphrase, vault in use, ...
+};
+
+// `s` is what the command returned (an error means there was no check); `outcome` what
+// the check found, when there was one.
+inline int fsck_exit_code(const Status& s, fsck::Outcome outcome) noexcept {
+  if (!s.ok()) return kFsckOperational;
+  switch (outcome) {
+    case fsck::Outcome::kClean: return kFsckClean;
+    case fsck::Outcome::kRepaired: return kFsckRepaired;
+    case fsck::Outcome::kUncorrected: return kFsckUncorrected;
+  }
+  return kFsckOperational;
 }
 
 }  // namespace kmsfs::cli

@@ -91,6 +91,7 @@ int run(int argc, char** argv) {
   add_mount_commands(app, commands);
   add_control_commands(app, commands);
   add_rotate_command(app, commands);
+  add_fsck_command(app, commands);
   std::vector<std::string> topic;
   CLI::App* help = app.add_subcommand("help", "Show the help of a command");
   help->add_option("COMMAND", topic, "The command (and subcommand), e.g. 'init' or 'keyring create'");
@@ -124,9 +125,8 @@ int run(int argc, char** argv) {
     } catch (const std::bad_alloc&) {
       s = Status(Code::kInternal, "out of memory (or locked memory: check RLIMIT_MEMLOCK)");
     }
-    if (s.ok()) return kExitOk;
-    if (!is_broken_pipe(s)) print_error(c.name, s.message());
-    return exit_code(s);
+    if (!s.ok() && !is_broken_pipe(s)) print_error(c.name, s.message());
+    return c.exit_status ? c.exit_status(s) : exit_code(s);
   }
   print_error("", "no command given (see kmsfs --help)");
   return kExitUsage;

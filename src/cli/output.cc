@@ -6,6 +6,8 @@
 #include <csignal>
 #include <mutex>
 
+#include <fmt/format.h>
+
 namespace kmsfs::cli {
 
 namespace {
@@ -34,6 +36,13 @@ Status write_all(int fd, ByteSpan data) {
 }
 
 Status print(std::string_view text) { return write_all(STDOUT_FILENO, as_bytes(text)); }
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  return fmt::format("{:.1f} {}", b, units[u]);
+}
 
 bool is_broken_pipe(const Status& s) noexcept {
   return s.code() == Code::kIo && s.sys_errno() == EPIPE;

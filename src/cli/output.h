@@ -4,6 +4,7 @@
 // SIGPIPE death.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "base/bytes.h"
@@ -17,5 +18,7 @@ Status write_all(int fd, ByteSpan data);
 Status print(std::string_view text);
 // True for the error a closed stdout pipe gives: the command then exits quietly.
 bool is_broken_pipe(const Status& s) noexcept;
+// "1.5 MiB": a byte count for people.
+std::string human_bytes(double bytes);
 
 }  // namespace kmsfs::cli

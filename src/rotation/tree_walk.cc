@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "base/unique_fd.h"
+#include "format/names.h"
 #include "vault/config.h"
 
 namespace kmsfs {
@@ -27,9 +28,8 @@ std::vector<std::string> split(const std::string& rel) {
 }
 
 struct Walker {
-  const WalkOptions& opts;
   const std::vector<std::string> after;
-  const std::function<bool(const std::string&)>& visit;
+  const std::function<bool(const WalkEntry&)>& visit;
   const std::function<void(const std::string&, const Status&)>& unreadable;
 
   // `depth` components of `after` matched so far along this path (on_path: all of them).
@@ -62,16 +62,18 @@ struct Walker {
       }
       const std::string rel = prefix.empty() ? name : prefix + "/" + name;
       if (type == DT_DIR) {
+        // A directory on the cursor's path was visited by the run that set the cursor.
+        if (!child_on_path && !visit(WalkEntry{rel, name, EntryType::kDirectory, fd.get()})) return false;
         UniqueFd sub(::openat(fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub.valid()) {
           unreadable(rel, Status::Io(errno, "opening directory"));
           continue;
         }
         if (!dir(sub.get(), rel, depth + 1, child_on_path)) return false;
-      } else if (type == DT_REG) {
+      } else {
         if (child_on_path && depth + 1 == after.size()) continue;  // the checkpoint itself: done
-        if (opts.encrypted_names && name.find('.') != std::string::npos) continue;
-        if (!visit(rel)) return false;
+        const EntryType t = type == DT_REG ? EntryType::kFile : EntryType::kOther;
+        if (!visit(WalkEntry{rel, name, t, fd.get()})) return false;
       }
     }
     return true;
@@ -80,14 +82,28 @@ struct Walker {
 
 }  // namespace
 
+Status walk_entries(const std::string& root, const std::string& after,
+                    const std::function<bool(const WalkEntry&)>& visit,
+                    const std::function<void(const std::string& rel, const Status&)>& unreadable) {
+  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Status::Io(errno, "backing directory " + root);
+  Walker w{split(after), visit, unreadable};
+  w.dir(fd.get(), "", 0, !after.empty());
+  return Status::Ok();
+}
+
 Status walk_files(const std::string& root, const WalkOptions& opts, const std::string& after,
                   const std::function<bool(const std::string& rel)>& visit,
                   const std::function<void(const std::string& rel, const Status&)>& unreadable) {
-  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return Status::Io(errno, "backing directory " + root);
-  Walker w{opts, split(after), visit, unreadable};
-  w.dir(fd.get(), "", 0, !after.empty());
-  return Status::Ok();
+  return walk_entries(
+      root, after,
+      [&](const WalkEntry& e) {
+        if (e.type != EntryType::kFile) return true;
+        if (opts.encrypted_names && e.name.find('.') != std::string_view::npos && !NameCipher::is_long_name(e.name))
+          return true;
+        return visit(e.rel);
+      },
+      unreadable);
 }
 
 bool walk_before(const std::string& a, const std::string& b) { return split(a) < split(b); }

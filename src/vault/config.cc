@@ -9,7 +9,7 @@
 namespace kmsfs {
 
 bool is_vault_file_name(std::string_view name) noexcept {
-  for (std::string_view own : {kConfigFileName, kLockFileName, kRotationFileName, kJournalFileName}) {
+  for (std::string_view own : {kConfigFileName, kLockFileName, kRotationFileName, kJournalFileName, kQuarantineDirName}) {
     if (name == own) return true;
     // write_file_atomic's temporary files ("NAME.tmp.PID.N").
     if (name.starts_with(own) && name.substr(own.size()).starts_with(".tmp.")) return true;

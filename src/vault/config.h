@@ -24,6 +24,9 @@ constexpr const char* kLockFileName = "kmsfs.lock";
 constexpr const char* kRotationFileName = "kmsfs.rotation";
 // The hotzone journal of online re-encryption (format/reencrypt_journal.h).
 constexpr const char* kJournalFileName = "kmsfs.journal";
+// Where `kmsfs fsck --repair` moves files it cannot save (fsck/repair.h): out of the
+// tree, but never deleted.
+constexpr const char* kQuarantineDirName = "kmsfs.quarantine";
 // Names in the backing root that belong to the vault, not to its files: hidden from the
 // mount and not creatable through it (with encrypted names every "kmsfs." name is).
 bool is_vault_file_name(std::string_view name) noexcept;

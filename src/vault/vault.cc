@@ -47,6 +47,18 @@ Result<FileHeader> read_header(BackingFile& f) {
   return h;
 }
 
+Result<SecureBuffer> dek_wrapped_like(const FileHeader& h, const HeaderSlot& slot, ByteSpan wrapped,
+                                      const ProviderUnwrap& unwrap) {
+  if (!slot.intermediate) {
+    ASSIGN_OR_RETURN(auto dek, unwrap(slot.key, wrapped, h.context));
+    return dek->clone();
+  }
+  const IntermediateKeyRecord& ik = *slot.intermediate;
+  ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
+  ASSIGN_OR_RETURN(auto ik_key, unwrap(slot.key, ik.wrapped, ik_ctx));
+  return open_dek(ik_key->span(), ik.id, wrapped, h.context);
+}
+
 Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> backing,
                                                    KeyProviders& providers,
                                                    CryptFile::Options opts,
@@ -69,8 +81,9 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
     std::shared_ptr<KeyGuard> guard;
     // A provider-wrapped key: the DEK itself, or (intermediate mode) the key it is sealed
     // under. The cache (and the file's guard) holds that provider-wrapped key.
-    auto unwrap = [&](const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
-                      bool keep_guard) -> Result<std::shared_ptr<const SecureBuffer>> {
+    bool keep_guard = true;  // the file's own DEK (or IK) only, not a re-encryption's
+    auto unwrap = [&](const KeyRef& ref, ByteSpan wrapped,
+                      const EncryptionContext& ctx) -> Result<std::shared_ptr<const SecureBuffer>> {
       if (cache) {
         ASSIGN_OR_RETURN(KeyCache::Lease lease, cache->unwrap(ref, wrapped, ctx));
         if (keep_guard)
@@ -81,32 +94,21 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
       ASSIGN_OR_RETURN(SecureBuffer k, provider->unwrap(ref, wrapped, ctx));
       return std::make_shared<const SecureBuffer>(std::move(k));
     };
-    std::shared_ptr<const SecureBuffer> ik_key;
-    // `wrapped` is wrapped like the slot's own DEK: under its key, or sealed under its IK.
-    auto dek_of = [&](const KeyRef& ref, ByteSpan wrapped, bool keep_guard) -> Result<std::shared_ptr<const SecureBuffer>> {
-      if (!slot.intermediate) return unwrap(ref, wrapped, h.context, keep_guard);
-      const IntermediateKeyRecord& ik = *slot.intermediate;
-      if (!ik_key) {
-        ASSIGN_OR_RETURN(EncryptionContext ik_ctx, intermediate_context(h.context, ik.id));
-        ASSIGN_OR_RETURN(ik_key, unwrap(slot.key, ik.wrapped, ik_ctx, true));
-      }
-      ASSIGN_OR_RETURN(SecureBuffer k, open_dek(ik_key->span(), ik.id, wrapped, h.context));
-      return std::make_shared<const SecureBuffer>(std::move(k));
-    };
-    Result<std::shared_ptr<const SecureBuffer>> dek = dek_of(slot.key, slot.wrapped_dek, true);
+    Result<SecureBuffer> dek = slot_dek(h, slot, unwrap);
     if (!dek.ok()) {
       if (first_error.ok()) first_error = dek.status();
       continue;
     }
-    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, (*dek)->span(), h.file_id));
+    ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek->span(), h.file_id));
     // Mid re-encryption: the new DEK too, from the active slot's record (FORMAT.md §3.9).
     std::shared_ptr<const FileKeys> next;
     if (active >= 0 && h.slots[active]->reencrypt) {
       const HeaderSlot& a = *h.slots[active];
-      auto next_dek = dek_of(a.key, a.reencrypt->wrapped_dek, false);
+      keep_guard = false;
+      auto next_dek = dek_wrapped_like(h, a, a.reencrypt->wrapped_dek, unwrap);
       if (!next_dek.ok())
         return next_dek.status().with_context(backing->name() + ": file " + to_hex(h.file_id) + ": re-encryption key");
-      ASSIGN_OR_RETURN(next, FileKeys::derive(h.cipher, (*next_dek)->span(), h.file_id));
+      ASSIGN_OR_RETURN(next, FileKeys::derive(h.cipher, next_dek->span(), h.file_id));
     }
     ASSIGN_OR_RETURN(auto f, CryptFile::open(backing, std::move(h), std::move(keys), opts, std::move(next)));
     if (guard) f->set_key_guard(std::move(guard));

@@ -50,6 +50,20 @@ struct KeySourceOptions {
 // Reads and parses a file's header (structure only).
 Result<FileHeader> read_header(BackingFile& f);
 
+// Unwraps a provider-wrapped key: a file's DEK or, in intermediate mode, the key its DEK
+// is sealed under (FORMAT.md §3.4.3).
+using ProviderUnwrap =
+    std::function<Result<std::shared_ptr<const SecureBuffer>>(const KeyRef&, ByteSpan wrapped, const EncryptionContext&)>;
+// The DEK one slot of `h` holds, through `unwrap`. Does not check the header MAC: a slot
+// whose wrap was swapped opens to a DEK the MAC then refuses (CryptFile::open).
+// `wrapped` is a DEK wrapped the way `slot` wraps its own (under its key, or sealed under
+// its intermediate key): the slot's DEK, or a re-encryption's second one (§3.9).
+Result<SecureBuffer> dek_wrapped_like(const FileHeader& h, const HeaderSlot& slot, ByteSpan wrapped,
+                                      const ProviderUnwrap& unwrap);
+inline Result<SecureBuffer> slot_dek(const FileHeader& h, const HeaderSlot& slot, const ProviderUnwrap& unwrap) {
+  return dek_wrapped_like(h, slot, slot.wrapped_dek, unwrap);
+}
+
 // Opens any kmsfs file with whatever provider its header names: the basis of `cat` and
 // `inspect --verify` on a file copied out of a backup, with no vault config in sight.
 // With a cache, the data key comes from it (and goes into it).

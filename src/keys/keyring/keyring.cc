@@ -55,6 +55,8 @@ Result<ParsedFile> parse_file(const std::string& path, ByteSpan bytes) {
   if (!c.ok()) return where(c.status());
   auto meta = parse_meta(c->meta, c->sealed);
   if (!meta.ok()) return where(meta.status());
+  if (meta->any_pruned() && !c->pruned)
+    return where(Status(Code::kCorrupt, "meta lists a pruned version, but the file lacks the pruned flag"));
   if (meta->material_count() != c->material_count) {
     return where(Status(Code::kCorrupt, "blob: holds " + std::to_string(c->material_count) +
                                             " keys but meta lists " +
@@ -152,7 +154,11 @@ Result<Keyring> Keyring::load(const std::string& path, const SecureBuffer* passp
   size_t off = 0;
   for (const auto& key : k.meta_.keys) {
     auto& mats = k.materials_.emplace_back();
-    for (size_t i = 0; i < key.versions.size(); ++i) {
+    for (const auto& v : key.versions) {
+      if (v.state == KeyState::kPruned) {
+        mats.emplace_back();  // nothing in the blob
+        continue;
+      }
       mats.push_back(SecureBuffer::copy_of(materials.subspan(off, kKeyringMaterialSize)));
       off += kKeyringMaterialSize;
     }
@@ -215,8 +221,32 @@ Status Keyring::set_state(std::string_view name, uint32_t version, KeyState stat
   if (version == 0 || version > key->versions.size())
     return Status(Code::kNotFound, "key '" + key->name + "' has no version " +
                                        std::to_string(version) + " in keyring " + path_);
+  if (key->versions[version - 1].state == KeyState::kPruned) return pruned(key->name, version);
+  if (state == KeyState::kPruned) return Status(Code::kInvalidArgument, "only prune() prunes a key version");
   key->versions[version - 1].state = state;
   return Status::Ok();
+}
+
+Status Keyring::prune(std::string_view name, uint32_t version) {
+  KeyInfo* key = find(name);
+  if (key == nullptr)
+    return Status(Code::kNotFound, "key '" + std::string(name) + "' not found in keyring " + path_);
+  if (version == 0 || version > key->versions.size())
+    return Status(Code::kNotFound, "key '" + key->name + "' has no version " + std::to_string(version) +
+                                       " in keyring " + path_);
+  KeyVersionInfo& v = key->versions[version - 1];
+  if (v.state == KeyState::kPruned) return pruned(key->name, version);
+  if (v.state == KeyState::kEnabled)
+    return Status(Code::kAlreadyExists, "key '" + key->name + "' version " + std::to_string(version) +
+                                            " is enabled: disable it first");
+  v.state = KeyState::kPruned;
+  materials_[index_of(key)][version - 1] = SecureBuffer();  // wiped as it goes
+  return Status::Ok();
+}
+
+Status Keyring::pruned(const std::string& name, uint32_t version) const {
+  return Status(Code::kNotFound, "key '" + name + "' version " + std::to_string(version) + " was pruned from keyring " +
+                                     path_ + " (its key material is destroyed)");
 }
 
 Status Keyring::set_passphrase(const SecureBuffer* passphrase, const Argon2Params& kdf) {
@@ -248,18 +278,20 @@ Status Keyring::write(bool exclusive) const {
   size_t off = 0;
   for (const auto& mats : materials_) {
     for (const auto& m : mats) {
+      if (m.empty()) continue;  // pruned
       std::memcpy(materials.data() + off, m.data(), kKeyringMaterialSize);
       off += kKeyringMaterialSize;
     }
   }
 
   Status s;
+  const bool pruned = meta_.any_pruned();
   if (sealed()) {
     ASSIGN_OR_RETURN(auto aead, Aead::create(CipherId::kXChaCha20Poly1305, kek_.span()));
-    ASSIGN_OR_RETURN(Bytes file, build_sealed_keyring(meta, materials.span(), *aead));
+    ASSIGN_OR_RETURN(Bytes file, build_sealed_keyring(meta, materials.span(), *aead, pruned));
     s = write_file_atomic(path_, file, kKeyringMode, exclusive);
   } else {
-    SecureBuffer file = build_plain_keyring(meta, materials.span());
+    SecureBuffer file = build_plain_keyring(meta, materials.span(), pruned);
     s = write_file_atomic(path_, file.span(), kKeyringMode, exclusive);
   }
   if (!s.ok()) return s.with_context("writing keyring");
@@ -286,6 +318,7 @@ Result<KeyVersionView> Keyring::lookup(std::string_view name, uint32_t version) 
     return Status(Code::kNotFound, "key '" + key->name + "' has no version " +
                                        std::to_string(version) + " in keyring " + path_);
   const auto& info = key->versions[version - 1];
+  if (info.state == KeyState::kPruned) return pruned(key->name, version);
   return KeyVersionView{version, info.state, materials_[index_of(key)][version - 1].span()};
 }
 

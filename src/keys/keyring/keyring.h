@@ -64,7 +64,13 @@ class Keyring {
   // In-memory changes; save() writes them.
   Status add_key(std::string_view name);               // version 1; kAlreadyExists
   Result<uint32_t> rotate(std::string_view name);      // adds version n+1, enabled
+  // Enables or disables a version; kNotFound for a pruned one.
   Status set_state(std::string_view name, uint32_t version, KeyState state);
+  // Destroys a disabled version's material for good (kAlreadyExists if it is enabled).
+  // Its entry stays, marked pruned: the number is never reused and files still under it
+  // are refused by name. Whether any file still needs it is the caller's question
+  // (fsck/key_census.h).
+  Status prune(std::string_view name, uint32_t version);
   // Re-seals under a new passphrase with a fresh salt, or unseals (nullptr).
   Status set_passphrase(const SecureBuffer* passphrase, const Argon2Params& kdf);
   // Atomic rewrite (temp + fsync + rename), mode 0600, fresh nonce.
@@ -72,8 +78,8 @@ class Keyring {
 
   KeyringInfo info() const;
   const std::vector<KeyInfo>& list() const { return meta_.keys; }
-  // kNotFound for an unknown name or version. Returns disabled versions too: the caller
-  // decides what a disabled version may still be used for.
+  // kNotFound for an unknown name or version, or a pruned one. Returns disabled versions
+  // too: the caller decides what a disabled version may still be used for.
   Result<KeyVersionView> lookup(std::string_view name, uint32_t version) const;
   // kNotFound for an unknown name; kPermissionDenied if every version is disabled.
   Result<uint32_t> newest_enabled(std::string_view name) const;
@@ -88,13 +94,14 @@ class Keyring {
   static Result<Keyring> load(const std::string& path, const SecureBuffer* passphrase, const Keyring* previous);
   Status write(bool exclusive) const;
   Status corrupt(const std::string& why) const;
+  Status pruned(const std::string& name, uint32_t version) const;
   KeyInfo* find(std::string_view name);
   const KeyInfo* find(std::string_view name) const;
   size_t index_of(const KeyInfo* key) const { return static_cast<size_t>(key - meta_.keys.data()); }
 
   std::string path_;
   KeyringMeta meta_;
-  // materials_[i][j] is meta_.keys[i].versions[j]; each exactly 32 bytes.
+  // materials_[i][j] is meta_.keys[i].versions[j]; each exactly 32 bytes, empty if pruned.
   std::vector<std::vector<SecureBuffer>> materials_;
   SecureBuffer kek_;  // sealed only
 };

@@ -23,11 +23,12 @@ Result<KeyringContainer> parse_keyring_container(ByteSpan file) {
   if (version != kKeyringFormatVersion)
     return Status(Code::kUnsupported,
                   "unsupported keyring format version " + std::to_string(version));
-  if ((flags & ~kKeyringFlagSealed) != 0)
+  if ((flags & ~(kKeyringFlagSealed | kKeyringFlagPruned)) != 0)
     return Status(Code::kUnsupported, "unsupported keyring feature (flags " +
                                           std::to_string(flags) + ")");
   KeyringContainer c;
   c.sealed = (flags & kKeyringFlagSealed) != 0;
+  c.pruned = (flags & kKeyringFlagPruned) != 0;
 
   uint32_t meta_len, blob_len;
   if (!r.u32(meta_len)) return corrupt("meta_len: truncated");
@@ -56,11 +57,11 @@ Result<KeyringContainer> parse_keyring_container(ByteSpan file) {
   return c;
 }
 
-Bytes keyring_prefix(bool sealed, std::string_view meta) {
+Bytes keyring_prefix(bool sealed, bool pruned, std::string_view meta) {
   ByteWriter w;
   w.raw(as_bytes(kKeyringMagic));
   w.u16(kKeyringFormatVersion);
-  w.u16(sealed ? kKeyringFlagSealed : 0);
+  w.u16(static_cast<uint16_t>((sealed ? kKeyringFlagSealed : 0) | (pruned ? kKeyringFlagPruned : 0)));
   w.u32(static_cast<uint32_t>(meta.size()));
   w.raw(as_bytes(meta));
   return w.take();
@@ -76,8 +77,8 @@ size_t plain_keyring_size(size_t meta_size, size_t material_count) {
          kKeyringChecksumSize;
 }
 
-Result<Bytes> build_sealed_keyring(std::string_view meta, ByteSpan materials, const Aead& aead) {
-  Bytes prefix = keyring_prefix(true, meta);
+Result<Bytes> build_sealed_keyring(std::string_view meta, ByteSpan materials, const Aead& aead, bool pruned) {
+  Bytes prefix = keyring_prefix(true, pruned, meta);
   size_t blob_len = materials.size() + kAeadOverhead;
   Bytes out(prefix.size() + 4 + blob_len);
   std::copy(prefix.begin(), prefix.end(), out.begin());
@@ -87,8 +88,8 @@ Result<Bytes> build_sealed_keyring(std::string_view meta, ByteSpan materials, co
   return out;
 }
 
-SecureBuffer build_plain_keyring(std::string_view meta, ByteSpan materials) {
-  Bytes prefix = keyring_prefix(false, meta);
+SecureBuffer build_plain_keyring(std::string_view meta, ByteSpan materials, bool pruned) {
+  Bytes prefix = keyring_prefix(false, pruned, meta);
   SecureBuffer out(prefix.size() + 4 + materials.size() + kKeyringChecksumSize);
   uint8_t* p = out.data();
   std::memcpy(p, prefix.data(), prefix.size());

@@ -17,6 +17,10 @@ namespace kmsfs {
 constexpr std::string_view kKeyringMagic = "KMSFSKR1";
 constexpr uint16_t kKeyringFormatVersion = 1;
 constexpr uint16_t kKeyringFlagSealed = 1u << 0;
+// Some version was pruned: its material is gone from the blob and the meta says
+// "pruned". A kmsfs that predates pruning refuses such a keyring as an unknown feature
+// instead of misreading the blob (FORMAT.md §7.1).
+constexpr uint16_t kKeyringFlagPruned = 1u << 1;
 constexpr size_t kKeyringMaterialSize = 32;
 constexpr size_t kKeyringChecksumSize = 32;
 constexpr size_t kKeyringFixedHeaderSize = 8 + 2 + 2 + 4;
@@ -27,6 +31,7 @@ constexpr size_t kMaxKeyringFileSize = size_t{4} << 20;
 // Views into a file's bytes; valid while those bytes are.
 struct KeyringContainer {
   bool sealed = false;
+  bool pruned = false;  // kKeyringFlagPruned
   ByteSpan aad;   // magic through the end of meta: what a sealed blob is bound to
   ByteSpan meta;
   ByteSpan blob;  // sealed: nonce || ct || tag; unsealed: the raw materials
@@ -38,13 +43,13 @@ struct KeyringContainer {
 Result<KeyringContainer> parse_keyring_container(ByteSpan file);
 
 // The magic-through-meta prefix (the AAD of a sealed blob).
-Bytes keyring_prefix(bool sealed, std::string_view meta);
+Bytes keyring_prefix(bool sealed, bool pruned, std::string_view meta);
 
 // Whole files. `materials` is the concatenated key material (a multiple of 32 bytes).
 // A sealed file holds no secret, so it may live in ordinary memory; a plain one is
 // nothing but secret, so it is built in locked memory.
-Result<Bytes> build_sealed_keyring(std::string_view meta, ByteSpan materials, const Aead& aead);
-SecureBuffer build_plain_keyring(std::string_view meta, ByteSpan materials);
+Result<Bytes> build_sealed_keyring(std::string_view meta, ByteSpan materials, const Aead& aead, bool pruned = false);
+SecureBuffer build_plain_keyring(std::string_view meta, ByteSpan materials, bool pruned = false);
 size_t sealed_keyring_size(size_t meta_size, size_t material_count);
 size_t plain_keyring_size(size_t meta_size, size_t material_count);
 

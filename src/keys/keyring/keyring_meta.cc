@@ -17,14 +17,23 @@ std::string_view key_state_name(KeyState s) noexcept {
   switch (s) {
     case KeyState::kEnabled: return "enabled";
     case KeyState::kDisabled: return "disabled";
+    case KeyState::kPruned: return "pruned";
   }
   return "unknown";
 }
 
 size_t KeyringMeta::material_count() const {
   size_t n = 0;
-  for (const auto& k : keys) n += k.versions.size();
+  for (const auto& k : keys)
+    for (const auto& v : k.versions) n += v.state != KeyState::kPruned;
   return n;
+}
+
+bool KeyringMeta::any_pruned() const {
+  for (const auto& k : keys)
+    for (const auto& v : k.versions)
+      if (v.state == KeyState::kPruned) return true;
+  return false;
 }
 
 std::string encode_meta(const KeyringMeta& meta) {
@@ -146,6 +155,8 @@ Result<KeyInfo> parse_key(const Json& j, const std::string& f) {
       info.state = KeyState::kEnabled;
     } else if (state == "disabled") {
       info.state = KeyState::kDisabled;
+    } else if (state == "pruned") {
+      info.state = KeyState::kPruned;
     } else {
       return bad(ef + ".state", "unknown state");
     }

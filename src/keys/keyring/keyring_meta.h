@@ -17,8 +17,10 @@
 
 namespace kmsfs {
 
-enum class KeyState : uint8_t { kEnabled, kDisabled };
-std::string_view key_state_name(KeyState s) noexcept;  // "enabled", "disabled"
+// A pruned version's material was destroyed (`kmsfs keyring prune`); its entry stays so
+// its number is never given out again and files under it are refused by name.
+enum class KeyState : uint8_t { kEnabled, kDisabled, kPruned };
+std::string_view key_state_name(KeyState s) noexcept;  // "enabled", "disabled", "pruned"
 
 struct KeyVersionInfo {
   uint32_t version = 0;  // 1..n, consecutive
@@ -42,7 +44,9 @@ struct KeyringMeta {
   std::optional<KdfMeta> kdf;   // present exactly when the keyring is sealed
   std::vector<KeyInfo> keys;
 
+  // Versions whose material the blob holds (all but the pruned ones).
   size_t material_count() const;
+  bool any_pruned() const;
 };
 
 constexpr std::string_view kKdfAlgArgon2id13 = "argon2id13";

@@ -38,5 +38,32 @@ TEST(TreeWalk, SortedDepthFirstSkippingVaultFilesAndResumingAfterACursor) {
   EXPECT_EQ(walk(t.str(), "", true), (std::vector<std::string>{"a/w", "b/x", "z"}));
 }
 
+TEST(TreeWalk, HashedLongNamesAreFilesOfTheTreeTheirSideFilesAreNot) {
+  testing::TempDir t;
+  std::filesystem::create_directory(t.path / "d");
+  for (const char* f : {"d/kmsfs.ln.AbC", "d/kmsfs.ln.AbC.name", "d/kmsfs.tmp.0123", "d/x", "kmsfs.ln.Zz", "kmsfs.ln.Zz.name"})
+    std::ofstream(t.path / f) << "x";
+  EXPECT_EQ(walk(t.str(), "", true), (std::vector<std::string>{"d/kmsfs.ln.AbC", "d/x", "kmsfs.ln.Zz"}));
+  EXPECT_EQ(walk(t.str(), "d/kmsfs.ln.AbC", true), (std::vector<std::string>{"d/x", "kmsfs.ln.Zz"}));
+}
+
+TEST(TreeWalk, EveryEntryDirectoriesBeforeTheirContent) {
+  testing::TempDir t;
+  for (const char* d : {"b", "b/c"}) std::filesystem::create_directory(t.path / d);
+  for (const char* f : {"b/c/y", "a.txt", "kmsfs.conf", "kmsfs.conf.tmp.1.2"}) std::ofstream(t.path / f) << "x";
+  std::filesystem::create_symlink("a.txt", t.path / "link");
+  std::vector<std::string> seen;
+  Status s = walk_entries(
+      t.str(), "",
+      [&](const WalkEntry& e) {
+        const char* type = e.type == EntryType::kDirectory ? "d:" : e.type == EntryType::kFile ? "f:" : "o:";
+        seen.push_back(type + e.rel);
+        return true;
+      },
+      [](const std::string&, const Status&) {});
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(seen, (std::vector<std::string>{"f:a.txt", "d:b", "d:b/c", "f:b/c/y", "o:link"}));
+}
+
 }  // namespace
 }  // namespace kmsfs

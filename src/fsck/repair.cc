@@ -1,0 +1,112 @@
+#include "fsck/repair.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/unique_fd.h"
+#include "format/backing_file.h"
+#include "format/names.h"
+#include "format/slot_rewrap.h"
+#include "vault/config.h"
+#include "vault/vault.h"
+
+namespace kmsfs::fsck {
+
+namespace {
+
+bool same_slots(const FileHeader& a, const FileHeader& b) {
+  for (int i = 0; i < 2; ++i) {
+    if (a.slots[i].has_value() != b.slots[i].has_value()) return false;
+    if (a.slots[i] && (a.slots[i]->seq != b.slots[i]->seq || !(wrap_of(*a.slots[i]) == wrap_of(*b.slots[i]))))
+      return false;
+  }
+  return true;
+}
+
+std::string parent_of(const std::string& rel) {
+  const size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? "" : rel.substr(0, slash);
+}
+
+std::string base_of(const std::string& rel) {
+  const size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? rel : rel.substr(slash + 1);
+}
+
+Status mkdirs(const std::string& root, const std::string& rel) {
+  std::string path = root;
+  size_t start = 0;
+  while (start < rel.size()) {
+    size_t slash = rel.find('/', start);
+    if (slash == std::string::npos) slash = rel.size();
+    path += "/" + rel.substr(start, slash - start);
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return Status::Io(errno, "mkdir " + path);
+    start = slash + 1;
+  }
+  return Status::Ok();
+}
+
+Status sync_dir(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::Io(errno, "fsync " + path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status rewrite_slots(const std::string& path, const FileHeader& checked, int good_slot) {
+  if (good_slot < 0 || good_slot > 1 || !checked.slots[good_slot])
+    return Status(Code::kInternal, path + ": no slot to rewrite the header from");
+  ASSIGN_OR_RETURN(auto f, PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW));
+  ASSIGN_OR_RETURN(FileHeader h, read_header(*f));
+  if (h.immutable_raw != checked.immutable_raw || !same_slots(h, checked))
+    return Status(Code::kUnavailable, path + ": header changed since it was checked; check again");
+  // The check verified every slot's file state under the good slot's key, so the newest
+  // of them is authentic, and the file must not lose it.
+  std::optional<SealedFileState> newest;
+  for (const auto& s : h.slots)
+    if (s && s->state && (!newest || s->state->generation > newest->generation)) newest = s->state;
+  // The other slot, if it parsed at all, did not open the file: nothing of it is kept.
+  h.slots[1 - good_slot].reset();
+  h.slots[good_slot]->state = newest;
+  RETURN_IF_ERROR(write_wrap(*f, h, wrap_of(*h.slots[good_slot])));
+  RETURN_IF_ERROR(f->sync(/*data_only=*/false));
+  ASSIGN_OR_RETURN(FileHeader after, read_header(*f));
+  if (!after.slots[0] || !after.slots[1] || !(wrap_of(*after.slots[0]) == wrap_of(*after.slots[1])))
+    return Status(Code::kIo, path + ": the rewritten key slots do not read back");
+  return Status::Ok();
+}
+
+Result<std::string> quarantine(const std::string& vault_dir, const std::string& rel) {
+  const std::string dir_rel = std::string(kQuarantineDirName) + (parent_of(rel).empty() ? "" : "/" + parent_of(rel));
+  RETURN_IF_ERROR(mkdirs(vault_dir, dir_rel));
+  const std::string from = vault_dir + "/" + rel;
+  const std::string name = base_of(rel);
+  std::string to_rel;
+  for (int n = 0;; ++n) {
+    to_rel = dir_rel + "/" + name + (n == 0 ? "" : "." + std::to_string(n));
+    // Never over an earlier quarantined file of the same path.
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, (vault_dir + "/" + to_rel).c_str(), RENAME_NOREPLACE) == 0) break;
+    if (errno != EEXIST || n >= 1000) return Status::Io(errno, "moving " + from + " to " + vault_dir + "/" + to_rel);
+  }
+  if (NameCipher::is_long_name(name)) {
+    // The side file holds the entry's encrypted name: keep them together.
+    const std::string side = from + std::string(kSideFileSuffix);
+    if (::rename(side.c_str(), (vault_dir + "/" + to_rel + std::string(kSideFileSuffix)).c_str()) != 0 && errno != ENOENT)
+      return Status::Io(errno, "moving " + side);
+  }
+  RETURN_IF_ERROR(sync_dir(vault_dir + "/" + dir_rel));
+  RETURN_IF_ERROR(sync_dir(parent_of(from)));
+  return to_rel;
+}
+
+Status remove_temporary(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::Io(errno, "removing " + path);
+  return Status::Ok();
+}
+
+}  // namespace kmsfs::fsck
