@@ -16,6 +16,7 @@
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
 #include "fsck/fsck.h"
+#include "fsck/repair.h"
 #include "rotation/rotation_state.h"
 #include "rotation/rotation_worker.h"
 #include "vault/vault.h"
@@ -156,12 +157,17 @@ Status run_fsck_command(FsckCliOptions& o) {
   const std::string dir = o.backing;
   auto providers =
       make_providers({[keyring = o.keyring, dir] { return locate_keyring({keyring, dir, ""}); }, o.passphrase.source(), o.aws});
-  std::optional<Finding> finished;
-  if (o.repair) finished = finish_rotation(dir, *providers);
+  std::optional<Finding> finished, undone;
+  if (o.repair) {
+    // Before any file is opened, as at mount: a re-encryption step a crash cut short.
+    ASSIGN_OR_RETURN(undone, fsck::undo_interrupted_step(dir));
+    finished = finish_rotation(dir, *providers);
+  }
   fsck::FsckOptions opts;
   opts.repair = o.repair;
   ASSIGN_OR_RETURN(FsckReport report, fsck::run_fsck(dir, *providers, opts));
   if (finished) report.findings.insert(report.findings.begin(), std::move(*finished));
+  if (undone) report.findings.insert(report.findings.begin(), std::move(*undone));
   if (report.in_use_by) {
     const std::string warning = "kmsfs: fsck: warning: vault " + dir + " is in use by " + *report.in_use_by +
                                 ": a file written while it was read may show as damaged; check it unmounted to be "

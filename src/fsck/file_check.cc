@@ -45,7 +45,17 @@ void under_current_key(const CheckContext& ctx, const FileHeader& h, Findings& o
           h.slots[h.active_slot()]->key.to_string());
 }
 
-constexpr HeaderCheck kHeaderChecks[] = {&slots_present, &under_current_key};
+void reencryption_left(const CheckContext&, const FileHeader& h, Findings& out) {
+  const auto& re = h.slots[h.active_slot()]->reencrypt;
+  if (!re) return;
+  out.add(FindingKind::kInterruptedReencryption,
+          "re-encryption (run " + to_hex(re->run) + ") stopped at block " + std::to_string(re->watermark) +
+              ": the file reads and writes normally under its two keys; --repair or the next rotate --reencrypt "
+              "finishes it",
+          h.slots[h.active_slot()]->key.to_string());
+}
+
+constexpr HeaderCheck kHeaderChecks[] = {&slots_present, &under_current_key, &reencryption_left};
 
 // A refusal that says nothing about the file: the key is disabled, denied, missing or
 // its provider did not answer. Only kCorrupt says the wrap itself is bad.
@@ -78,7 +88,19 @@ Opened open_by_slots(const CheckContext& ctx, std::shared_ptr<BackingFile> backi
       o.failed[idx] = keys.status();
       continue;
     }
-    auto f = CryptFile::open(backing, h, std::move(*keys), ctx.file_opts);
+    // Part-way through a re-encryption, the blocks below the watermark need its key too.
+    std::shared_ptr<const FileKeys> next;
+    if (const auto& re = h.slots[active]->reencrypt) {
+      auto next_dek = ctx.keys.dek_like(h, *h.slots[active], re->wrapped_dek);
+      auto next_keys = next_dek.ok() ? FileKeys::derive(h.cipher, next_dek->span(), h.file_id)
+                                     : Result<std::shared_ptr<const FileKeys>>(next_dek.status());
+      if (!next_keys.ok()) {
+        o.failed[idx] = next_keys.status();
+        continue;
+      }
+      next = std::move(*next_keys);
+    }
+    auto f = CryptFile::open(backing, h, std::move(*keys), ctx.file_opts, std::move(next));
     if (!f.ok()) {
       o.failed[idx] = f.status();
       continue;

@@ -30,6 +30,8 @@ KindInfo info(FindingKind k) noexcept {
     case FindingKind::kFailedRotation: return {"failed_rotation", "failed rotation", Severity::kProblem, false};
     case FindingKind::kNotRotated: return {"not_rotated", "not under the current key", Severity::kNotice, false};
     case FindingKind::kPausedRotation: return {"paused_rotation", "paused rotation", Severity::kNotice, false};
+    case FindingKind::kInterruptedReencryption:
+      return {"interrupted_reencryption", "interrupted re-encryption", Severity::kProblem, true};
   }
   return {"unknown", "unknown", Severity::kProblem, false};
 }

@@ -2,9 +2,8 @@
 // serious it is and whether --repair can correct it; the JSON names of kinds and statuses
 // are a stable interface (docs/CLI.md "fsck").
 //
-// A new kind of per-file check (e.g. an interrupted re-encryption, once the header can
-// record one) is a new FindingKind here, its row in finding.cc, a check in
-// file_check.cc's table and, if it can be repaired, a case in repair.cc.
+// A new kind of per-file check is a new FindingKind here, its row in finding.cc, a check
+// in file_check.cc's table and, if it can be repaired, a case in repair.cc.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +33,7 @@ enum class FindingKind : uint8_t {
   // Notices: worth knowing, not a problem.
   kNotRotated,       // some slot is not under the vault's current key
   kPausedRotation,   // a rotation is paused
+  kInterruptedReencryption,  // a file part-way through a re-encryption, or a journaled step not undone
 };
 
 enum class Severity : uint8_t {

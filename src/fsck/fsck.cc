@@ -118,7 +118,7 @@ bool has(const std::vector<Finding>& fs, FindingKind k) {
 // --repair on one checked file: quarantine what cannot be saved, rewrite the slots of a
 // file one slot carries. A file with damaged blocks stays where it is: the rest of it
 // reads.
-void repair_file(const std::string& dir, const std::string& rel, FileCheck& fc) {
+void repair_file(const std::string& dir, const std::string& rel, FileCheck& fc, Vault* vault) {
   auto mark = [&](FindingKind kind, FindingStatus st, const std::string& err, const std::string& to = "") {
     for (auto& f : fc.findings) {
       if (f.kind != kind) continue;
@@ -133,6 +133,11 @@ void repair_file(const std::string& dir, const std::string& rel, FileCheck& fc) 
     mark(FindingKind::kDamagedHeader, FindingStatus::kQuarantined, "", *to);
     mark(FindingKind::kOneSlot, FindingStatus::kQuarantined, "", *to);
     return;
+  }
+  if (has(fc.findings, FindingKind::kInterruptedReencryption) && vault) {
+    Status s = finish_reencryption(*vault, rel);
+    mark(FindingKind::kInterruptedReencryption, s.ok() ? FindingStatus::kRepaired : FindingStatus::kRepairFailed,
+         s.message());
   }
   if (has(fc.findings, FindingKind::kOneSlot)) {
     if (fc.good_slot < 0 || !fc.header)
@@ -197,7 +202,7 @@ class Scan {
       tot.bytes += fc.backing_size;
     }
     r_.damaged_blocks += fc.bad_blocks;
-    if (opts_.repair) repair_file(dir_, e.rel, fc);
+    if (opts_.repair) repair_file(dir_, e.rel, fc, t_.vault.get());
     for (auto& f : fc.findings) {
       f.plain = plain;
       r_.add(std::move(f));
@@ -256,6 +261,9 @@ Result<FsckReport> run_fsck(const std::string& dir, KeyProviders& providers, con
                            ", not the current key " + r.current_key->to_string() + " (kmsfs rotate moves it)",
                        r.filesystem_key.to_string()));
   check_rotation(dir, opts.repair, r);
+  // --repair undid a journaled step before anything opened a file (undo_interrupted_step).
+  if (!opts.repair)
+    if (auto f = pending_step(dir)) r.add(std::move(*f));
   check_root_temporaries(dir, opts, r);
   Scan scan(dir, t, providers, opts, r);
   RETURN_IF_ERROR(scan.run());

@@ -11,7 +11,10 @@
 #include "format/backing_file.h"
 #include "format/names.h"
 #include "format/slot_rewrap.h"
+#include "format/reencrypt_journal.h"
+#include "rotation/reencryptor.h"
 #include "vault/config.h"
+#include "vault/reencrypt_recovery.h"
 #include "vault/vault.h"
 
 namespace kmsfs::fsck {
@@ -106,6 +109,47 @@ Result<std::string> quarantine(const std::string& vault_dir, const std::string& 
 
 Status remove_temporary(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::Io(errno, "removing " + path);
+  return Status::Ok();
+}
+
+Result<std::optional<Finding>> undo_interrupted_step(const std::string& vault_dir) {
+  ASSIGN_OR_RETURN(std::string done, recover_reencryption(vault_dir));
+  if (done.empty()) return std::optional<Finding>();
+  Finding f = make_finding(FindingKind::kInterruptedReencryption, kJournalFileName, done);
+  f.status = FindingStatus::kRepaired;
+  return std::optional<Finding>(std::move(f));
+}
+
+std::optional<Finding> pending_step(const std::string& vault_dir) {
+  const std::string path = vault_dir + "/" + kJournalFileName;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || st.st_size == 0) return std::nullopt;
+  auto j = ReencryptJournal::open(path);
+  if (!j.ok()) return make_finding(FindingKind::kUnreadable, kJournalFileName, j.status().message());
+  auto e = j->load();
+  if (!e.ok()) return make_finding(FindingKind::kUnreadable, kJournalFileName, e.status().message());
+  if (!*e) return std::nullopt;
+  return make_finding(FindingKind::kInterruptedReencryption, kJournalFileName,
+                      "the journal holds blocks " + std::to_string((*e)->from_block) + ".." +
+                          std::to_string((*e)->to_block - 1) + " of " + (*e)->path +
+                          " from a re-encryption step that may not have finished; the next mount or --repair "
+                          "puts them back if it did not",
+                      "", to_hex((*e)->file_id));
+}
+
+Status finish_reencryption(Vault& vault, const std::string& rel) {
+  ASSIGN_OR_RETURN(auto file, vault.open_file(vault.dir() + "/" + rel, false));
+  const FileHeader h = file->header();
+  const auto& re = h.slots[h.active_slot()]->reencrypt;
+  if (!re) return Status::Ok();
+  file.reset();
+  ASSIGN_OR_RETURN(ReencryptJournal journal, ReencryptJournal::open(vault.dir() + "/" + kJournalFileName));
+  Reencryptor::Options o;
+  o.run = re->run;
+  Reencryptor r(vault, std::move(journal), o);
+  ASSIGN_OR_RETURN(ReencryptResult done, r.reencrypt(rel));
+  if (done.outcome != ReencryptOutcome::kDone)
+    return Status(Code::kInternal, rel + ": re-encryption did not finish");
   return Status::Ok();
 }
 

@@ -5,10 +5,13 @@
 // else writes meanwhile.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "base/status.h"
 #include "format/header.h"
+#include "fsck/finding.h"
+#include "vault/vault.h"
 
 namespace kmsfs::fsck {
 
@@ -25,5 +28,15 @@ Result<std::string> quarantine(const std::string& vault_dir, const std::string& 
 
 // Removes a stale temporary (never a file of the tree).
 Status remove_temporary(const std::string& path);
+
+// Puts back a re-encryption step a crash cut short (vault/reencrypt_recovery.h): the
+// journal finding, repaired, or nullopt when the journal held nothing to undo.
+Result<std::optional<Finding>> undo_interrupted_step(const std::string& vault_dir);
+// Without writing: the journal finding if a step awaits undoing (the next mount or
+// --repair does it).
+std::optional<Finding> pending_step(const std::string& vault_dir);
+
+// Finishes the re-encryption `rel` was part-way through, under the DEK its record holds.
+Status finish_reencryption(Vault& vault, const std::string& rel);
 
 }  // namespace kmsfs::fsck

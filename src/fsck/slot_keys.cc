@@ -10,6 +10,12 @@ Result<SecureBuffer> SlotKeys::dek(const FileHeader& h, const HeaderSlot& slot) 
   });
 }
 
+Result<SecureBuffer> SlotKeys::dek_like(const FileHeader& h, const HeaderSlot& slot, ByteSpan wrapped) {
+  return dek_wrapped_like(h, slot, wrapped, [this](const KeyRef& ref, ByteSpan w, const EncryptionContext& ctx) {
+    return unwrap(ref, w, ctx);
+  });
+}
+
 Result<std::shared_ptr<const SecureBuffer>> SlotKeys::unwrap(const KeyRef& ref, ByteSpan wrapped,
                                                                const EncryptionContext& ctx) {
   if (auto broken = broken_providers_.find(ref.provider); broken != broken_providers_.end()) return broken->second;

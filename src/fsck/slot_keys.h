@@ -24,6 +24,8 @@ class SlotKeys {
   // says why not: kPermissionDenied / kNotFound / kUnavailable for a key that cannot be
   // used now, kCorrupt for a wrap that does not authenticate.
   Result<SecureBuffer> dek(const FileHeader& h, const HeaderSlot& slot);
+  // A DEK wrapped the way `slot` wraps its own (a re-encryption's second DEK).
+  Result<SecureBuffer> dek_like(const FileHeader& h, const HeaderSlot& slot, ByteSpan wrapped);
 
  private:
   Result<std::shared_ptr<const SecureBuffer>> unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx);

@@ -438,6 +438,45 @@ TEST(RotationReencrypt, KilledMidFileTheRemountedDaemonContinuesFromTheWatermark
   }
 }
 
+TEST(RotationReencrypt, FsckReportsAFileKilledMidwayAndRepairFinishesIt) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "covered on the keyring";
+  const std::string big = pattern(24 << 20, 31);
+  write_file(v.at("big"), big);  // first in the walk order
+  make_files(v, 20, 1300);
+  kmsfs({"rotate", v.mnt(), "--to", "main", "--reencrypt", "--rate-mb", "8"});
+  std::this_thread::sleep_for(1200ms);
+  v.kill_daemon(SIGKILL);
+  v.unmount();
+
+  auto fsck = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"fsck", v.backing(), "--json", "--keyring", v.keyring()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ProcessResult r = kmsfs(args, false);
+    return std::make_pair(r.exit_code, json::parse(r.out, nullptr, false));
+  };
+  auto kinds = [](const json& j) {
+    std::multiset<std::string> k;
+    for (const auto& f : j.value("findings", json::array())) k.insert(f.value("kind", ""));
+    return k;
+  };
+  auto [code, report] = fsck({});
+  EXPECT_EQ(code, 4) << report.dump(2);
+  EXPECT_EQ(kinds(report).count("interrupted_reencryption"), 2u) << report.dump(2);  // the file and the journal
+  EXPECT_EQ(kinds(report).count("interrupted_rotation"), 1u) << report.dump(2);
+  EXPECT_EQ(kinds(report).count("damaged_block"), 0u) << "every block of the half-done file authenticates";
+
+  auto [fixed, repaired] = fsck({"--repair"});
+  EXPECT_EQ(fixed, 1) << repaired.dump(2);
+  auto [clean, after] = fsck({});
+  EXPECT_EQ(clean, 0) << after.dump(2);
+  EXPECT_EQ(kinds(after).count("interrupted_reencryption"), 0u) << after.dump(2);
+  v.mount();
+  EXPECT_EQ(read_file(v.at("big")), big);
+  expect_files(v, 20, 1300);
+  EXPECT_EQ(rotation_status(v).value("phase", ""), "done");
+}
+
 TEST(RotationKms, AnotherKeyByReEncryptAloneThroughThrottlingThenTheOldKeyCanGo) {
   KmsLocal::Options ko;
   ko.tls = true;
