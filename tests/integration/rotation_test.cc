@@ -322,7 +322,7 @@ TEST(RotationOffline, RefusedWhileMountedThenMovesAnUnmountedTree) {
 TEST(RotationReencrypt, EveryFileGetsAFreshDataKeyWhileAWriterAndAReaderRunAndEveryByteReadsBack) {
   // Also under KMSFS_TEST_KMS: the new DEKs then come from GenerateDataKey.
   MountedVault v;
-  const int n = 400;
+  const int n = 1500;
   make_files(v, n, 900);
   const std::string big = pattern(5 << 20, 17);
   write_file(v.at("big"), big);
