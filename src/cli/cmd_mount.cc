@@ -19,8 +19,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <algorithm>
 #include <cstdio>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
@@ -62,6 +65,59 @@ struct MountArgs {
   PassphraseOptions pass;
   AwsCliOptions aws;
 };
+
+// The backing directory of the kmsfs mount at `mountpoint` (its fsname, "kmsfs:BACKING",
+// in /proc/self/mountinfo), or "" if none is mounted there.
+std::string backing_of(const std::string& mountpoint) {
+  auto unescape = [](const std::string& t) {  // mountinfo writes ' ', '\t', '\n', '\\' as \ooo
+    std::string out;
+    for (size_t i = 0; i < t.size(); ++i) {
+      auto octal = [&](size_t k) { return k < t.size() && t[k] >= '0' && t[k] <= '7'; };
+      if (t[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+        out += static_cast<char>((t[i + 1] - '0') * 64 + (t[i + 2] - '0') * 8 + (t[i + 3] - '0'));
+        i += 3;
+      } else {
+        out += t[i];
+      }
+    }
+    return out;
+  };
+  FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (!f) return "";
+  std::string found;
+  char* line = nullptr;
+  size_t cap = 0;
+  while (::getline(&line, &cap, f) > 0) {
+    std::istringstream in(line);
+    std::vector<std::string> fields;
+    for (std::string w; in >> w;) fields.push_back(w);
+    auto dash = std::find(fields.begin(), fields.end(), "-");
+    if (fields.size() < 5 || dash == fields.end() || dash + 2 >= fields.end()) continue;
+    if (unescape(fields[4]) != mountpoint || *(dash + 1) != "fuse.kmsfs") continue;
+    const std::string source = unescape(*(dash + 2));
+    if (source.starts_with("kmsfs:")) found = source.substr(6);  // the last mount there wins
+  }
+  std::free(line);
+  std::fclose(f);
+  return found;
+}
+
+// umount returns once the kernel lets go; the daemon still flushes and exits after that,
+// holding the vault lock. Waiting for the lock makes `kmsfs umount X && kmsfs mount ...`
+// (a restart, a script) work instead of being refused as "in use".
+Status umount_and_wait(const std::string& mountpoint) {
+  const std::string backing = backing_of(mountpoint);
+  RETURN_IF_ERROR(unmount(mountpoint));
+  if (backing.empty()) return Status::Ok();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until) {
+    auto held = VaultLock::holder(backing);
+    if (!held.ok() || !*held) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::fprintf(stderr, "kmsfs: umount: %s is unmounted; its daemon is still flushing after 60 s\n", mountpoint.c_str());
+  return Status::Ok();
+}
 
 Result<std::string> absolute(const std::string& p, const char* what) {
   char buf[PATH_MAX];
@@ -343,7 +399,7 @@ void add_mount_commands(CLI::App& app, Commands& out) {
   u->add_option("MOUNTPOINT", *mp, "The mountpoint")->required();
   out.push_back({"umount", u, [mp] {
                    auto abs = absolute(*mp, "mountpoint");
-                   return unmount(abs.ok() ? *abs : *mp);
+                   return umount_and_wait(abs.ok() ? *abs : *mp);
                  }});
 }
 

@@ -103,8 +103,14 @@ TEST(Lifecycle, DaemonizedMountReturnsWhenReadyAndUmountEndsTheDaemon) {
   const std::string line = mount_line(cv.mnt);
   EXPECT_NE(line.find("fuse.kmsfs"), std::string::npos) << line;
 
+  // A big dirty file: the daemon has flushing to do after the kernel lets go.
+  write_file(cv.mnt + "/big", std::string(64 << 20, 'x'));
   ProcessResult u = kmsfs({"umount", cv.mnt}, false);
   EXPECT_EQ(u.exit_code, 0) << u.err;
+  // umount returns once the daemon let go of the vault: a remount right away is not
+  // refused as "in use" (a restart, a script).
+  ProcessResult check = kmsfs({"fsck", cv.backing, "--keyring", cv.keyring}, false);
+  EXPECT_EQ(check.err.find("in use by"), std::string::npos) << "the daemon still held the vault: " << check.err;
   EXPECT_EQ(wait_exit(cv.daemon, std::chrono::seconds(20)), 0) << "daemon did not exit 0 after umount";
   cv.daemon = -1;
   EXPECT_FALSE(cv.is_mountpoint());
