@@ -266,6 +266,7 @@ throughput() {  # kind rep
         bytes=$(plain_bytes "$d/m")
         for rate in unthrottled default; do
           local lim=(); [[ $rate == unthrottled ]] && lim=(--rate 0 --kms-rate 0)
+          [[ $rate == unthrottled && $kind == reencrypt ]] && lim+=(--rate-mb 0)
           "$KMSFS" keyring rotate "$work/keyring" main > /dev/null; drop
           rotate_online "$d/m" main "${extra[@]}" "${lim[@]}"; note_run "$kind|$c|$rate" "$r"
           record "$kind|$c|$rate" "$r" plain "$bytes"
@@ -276,6 +277,7 @@ throughput() {  # kind rep
         bytes=$(plain_bytes "$d/m"); umount_wait "$d/m"
         for rate in unthrottled default; do
           local lim=(); [[ $rate == unthrottled ]] && lim=(--rate 0)
+          [[ $rate == unthrottled && $kind == reencrypt ]] && lim+=(--rate-mb 0)
           "$KMSFS" keyring rotate "$work/keyring" main > /dev/null; drop
           rotate_offline "$d/b" main "${extra[@]}" "${lim[@]}"; note_run "$kind|$c|$rate" "$r"
           record "$kind|$c|$rate" "$r" plain "$bytes"
@@ -289,6 +291,7 @@ throughput() {  # kind rep
         local to=alias/bench-b
         for rate in unthrottled default; do
           local lim=(); [[ $rate == unthrottled ]] && lim=(--rate 0 --kms-rate 0)
+          [[ $rate == unthrottled && $kind == reencrypt ]] && lim+=(--rate-mb 0)
           drop; kms_reset
           rotate_online "$d/m" "$to" "${extra[@]}" "${lim[@]}"; note_run "$kind|$c|$rate" "$r" "$(kms_requests)"
           record "$kind|$c|$rate" "$r" plain "$bytes"
