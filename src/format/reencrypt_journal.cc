@@ -1,9 +1,6 @@
 #include "format/reencrypt_journal.h"
 
 #include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 
 namespace kmsfs {
 
@@ -16,9 +13,8 @@ constexpr size_t kMaxPath = 4096;
 }  // namespace
 
 Result<ReencryptJournal> ReencryptJournal::open(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return Status::Io(errno, "open re-encryption journal " + path);
-  return ReencryptJournal(std::move(fd), path);
+  ASSIGN_OR_RETURN(auto f, PosixBackingFile::open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
+  return ReencryptJournal(std::move(f));
 }
 
 Status ReencryptJournal::save(const JournalEntry& e) {
@@ -36,44 +32,23 @@ Status ReencryptJournal::save(const JournalEntry& e) {
   w.raw(e.data);
   Digest32 sum = sha256(w.bytes());
   w.raw(sum);
-  const Bytes& out = w.bytes();
   // Truncate first: a shorter entry over a longer one must not leave a tail that a torn
   // write could make look complete.
-  if (::ftruncate(fd_.get(), 0) != 0) return Status::Io(errno, "truncate " + path_);
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pwrite(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Io(errno, "write " + path_);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fdatasync(fd_.get()) != 0) return Status::Io(errno, "fdatasync " + path_);
-  return Status::Ok();
+  RETURN_IF_ERROR(f_->truncate(0));
+  RETURN_IF_ERROR(f_->write_at(w.bytes(), 0));
+  return f_->sync(true);
 }
 
 Status ReencryptJournal::clear() {
-  if (::ftruncate(fd_.get(), 0) != 0) return Status::Io(errno, "truncate " + path_);
-  if (::fdatasync(fd_.get()) != 0) return Status::Io(errno, "fdatasync " + path_);
-  return Status::Ok();
+  RETURN_IF_ERROR(f_->truncate(0));
+  return f_->sync(true);
 }
 
 Result<std::optional<JournalEntry>> ReencryptJournal::load() {
-  off_t end = ::lseek(fd_.get(), 0, SEEK_END);
-  if (end < 0) return Status::Io(errno, "seek " + path_);
-  if (end == 0) return std::optional<JournalEntry>();
-  Bytes raw(static_cast<size_t>(end));
-  size_t got = 0;
-  while (got < raw.size()) {
-    ssize_t n = ::pread(fd_.get(), raw.data() + got, raw.size() - got, static_cast<off_t>(got));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Io(errno, "read " + path_);
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
+  ASSIGN_OR_RETURN(uint64_t size, f_->size());
+  if (size == 0) return std::optional<JournalEntry>();
+  Bytes raw(size);
+  ASSIGN_OR_RETURN(size_t got, f_->read_at(raw, 0));
   raw.resize(got);
   if (raw.size() < kFixed + 32 || !std::equal(std::begin(kMagic), std::end(kMagic), raw.begin()))
     return std::optional<JournalEntry>();
@@ -86,7 +61,7 @@ Result<std::optional<JournalEntry>> ReencryptJournal::load() {
   uint16_t path_len = 0;
   if (!r.raw(16, id) || !r.raw(32, wrap) || !r.u64(e.from_block) || !r.u64(e.to_block) || !r.u64(e.offset) ||
       !r.u64(len) || !r.u16(path_len) || !r.raw(path_len, path) || len != r.left() || !r.raw(r.left(), data))
-    return Status(Code::kCorrupt, path_ + ": journal entry malformed");
+    return Status(Code::kCorrupt, f_->name() + ": journal entry malformed");
   std::copy(id.begin(), id.end(), e.file_id.begin());
   std::copy(wrap.begin(), wrap.end(), e.next_wrap.begin());
   e.path.assign(as_chars(path));

@@ -6,13 +6,14 @@
 // says the chunk was committed. One journal per vault: one re-encryption runs at a time.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "base/bytes.h"
 #include "base/status.h"
-#include "base/unique_fd.h"
 #include "crypto/kdf.h"
+#include "format/backing_file.h"
 #include "format/key_ref.h"
 
 namespace kmsfs {
@@ -43,9 +44,8 @@ class ReencryptJournal {
   Result<std::optional<JournalEntry>> load();
 
  private:
-  ReencryptJournal(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
-  UniqueFd fd_;
-  std::string path_;
+  explicit ReencryptJournal(std::unique_ptr<PosixBackingFile> f) : f_(std::move(f)) {}
+  std::unique_ptr<PosixBackingFile> f_;
 };
 
 }  // namespace kmsfs

@@ -9,17 +9,11 @@
 #include "format/header.h"
 #include "format/reencrypt_journal.h"
 #include "vault/config.h"
+#include "vault/vault.h"
 
 namespace kmsfs {
 
 namespace {
-
-Result<FileHeader> header_of(BackingFile& f) {
-  Bytes raw(header::kSize);
-  ASSIGN_OR_RETURN(size_t n, f.read_at(raw, 0));
-  raw.resize(n);
-  return parse_header(raw);
-}
 
 // The backing file with this id: at the journaled path unless it was renamed, else
 // wherever the tree has it. nullptr if it is gone (deleted: nothing to restore).
@@ -27,7 +21,7 @@ Result<std::shared_ptr<BackingFile>> find(const std::string& dir, const JournalE
   auto at = [&](const std::string& path) -> std::shared_ptr<BackingFile> {
     auto f = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
     if (!f.ok()) return nullptr;
-    auto h = header_of(**f);
+    auto h = read_header(**f);
     if (!h.ok() || h->file_id != e.file_id) return nullptr;
     return std::shared_ptr<BackingFile>(std::move(*f));
   };
@@ -57,8 +51,8 @@ Result<std::string> recover_reencryption(const std::string& dir) {
     RETURN_IF_ERROR(journal.clear());
     return "re-encryption journal: file " + id + " is gone; nothing to restore";
   }
-  auto h = header_of(*f);
-  if (!h.ok()) return h.status().with_context(f->name() + ": file " + id + ": re-encryption recovery");
+  auto h = read_header(*f);
+  if (!h.ok()) return h.status().with_context("re-encryption recovery of file " + id);
   const HeaderSlot& s = *h->slots[h->active_slot()];
   std::string done;
   if (s.reencrypt && sha256(s.reencrypt->wrapped_dek) == entry->next_wrap &&

@@ -52,8 +52,9 @@ struct Census {
   int files = 0, under = 0;
   std::vector<std::string> others;
 };
-Census census(const std::string& backing, const KeyRef& key) {
-  Census c;
+// Every kmsfs file's header, by backing path.
+std::map<std::string, FileHeader> headers(const std::string& backing) {
+  std::map<std::string, FileHeader> out;
   for (auto it = std::filesystem::recursive_directory_iterator(backing); it != std::filesystem::end(it); ++it) {
     const std::string name = it->path().filename().string();
     if (!it->is_regular_file() || name.find('.') != std::string::npos) continue;
@@ -63,12 +64,18 @@ Census census(const std::string& backing, const KeyRef& key) {
     auto n = (*f)->read_at(raw, 0);
     if (!n.ok()) continue;
     raw.resize(*n);
-    auto h = parse_header(raw);
-    if (!h.ok()) continue;
+    if (auto h = parse_header(raw); h.ok()) out.emplace(it->path().string(), std::move(*h));
+  }
+  return out;
+}
+
+Census census(const std::string& backing, const KeyRef& key) {
+  Census c;
+  for (const auto& [path, h] : headers(backing)) {
     ++c.files;
-    const bool ok = h->slots[0] && h->slots[1] && h->slots[0]->key == key && h->slots[1]->key == key;
+    const bool ok = h.slots[0] && h.slots[1] && h.slots[0]->key == key && h.slots[1]->key == key;
     if (ok) ++c.under;
-    else if (c.others.size() < 5) c.others.push_back(it->path().string());
+    else if (c.others.size() < 5) c.others.push_back(path);
   }
   return c;
 }
@@ -91,23 +98,6 @@ json wait_done(MountedVault& v, std::chrono::seconds limit = 120s) {
 }
 
 const KeyRef kMain(uint32_t version) { return KeyRef{ProviderId::kKeyring, "main", version}; }
-
-// Every kmsfs file's header, by backing path.
-std::map<std::string, FileHeader> headers(const std::string& backing) {
-  std::map<std::string, FileHeader> out;
-  for (auto it = std::filesystem::recursive_directory_iterator(backing); it != std::filesystem::end(it); ++it) {
-    const std::string name = it->path().filename().string();
-    if (!it->is_regular_file() || name.find('.') != std::string::npos) continue;
-    auto f = PosixBackingFile::open(it->path().string(), O_RDONLY);
-    if (!f.ok()) continue;
-    Bytes raw(header::kSize);
-    auto n = (*f)->read_at(raw, 0);
-    if (!n.ok()) continue;
-    raw.resize(*n);
-    if (auto h = parse_header(raw); h.ok()) out.emplace(it->path().string(), std::move(*h));
-  }
-  return out;
-}
 
 // The vault's key spec as `kmsfs init` recorded it (keyring or KMS alike).
 std::string key_spec(const MountedVault& v) {
