@@ -123,8 +123,10 @@ void CliTest::encrypt(const std::string& vault, const std::string& dest, const s
                       std::vector<std::string> extra) {
   const std::string plain = p("plain-" + std::to_string(std::hash<std::string>{}(dest)));
   write_file(plain, data);
-  std::vector<std::string> args{"encrypt-file", vault, plain, dest};
+  // Options first, then "--": an encrypted DEST name may begin with '-' (and "-h..." is --help).
+  std::vector<std::string> args{"encrypt-file"};
   args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.end(), {"--", vault, plain, dest});
   auto r = kmsfs(args);
   ASSERT_TRUE(Succeeded(r));
   ASSERT_TRUE(contains(r.out, std::to_string(data.size()) + " bytes encrypted")) << r.out;
