@@ -452,7 +452,15 @@ TEST(RotationReencrypt, FsckReportsAFileKilledMidwayAndRepairFinishesIt) {
   };
   auto [code, report] = fsck({});
   EXPECT_EQ(code, 4) << report.dump(2);
-  EXPECT_EQ(kinds(report).count("interrupted_reencryption"), 2u) << report.dump(2);  // the file and the journal
+  // The half-done file; and the journal, unless the kill tore the entry being written (the
+  // blocks move only once it is whole, so a torn entry is no step in flight).
+  int files_midway = 0, journal = 0;
+  for (const auto& f : report.value("findings", json::array())) {
+    if (f.value("kind", "") != "interrupted_reencryption") continue;
+    (f.value("path", "") == "kmsfs.journal" ? journal : files_midway) += 1;
+  }
+  EXPECT_EQ(files_midway, 1) << report.dump(2);
+  EXPECT_LE(journal, 1) << report.dump(2);
   EXPECT_EQ(kinds(report).count("interrupted_rotation"), 1u) << report.dump(2);
   EXPECT_EQ(kinds(report).count("damaged_block"), 0u) << "every block of the half-done file authenticates";
 
