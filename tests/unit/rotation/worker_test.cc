@@ -207,6 +207,12 @@ TEST(RotationWorker, AResumedPassThatMovesNothingStillLeadsToTheNextPass) {
   {
     RotationWorker w(*v);
     ASSERT_TRUE(w.start({"main", 60, 0, false}).ok());
+    // The rename below must land behind the walk: wait until it is in d0 (a slow thread
+    // start would otherwise list the root after the rename).
+    const auto started = std::chrono::steady_clock::now() + 10s;
+    while (w.status()->state.cursor.rfind("d0/", 0) != 0 && std::chrono::steady_clock::now() < started)
+      std::this_thread::sleep_for(1ms);
+    ASSERT_EQ(w.status()->state.cursor.rfind("d0/", 0), 0u) << w.status()->state.cursor;
     // Born under the target, listed when the walk reaches d6: the end of pass 1.
     for (int i = 0; i < 40; ++i) ASSERT_TRUE(v->create_file(cv.backing + "/d6/zz" + std::to_string(i), 0600).ok());
     // Not yet visited (the walk is in d0), moved to where the walk has been.
