@@ -109,17 +109,18 @@ Result<std::unique_ptr<CryptFile>> CryptFile::open(std::shared_ptr<BackingFile> 
                                                    std::shared_ptr<const FileKeys> keys,
                                                    Options opts,
                                                    std::shared_ptr<const FileKeys> next) {
-  const std::string name = backing->name() + ": file " + to_hex(header.file_id);
+  // Named only on failure: for an fd-only backing file the name costs a readlink.
+  auto name = [&] { return backing->name() + ": file " + to_hex(header.file_id); };
   const int active = header.active_slot();
-  if (active < 0) return Status(Code::kCorrupt, name + ": no valid key slot");
+  if (active < 0) return Status(Code::kCorrupt, name() + ": no valid key slot");
   const auto& reenc = header.slots[active]->reencrypt;
-  if (reenc && !next) return Status(Code::kInternal, name + ": re-encryption under way but its key was not given");
+  if (reenc && !next) return Status(Code::kInternal, name() + ": re-encryption under way but its key was not given");
   if (!reenc) next.reset();
   // Mid re-encryption the MAC is under the old DEK until the last step rewrites it under
   // the new one (FORMAT.md §3.9): either of the file's two DEKs commits it.
   Status mac = verify_header_mac(header, keys->header_mac_key.span());
   if (!mac.ok() && next) mac = verify_header_mac(header, next->header_mac_key.span());
-  if (!mac.ok()) return mac.with_context(name);
+  if (!mac.ok()) return mac.with_context(name());
   // The active slot holds the newest file state (every state update writes a slot above
   // both); one that fails its MAC is tampering. The fallback's may be under another DEK
   // of this file (a re-encryption's last step), so it is not consulted.
@@ -128,7 +129,7 @@ Result<std::unique_ptr<CryptFile>> CryptFile::open(std::shared_ptr<BackingFile> 
   if (const auto& st = header.slots[active]->state) {
     auto m = open_file_state(*st, header.file_id, keys->state_mac_key.span());
     if (!m.ok() && next) m = open_file_state(*st, header.file_id, next->state_mac_key.span());
-    if (!m.ok()) return m.status().with_context(name);
+    if (!m.ok()) return m.status().with_context(name());
     generation = st->generation;
     sparse = std::move(*m);
   }
@@ -227,6 +228,8 @@ Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
       if (!s.ok()) return corrupt_block(i, s);
       std::copy_n(plain.begin() + static_cast<long>(from - block_start), to - from, dst.begin());
     }
+    // The final block opened with its "last" flag: a later read at EOF need not load it again.
+    if (last_block && well_formed_) tail_verified_.store(true, std::memory_order_release);
   }
   return len;
 }

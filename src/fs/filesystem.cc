@@ -14,11 +14,14 @@
 #include <cstring>
 
 #include "base/file_io.h"
+#include "format/header.h"
 #include "fs/errno_map.h"
 
 namespace kmsfs {
 
 namespace {
+
+constexpr off_t kOpenPrefetch = header::kSize + (128 << 10);
 
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -347,6 +350,10 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
       fd.reset(::open(proc_path(in.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
     }
     if (!fd.valid()) return errno_status("open backing file");
+    // The header read alone would start a 16 KiB readahead, and the first data read a
+    // second disk request; asking for the header and the first 128 KiB of blocks together
+    // makes a cold small file one request (docs/BENCHMARKS.md, md5sum cold).
+    ::posix_fadvise(fd.get(), 0, kOpenPrefetch, POSIX_FADV_WILLNEED);
     auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
     ASSIGN_OR_RETURN(auto opened, vault_.open_file(backing));
     return std::shared_ptr<CryptFile>(std::move(opened));

@@ -58,7 +58,7 @@ Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
       h = std::move(*parsed);
     }
     const std::string where = path + ": file " + to_hex(h.file_id);
-    RETURN_IF_ERROR(vault_.check_ours(h, where));
+    RETURN_IF_ERROR(vault_.check_ours(h).with_context(where));
     if (all_slots_under(h, opts_.target) && !opts_.all) {
       out.outcome = RewrapOutcome::kAlready;
       return Status::Ok();

@@ -487,14 +487,16 @@ Result<std::unique_ptr<CryptFile>> Vault::create_file(const std::string& path, m
 
 Result<std::unique_ptr<CryptFile>> Vault::open_file(std::shared_ptr<BackingFile> backing) {
   ASSIGN_OR_RETURN(auto f, open_crypt_file(backing, providers_, file_opts_, cache_));
-  RETURN_IF_ERROR(check_ours(f->header(), backing->name() + ": file " + to_hex(f->id())));
+  // The name (a readlink for an fd-only backing file) is built only for the refusal.
+  Status ours = check_ours(f->header());
+  if (!ours.ok()) return ours.with_context(backing->name() + ": file " + to_hex(f->id()));
   return f;
 }
 
-Status Vault::check_ours(const FileHeader& h, const std::string& where) const {
+Status Vault::check_ours(const FileHeader& h) const {
   auto fs = h.context.get(EncryptionContext::kFsIdKey);
   if (!fs || *fs != config_.fs_id_hex())
-    return Status(Code::kCorrupt, where + " belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
+    return Status(Code::kCorrupt, "belongs to another filesystem (fs id " + std::string(fs.value_or("none")) + ")");
   return Status::Ok();
 }
 

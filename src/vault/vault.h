@@ -98,7 +98,7 @@ class Vault {
   Result<std::unique_ptr<CryptFile>> open_file(std::shared_ptr<BackingFile> backing);
   // kCorrupt unless the header's context names this vault's filesystem id. `where`
   // names the file in the message.
-  Status check_ours(const FileHeader& h, const std::string& where) const;
+  Status check_ours(const FileHeader& h) const;
 
   CryptFile::Options file_options() const { return file_opts_; }
   // Opens and creates go through `cache` from now on (the mount's; it must outlive the
