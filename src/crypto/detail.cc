@@ -71,9 +71,5 @@ const EVP_MD* sha256_md() {
   return md.get();
 }
 
-EVP_KDF* hkdf_kdf() {
-  static const KdfPtr kdf = fetch_or_die<KdfPtr>(EVP_KDF_fetch, "HKDF");
-  return kdf.get();
-}
 
 }  // namespace kmsfs::detail

@@ -19,14 +19,10 @@ void ensure_sodium() noexcept;
 struct CipherCtxFree { void operator()(EVP_CIPHER_CTX* p) const noexcept { EVP_CIPHER_CTX_free(p); } };
 struct CipherFree { void operator()(EVP_CIPHER* p) const noexcept { EVP_CIPHER_free(p); } };
 struct MdFree { void operator()(EVP_MD* p) const noexcept { EVP_MD_free(p); } };
-struct KdfFree { void operator()(EVP_KDF* p) const noexcept { EVP_KDF_free(p); } };
-struct KdfCtxFree { void operator()(EVP_KDF_CTX* p) const noexcept { EVP_KDF_CTX_free(p); } };
 
 using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 using CipherPtr = std::unique_ptr<EVP_CIPHER, CipherFree>;
 using MdPtr = std::unique_ptr<EVP_MD, MdFree>;
-using KdfPtr = std::unique_ptr<EVP_KDF, KdfFree>;
-using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxFree>;
 
 // Allocates a cipher context; throws std::bad_alloc when OpenSSL is out of memory
 // (the only exception the codebase allows).
@@ -45,6 +41,5 @@ const EVP_CIPHER* aes256_gcm();
 // AES-SIV (RFC 5297) with a 256-bit (AES-128-SIV) or 512-bit (AES-256-SIV) key.
 const EVP_CIPHER* aes_siv(size_t key_size);
 const EVP_MD* sha256_md();
-EVP_KDF* hkdf_kdf();
 
 }  // namespace kmsfs::detail

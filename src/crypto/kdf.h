@@ -1,5 +1,6 @@
-// Key derivation and hashing: HKDF-SHA256 (RFC 5869), HMAC-SHA256, SHA-256 through
-// OpenSSL 3 EVP; Argon2id for passphrases through libsodium crypto_pwhash.
+// Key derivation and hashing: HKDF-SHA256 (RFC 5869) and HMAC-SHA256 over libsodium's
+// HMAC, SHA-256 through OpenSSL 3 EVP; Argon2id for passphrases through libsodium
+// crypto_pwhash.
 #pragma once
 
 #include <array>

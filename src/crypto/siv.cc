@@ -14,13 +14,19 @@ using detail::openssl_error;
 
 namespace {
 
-// One context per call: SIV contexts carry per-message S2V state, and names are short,
-// so the key setup (two AES key schedules) is noise next to the syscalls around a lookup.
 Result<detail::CipherCtxPtr> keyed_ctx(ByteSpan key, bool encrypt) {
   detail::CipherCtxPtr ctx = detail::new_cipher_ctx();
   const EVP_CIPHER* c = detail::aes_siv(key.size());
   if (EVP_CipherInit_ex2(ctx.get(), c, key.data(), nullptr, encrypt ? 1 : 0, nullptr) != 1)
     return openssl_error("AES-SIV: init");
+  return ctx;
+}
+
+// A fresh context for one message: a copy of the keyed template (its S2V state is the
+// initial one, since nothing is ever fed to the template itself).
+Result<detail::CipherCtxPtr> copy_of(const EVP_CIPHER_CTX* keyed) {
+  detail::CipherCtxPtr ctx = detail::new_cipher_ctx();
+  if (EVP_CIPHER_CTX_copy(ctx.get(), keyed) != 1) return openssl_error("AES-SIV: context copy");
   return ctx;
 }
 
@@ -40,12 +46,14 @@ Status add_ad(EVP_CIPHER_CTX* ctx, std::span<const ByteSpan> ad) {
 Result<Siv> Siv::create(ByteSpan key) {
   if (key.size() != 32 && key.size() != 64)
     return Status(Code::kInvalidArgument, "AES-SIV key must be 32 or 64 bytes, got " + std::to_string(key.size()));
-  return Siv(SecureBuffer::copy_of(key));
+  ASSIGN_OR_RETURN(detail::CipherCtxPtr enc, keyed_ctx(key, true));
+  ASSIGN_OR_RETURN(detail::CipherCtxPtr dec, keyed_ctx(key, false));
+  return Siv(Ctx(enc.release(), detail::CipherCtxFree()), Ctx(dec.release(), detail::CipherCtxFree()));
 }
 
 Result<Bytes> Siv::seal(std::span<const ByteSpan> ad, ByteSpan pt) const {
   if (pt.size() > INT_MAX - kSivTagSize) return Status(Code::kInvalidArgument, "AES-SIV: plaintext too large");
-  ASSIGN_OR_RETURN(detail::CipherCtxPtr ctx, keyed_ctx(key_.span(), true));
+  ASSIGN_OR_RETURN(detail::CipherCtxPtr ctx, copy_of(enc_.get()));
   RETURN_IF_ERROR(add_ad(ctx.get(), ad));
   Bytes out(kSivTagSize + pt.size());
   int outl = 0;
@@ -64,7 +72,7 @@ Result<Bytes> Siv::seal(std::span<const ByteSpan> ad, ByteSpan pt) const {
 Result<Bytes> Siv::open(std::span<const ByteSpan> ad, ByteSpan in) const {
   if (in.size() < kSivTagSize) return Status(Code::kCorrupt, "AES-SIV: ciphertext shorter than its tag");
   if (in.size() > INT_MAX) return Status(Code::kInvalidArgument, "AES-SIV: ciphertext too large");
-  ASSIGN_OR_RETURN(detail::CipherCtxPtr ctx, keyed_ctx(key_.span(), false));
+  ASSIGN_OR_RETURN(detail::CipherCtxPtr ctx, copy_of(dec_.get()));
   // The tag goes in first: SIV decrypts with V as the CTR IV, then recomputes and compares.
   if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSivTagSize,
                           const_cast<uint8_t*>(in.data())) != 1)

@@ -2,7 +2,13 @@
 #include "unhex.h"
 
 #include <gtest/gtest.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -31,6 +37,61 @@ TEST(Hkdf, Rfc5869Case3) {
   ASSERT_TRUE(hkdf_sha256(ikm, {}, "", okm).ok());
   EXPECT_EQ(hex(okm),
             "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8");
+}
+
+// RFC 5869 A.2: longer inputs and outputs (three blocks of output, 80-byte salt and info).
+TEST(Hkdf, Rfc5869Case2) {
+  Bytes ikm(80), salt(80), info(80);
+  for (int i = 0; i < 80; ++i) {
+    ikm[i] = static_cast<uint8_t>(i);
+    salt[i] = static_cast<uint8_t>(0x60 + i);
+    info[i] = static_cast<uint8_t>(0xb0 + i);
+  }
+  uint8_t okm[82];
+  ASSERT_TRUE(hkdf_sha256(ikm, salt, as_chars(info), okm).ok());
+  EXPECT_EQ(hex(okm),
+            "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09"
+            "da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87");
+}
+
+// OpenSSL's own HKDF and HMAC as the oracle, over random lengths (empty inputs, keys
+// longer than the block, outputs that end mid-block).
+TEST(Hkdf, AgreesWithOpenSslOnRandomInputs) {
+  std::mt19937 rng(5869);
+  auto random_bytes = [&](size_t n) {
+    Bytes b(n);
+    for (auto& x : b) x = static_cast<uint8_t>(rng());
+    return b;
+  };
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  ASSERT_NE(kdf, nullptr);
+  for (int round = 0; round < 300; ++round) {
+    const Bytes ikm = random_bytes(rng() % 150), salt = random_bytes(rng() % 150), info = random_bytes(rng() % 150);
+    const size_t len = 1 + rng() % 300;
+    std::vector<uint8_t> ours(len), theirs(len);
+    ASSERT_TRUE(hkdf_sha256(ikm, salt, as_chars(info), ours).ok());
+    EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
+    static uint8_t empty = 0;
+    auto ptr = [](const Bytes& b) { return b.empty() ? &empty : const_cast<uint8_t*>(b.data()); };
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ptr(ikm), ikm.size()),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, ptr(salt), salt.size()),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, ptr(info), info.size()),
+        OSSL_PARAM_construct_end(),
+    };
+    ASSERT_EQ(EVP_KDF_derive(ctx, theirs.data(), theirs.size(), params), 1);
+    EVP_KDF_CTX_free(ctx);
+    ASSERT_EQ(hex(ours), hex(theirs)) << "round " << round;
+
+    const Digest32 mac = hmac_sha256(salt, ikm);
+    uint8_t want[32];
+    unsigned int n = 0;
+    ASSERT_NE(HMAC(EVP_sha256(), ptr(salt), static_cast<int>(salt.size()), ptr(ikm), ikm.size(), want, &n), nullptr);
+    ASSERT_EQ(hex(mac), hex(ByteSpan(want, n))) << "round " << round;
+  }
+  EVP_KDF_free(kdf);
 }
 
 TEST(Hkdf, OutputLengthLimits) {
