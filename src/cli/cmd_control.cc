@@ -60,6 +60,12 @@ std::string human_stats(const json& j) {
                      i.value("generated", 0), i.value("files", 0), i.value("max_files", 0),
                      i.value("max_age_seconds", 0.0), i.value("failures", 0));
   }
+  if (j.contains("rotation") && j["rotation"].is_object()) {
+    const json& r = j["rotation"];
+    t += fmt::format("rotation: {} to {} ({}), pass {}, {} files moved, {} failed (kmsfs rotate --status for more)\n",
+                     r.value("phase", "?"), r.value("target", "?"), r.value("mode", "") == "reencrypt" ? "re-encrypt" : "re-wrap",
+                     r.value("pass", 0), r.value("rotated", 0), r.value("failed", 0));
+  }
   return t;
 }
 

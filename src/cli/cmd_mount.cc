@@ -223,7 +223,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   RotationWorker rotation(**vault);
   if (Status r = rotation.resume_saved(); !r.ok())
     spdlog::error("the interrupted rotation of {} cannot continue: {}", a.backing, r.message());
-  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get()};
+  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get(), &rotation};
   auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache, &vault, &rotation](std::string_view cmd) {
     if (cmd == "ping") return std::string(R"({"ok":true})");
     if (cmd.starts_with("rotate ")) return handle_rotation_command(rotation, cmd.substr(7));

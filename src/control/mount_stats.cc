@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "control/rotation_control.h"
+
 namespace kmsfs {
 
 namespace {
@@ -38,6 +40,33 @@ std::string label(std::string_view v) {
 
 std::string le(size_t i) {
   return i < RequestStats::kBuckets.size() ? fmt::format("{}", RequestStats::kBuckets[i]) : "+Inf";
+}
+
+// The latest rotation run of the vault (running, paused or ended). Its counts are gauges:
+// they start again from 0 with each run, and some (already, skipped, failed) with each pass.
+void rotation_prometheus(const RotationWorker& worker, std::string& t) {
+  auto st = worker.status();
+  if (!st.ok()) return;  // never rotated
+  const RotationState& r = st->state;
+  auto gauge = [&t](std::string_view name, std::string_view help, auto v) {
+    t += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, v);
+  };
+  t += "# HELP kmsfs_rotation_info The latest rotation run: its id, target key, mode and phase.\n"
+       "# TYPE kmsfs_rotation_info gauge\n";
+  t += fmt::format("kmsfs_rotation_info{{run=\"{}\",target=\"{}\",mode=\"{}\",phase=\"{}\"}} 1\n", label(r.id),
+                   label(r.target), r.params.reencrypt ? "reencrypt" : "rewrap", rotation_phase_name(r.phase));
+  gauge("kmsfs_rotation_active", "1 while a rotation is running or paused.", r.active() ? 1 : 0);
+  gauge("kmsfs_rotation_pass", "Pass over the tree the run is in (the last finds nothing left to move).", r.pass);
+  gauge("kmsfs_rotation_files_rotated", "Files moved to the target key by this run (all passes).", r.rotated);
+  t += "# HELP kmsfs_rotation_pass_files Files of the current pass: in the tree at its start, visited, and by outcome.\n"
+       "# TYPE kmsfs_rotation_pass_files gauge\n";
+  for (const auto& [what, n] : {std::pair<const char*, uint64_t>{"total", r.total}, {"seen", r.seen},
+                                {"already", r.already}, {"skipped", r.skipped}, {"failed", r.failed}})
+    t += fmt::format("kmsfs_rotation_pass_files{{state=\"{}\"}} {}\n", what, n);
+  gauge("kmsfs_rotation_bytes", "Backing bytes re-wrapped (re-sealed, when re-encrypting) by this run.", r.bytes);
+  gauge("kmsfs_rotation_kms_calls", "Key provider calls made by this run.", r.kms_calls);
+  gauge("kmsfs_rotation_files_per_second", "Files per second over the last few seconds.", st->files_per_second);
+  if (st->eta_seconds >= 0) gauge("kmsfs_rotation_eta_seconds", "Estimated seconds left in the current pass.", st->eta_seconds);
 }
 
 }  // namespace
@@ -100,6 +129,11 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
           {"max_age_seconds", std::chrono::duration<double>(ik->options().max_age).count()}};
     }
   }
+  if (s.rotation) {
+    // null until the vault's first rotation
+    auto st = s.rotation->status();
+    out["rotation"] = st.ok() ? rotation_status_json(*st) : nlohmann::json();
+  }
   return out;
 }
 
@@ -157,6 +191,7 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     counter("kmsfs_intermediate_keys_generated_total", "Intermediate keys generated through the key provider.", is.generated);
     counter("kmsfs_intermediate_key_files_total", "New files whose data key was sealed under an intermediate key.", is.files);
   }
+  if (s.rotation) rotation_prometheus(*s.rotation, t);
   return t;
 }
 

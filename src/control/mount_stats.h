@@ -1,5 +1,5 @@
 // What a running mount reports: its KMS requests (by operation and result, retries,
-// latency, estimated cost) and its key cache. One source for `kmsfs stats` (JSON over the
+// latency, estimated cost), its key cache and its key rotation. One source for `kmsfs stats` (JSON over the
 // control socket) and the Prometheus endpoint, so the two never disagree.
 #pragma once
 
@@ -10,6 +10,7 @@
 
 #include "keys/cache/key_cache.h"
 #include "keys/key_providers.h"
+#include "rotation/rotation_worker.h"
 #include "vault/vault.h"
 
 namespace kmsfs {
@@ -23,6 +24,7 @@ struct MountStatsSources {
   KeyProviders* providers = nullptr;
   KeyCache* cache = nullptr;  // may be null
   const Vault* vault = nullptr;  // may be null: its key pool and intermediate keys
+  const RotationWorker* rotation = nullptr;  // may be null: the vault's key rotation
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 

@@ -155,6 +155,44 @@ std::string MountedVault::log() const {
   return ss.str();
 }
 
+std::map<std::string, double> MountedVault::scrape_metrics() const {
+  const std::string marker = "metrics at http://127.0.0.1:";
+  const std::string text = log();
+  const size_t at = text.rfind(marker);  // the latest daemon's
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "the daemon logged no metrics port:\n" << text;
+    return {};
+  }
+  const size_t from = at + marker.size();
+  const std::string port = text.substr(from, text.find('/', from) - from);
+  ProcessResult scrape = run({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + port + "/metrics"});
+  if (scrape.exit_code != 0) {
+    ADD_FAILURE() << "curl of port " << port << ": " << scrape.err;
+    return {};
+  }
+  const std::string parser =
+      "import sys\n"
+      "from prometheus_client.parser import text_string_to_metric_families\n"
+      "for fam in text_string_to_metric_families(sys.stdin.read()):\n"
+      "    for s in fam.samples:\n"
+      "        labels = ','.join(k + '=' + v for k, v in sorted(s.labels.items()))\n"
+      "        print(s.name + ('{' + labels + '}' if labels else ''), repr(float(s.value)), sep='\\t')\n";
+  ProcessOptions po;
+  po.stdin_data = scrape.out;
+  ProcessResult parsed = run({"/usr/bin/python3", "-c", parser}, po);
+  if (parsed.exit_code != 0) {
+    ADD_FAILURE() << "the Prometheus parser refused the exposition: " << parsed.err << "\n" << scrape.out;
+    return {};
+  }
+  std::map<std::string, double> out;
+  std::istringstream lines(parsed.out);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t tab = line.find('\t');
+    if (tab != std::string::npos) out[line.substr(0, tab)] = std::stod(line.substr(tab + 1));
+  }
+  return out;
+}
+
 std::string read_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));

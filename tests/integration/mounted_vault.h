@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,10 @@ class MountedVault {
   }
   // Everything the daemon logged so far.
   std::string log() const;
+  // Every sample the daemon serves at `--metrics-listen 127.0.0.1:0` (the port it logged
+  // last), read by the Prometheus project's own parser: "name{label=value,...}" (labels
+  // sorted; the bare name without labels) -> value. Fails the test if it cannot.
+  std::map<std::string, double> scrape_metrics() const;
 
  private:
   TempDir tmp_;

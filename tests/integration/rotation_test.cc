@@ -249,6 +249,51 @@ TEST(RotationOnline, PauseResumeAndCancelFromTheCommandLineSurviveARemount) {
   expect_files(v, 600, 500);
 }
 
+// An operator watches a run from the metrics endpoint and `kmsfs stats` too, and they
+// agree with `rotate --status`.
+TEST(RotationOnline, ProgressIsExportedToPrometheusAndStats) {
+  VaultOptions o;
+  o.mount_args = {"--metrics-listen", "127.0.0.1:0"};
+  MountedVault v(o);
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";
+  auto rotation_metrics = [&] {
+    std::map<std::string, double> m;
+    for (const auto& [k, val] : v.scrape_metrics())
+      if (k.starts_with("kmsfs_rotation_")) m[k] = val;
+    return m;
+  };
+  auto stats = [&] { return json::parse(kmsfs({"stats", v.mnt(), "--json"}).out, nullptr, false); };
+
+  make_files(v, 40, 1500);
+  EXPECT_TRUE(rotation_metrics().empty()) << "no rotation yet";
+  EXPECT_TRUE(stats()["rotation"].is_null()) << stats().dump();
+
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "main", "--wait", "--rate", "0"}, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json status = rotation_status(v);
+  ASSERT_EQ(status.value("phase", ""), "done") << status.dump();
+  std::map<std::string, double> m = rotation_metrics();
+  const std::string info = "kmsfs_rotation_info{mode=rewrap,phase=done,run=" + status["id"].get<std::string>() +
+                           ",target=" + status["target"].get<std::string>() + "}";
+  ASSERT_TRUE(m.contains(info)) << info << " not among " << json(m).dump(2);
+  EXPECT_EQ(m[info], 1.0);
+  EXPECT_EQ(m["kmsfs_rotation_active"], 0.0);
+  EXPECT_GE(status["rotated"].get<double>(), 40.0) << status.dump();
+  EXPECT_EQ(m["kmsfs_rotation_files_rotated"], status["rotated"].get<double>()) << json(m).dump(2);
+  EXPECT_EQ(m.at("kmsfs_rotation_pass_files{state=failed}"), 0.0);
+  EXPECT_EQ(m["kmsfs_rotation_pass_files{state=seen}"], status["seen"].get<double>());
+  EXPECT_EQ(m["kmsfs_rotation_pass"], status["pass"].get<double>());
+  EXPECT_EQ(m["kmsfs_rotation_bytes"], status["bytes"].get<double>());
+  const json s = stats();
+  EXPECT_EQ(s["rotation"]["phase"], "done") << s.dump();
+  EXPECT_EQ(s["rotation"]["rotated"], status["rotated"]);
+  const std::string human = kmsfs({"stats", v.mnt()}).out;
+  EXPECT_NE(human.find("rotation: done to " + status["target"].get<std::string>() + " (re-wrap), pass "), std::string::npos)
+      << human;
+  EXPECT_EQ(census(v.backing(), kMain(2)).under, census(v.backing(), kMain(2)).files);
+}
+
 TEST(RotationLazy, NewAndRewrittenFilesUseANewKeyringVersionAtOnceWithoutARotateCommand) {
   MountedVault v;
   if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring versions";
