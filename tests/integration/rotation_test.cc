@@ -567,5 +567,61 @@ TEST(RotationKms, AnotherKeyByReEncryptAloneThroughThrottlingThenTheOldKeyCanGo)
   EXPECT_EQ(read_file(v.at("after")), "born under the new key");
 }
 
+// Retiring a KMS key: once every file has moved, fsck says nothing needs the old key; a
+// file restored from a backup made before the rotation is named, with the key's state,
+// when the old key is scheduled for deletion, so the deletion can still be cancelled.
+TEST(RotationKms, FsckNamesEveryFileStillUnderAKeyScheduledForDeletion) {
+  KmsLocal kms(KMS_LOCAL_BIN, {});
+  auto make_key = [&](const std::string& alias) {
+    auto [status, body] = kms.call("CreateKey", R"({"Description":"kmsfs retire"})");
+    EXPECT_EQ(status, 200) << body;
+    const json k = json::parse(body)["KeyMetadata"];
+    EXPECT_EQ(kms.call("CreateAlias", json{{"AliasName", alias}, {"TargetKeyId", k["KeyId"]}}.dump()).first, 200);
+    return std::make_pair(k["KeyId"].get<std::string>(), k["Arn"].get<std::string>());
+  };
+  const auto [old_id, old_arn] = make_key("alias/retire-old");
+  const auto [new_id, new_arn] = make_key("alias/retire-new");
+  kms.export_client_env();
+  VaultOptions o;
+  o.key_args = std::vector<std::string>{"--kms-key", "alias/retire-old"};
+  MountedVault v(o);
+  make_files(v, 12, 1700);
+  const std::string victim = v.backing_at(rel(3));
+  const std::string backup = read_file(victim);  // a backup taken before the rotation
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "alias/retire-new", "--wait", "--kms-rate", "0"}, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  v.unmount();
+  ASSERT_EQ(kms.call("ScheduleKeyDeletion", json{{"KeyId", old_id}, {"PendingWindowInDays", 7}}.dump()).first, 200);
+
+  auto fsck = [&] {
+    ProcessResult f = kmsfs({"fsck", v.backing(), "--json"}, false);
+    return std::make_pair(f.exit_code, json::parse(f.out, nullptr, false));
+  };
+  auto [clean, nothing_needs_it] = fsck();
+  EXPECT_EQ(clean, 0) << nothing_needs_it.dump(2);
+  for (const auto& k : nothing_needs_it["keys"]) EXPECT_NE(k["key"], "aws-kms:" + old_arn) << nothing_needs_it.dump(2);
+
+  write_file(victim, backup);
+  auto [code, report] = fsck();
+  EXPECT_EQ(code, 4) << report.dump(2);
+  std::vector<json> unavailable;
+  for (const auto& f : report["findings"])
+    if (f["kind"] == "key_unavailable") unavailable.push_back(f);
+  ASSERT_EQ(unavailable.size(), 1u) << report.dump(2);
+  EXPECT_EQ(v.backing() + "/" + unavailable[0]["path"].get<std::string>(), victim);
+  EXPECT_EQ(unavailable[0]["key"], "aws-kms:" + old_arn);
+  EXPECT_NE(unavailable[0]["message"].get<std::string>().find("pending deletion"), std::string::npos) << unavailable[0];
+  bool listed = false;
+  for (const auto& k : report["keys"])
+    if (k["key"] == "aws-kms:" + old_arn) listed = k["files"] == 1;
+  EXPECT_TRUE(listed) << report.dump(2);
+
+  // Cancelled in time (AWS leaves the key disabled): enabled again, the restored file reads.
+  ASSERT_EQ(kms.call("CancelKeyDeletion", json{{"KeyId", old_id}}.dump()).first, 200);
+  ASSERT_EQ(kms.call("EnableKey", json{{"KeyId", old_id}}.dump()).first, 200);
+  v.mount();
+  EXPECT_EQ(read_file(v.at(rel(3))), pattern(size_of(3), 1700 + 3));
+}
+
 }  // namespace
 }  // namespace kmsfs::testing
