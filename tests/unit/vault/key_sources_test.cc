@@ -257,14 +257,17 @@ TEST(KeyPool, FillsAheadServesDistinctFilesAndDrainsOnFlushAndKeyChange) {
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(pool.stats().size, 0u);  // nothing comes back before a create asks
   EXPECT_FALSE(pool.take(ref));
-  ASSERT_TRUE(wait_for([&] { return pool.stats().size > 0; }));
+  // Full again, so the filler is idle and the count below cannot move under the test.
+  ASSERT_TRUE(wait_for([&] {
+    const auto s = pool.stats();
+    return s.size > 0 && s.size == s.target;
+  }));
   // The filesystem's key moved on: keys under the old one are never handed out.
   const KeyRef ref2{ProviderId::kKeyring, "main", 2};
   ASSERT_TRUE(cv.keyring->update([](Keyring& k) { return k.rotate("main").status(); }).ok());
-  const uint64_t discarded = pool.stats().discarded;
-  const size_t size = pool.stats().size;
+  const auto before = pool.stats();
   EXPECT_FALSE(pool.take(ref2));
-  EXPECT_EQ(pool.stats().discarded, discarded + size);
+  EXPECT_EQ(pool.stats().discarded, before.discarded + before.size);
   ASSERT_TRUE(wait_for([&] { return pool.stats().size > 0; }));
   auto k = pool.take(ref2);
   ASSERT_TRUE(k);
