@@ -1,6 +1,7 @@
 // The crash model of powerloss_test.cc, shared with rotation_powerloss_test.cc: what a
 // file may read back as after a power cut, given what the workload wrote and what its
-// last successful fsync covered (see powerloss_test.cc's header comment for the rules).
+// last successful fsync covered (see powerloss_test.cc's header comment for the rules),
+// and the scaffolding both workloads share (CutAwareWorkload).
 #pragma once
 
 #include <fcntl.h>
@@ -8,12 +9,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kmsfs::testing {
@@ -170,5 +175,82 @@ inline std::vector<std::string> judge(const FileModel& f, const ReadBack& rb, ui
     bad.push_back("read at EOF fails: " + std::string(std::strerror(rb.eof_errno)));
   return bad;
 }
+
+// What a workload thread racing a power cut needs in either test: paths under the mount,
+// the seeded RNG (a run is reproduced from its seed, so the order of draws matters),
+// whether the cut has begun (for check/trusted), and the first failure seen before it.
+class CutAwareWorkload {
+ public:
+  std::string failure() const {
+    std::lock_guard l(mu_);
+    return failure_;
+  }
+  int op_count() const { return op_; }
+  int late_syncs() const { return late_syncs_; }
+
+ protected:
+  CutAwareWorkload(std::string root, uint64_t B, uint64_t seed) : root_(std::move(root)), B_(B), rng_(seed) {}
+
+  // Called by run() before the first step: `cut_started` is set when the cut begins;
+  // `syncing` is non-zero while a big fsync is in flight (the cut aims for those).
+  void watch(std::atomic<bool>& cut_started, std::atomic<int>& syncing) {
+    cut_started_ = &cut_started;
+    syncing_ = &syncing;
+  }
+
+  std::string p(const std::string& rel) const { return root_ + "/" + rel; }
+  uint64_t uni(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_); }
+  std::string rand_bytes(size_t n) {
+    std::string d(n, '\0');
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t x = rng_();
+      std::memcpy(&d[i], &x, std::min<size_t>(8, n - i));
+    }
+    return d;
+  }
+
+  // A failed call before the cut is a kmsfs failure (in the rotation test too: the
+  // rotation must not disturb applications); after it, expected.
+  bool check(long rc, const std::string& what) {
+    if (rc >= 0) return true;
+    const int e = errno;
+    if (!cut_started_ || !cut_started_->load()) {
+      std::lock_guard l(mu_);
+      if (failure_.empty()) failure_ = "op " + std::to_string(op_) + ": " + what + " failed before the cut: " + std::strerror(e);
+    }
+    return false;
+  }
+
+  // A sync counts only if it returned before the cut began: once the XFS is shut down,
+  // fsync of a directory can return 0 without having forced anything (xfs_dir_fsync does
+  // not check for shutdown, and shutdown unpins the log items it would have waited for).
+  bool trusted(long rc, const std::string& what) {
+    if (!check(rc, what)) return false;
+    if (cut_started_ && cut_started_->load()) {
+      ++late_syncs_;
+      return false;
+    }
+    return true;
+  }
+
+  bool fsync_dir(const std::string& rel) {
+    int fd = ::open(p(rel).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!check(fd, "open dir " + rel)) return false;
+    const bool ok = trusted(::fsync(fd), "fsync dir " + rel);
+    ::close(fd);
+    return ok;
+  }
+
+  std::string root_;
+  uint64_t B_;
+  std::mt19937_64 rng_;
+  std::atomic<bool>* cut_started_ = nullptr;
+  std::atomic<int> no_sync_counter_{0};
+  std::atomic<int>* syncing_ = &no_sync_counter_;
+  mutable std::mutex mu_;
+  std::string failure_;
+  std::atomic<int> op_{0};  // operations so far; failure messages name the op
+  int late_syncs_ = 0;      // syncs that returned 0 after the cut began (not counted as durable)
+};
 
 }  // namespace kmsfs::testing

@@ -75,9 +75,9 @@ struct NameModel {
 
 // ---------------------------------------------------------------- the workload
 
-class Workload {
+class Workload : public CutAwareWorkload {
  public:
-  Workload(std::string root, uint64_t B, uint64_t seed) : root_(std::move(root)), B_(B), rng_(seed) {}
+  Workload(std::string root, uint64_t B, uint64_t seed) : CutAwareWorkload(std::move(root), B, seed) {}
   ~Workload() { close_all(); }
 
   // Closes the long-lived descriptors (close may fail after the cut; that is fine).
@@ -104,47 +104,18 @@ class Workload {
   // Runs until `stop`; counts operations in `ops`.
   // `syncing` is non-zero while a big fsync is in flight (the cut aims for those).
   void run(std::atomic<bool>& stop, std::atomic<int>& ops, std::atomic<bool>& cut_started, std::atomic<int>& syncing) {
-    cut_started_ = &cut_started;
-    syncing_ = &syncing;
+    watch(cut_started, syncing);
     while (!stop.load()) {
       step();
       ops.fetch_add(1);
     }
   }
 
-  std::string failure() const {
-    std::lock_guard l(mu_);
-    return failure_;
-  }
-  int op_count() const { return op_; }
-  int late_syncs() const { return late_syncs_; }
   const std::map<std::string, NameModel>& names() const { return names_; }
   const FileModel& file(int id) const { return files_[static_cast<size_t>(id)]; }
   uint64_t bytes() const { return bytes_; }
 
  private:
-  std::string p(const std::string& rel) const { return root_ + "/" + rel; }
-  uint64_t uni(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_); }
-  std::string rand_bytes(size_t n) {
-    std::string d(n, '\0');
-    for (size_t i = 0; i < n; i += 8) {
-      uint64_t x = rng_();
-      std::memcpy(&d[i], &x, std::min<size_t>(8, n - i));
-    }
-    return d;
-  }
-
-  // A failed call before the cut is a kmsfs failure; after it, expected.
-  bool check(long rc, const std::string& what) {
-    if (rc >= 0) return true;
-    int e = errno;
-    if (!cut_started_ || !cut_started_->load()) {
-      std::lock_guard l(mu_);
-      if (failure_.empty()) failure_ = "op " + std::to_string(op_) + ": " + what + " failed before the cut: " + std::strerror(e);
-    }
-    return false;
-  }
-
   int new_file(const std::string& name) {
     FileModel f;
     f.name = name;
@@ -152,25 +123,6 @@ class Workload {
     return static_cast<int>(files_.size()) - 1;
   }
 
-  // A sync counts only if it returned before the cut began: once the XFS is shut down,
-  // fsync of a directory can return 0 without having forced anything (xfs_dir_fsync does
-  // not check for shutdown, and shutdown unpins the log items it would have waited for).
-  bool trusted(long rc, const std::string& what) {
-    if (!check(rc, what)) return false;
-    if (cut_started_ && cut_started_->load()) {
-      ++late_syncs_;
-      return false;
-    }
-    return true;
-  }
-
-  bool fsync_dir(const std::string& rel) {
-    int fd = ::open(p(rel).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (!check(fd, "open dir " + rel)) return false;
-    bool ok = trusted(::fsync(fd), "fsync dir " + rel);
-    ::close(fd);
-    return ok;
-  }
   static std::string dir_of(const std::string& rel) {
     auto s = rel.find_last_of('/');
     return s == std::string::npos ? "." : rel.substr(0, s);
@@ -340,16 +292,6 @@ class Workload {
     }
   }
 
-  std::string root_;
-  uint64_t B_;
-  std::mt19937_64 rng_;
-  std::atomic<bool>* cut_started_ = nullptr;
-  std::atomic<int> no_sync_counter_{0};
-  std::atomic<int>* syncing_ = &no_sync_counter_;
-  mutable std::mutex mu_;
-  std::string failure_;
-  int op_ = 0;
-  int late_syncs_ = 0;  // syncs that returned 0 after the cut began (not counted as durable)
   uint64_t bytes_ = 0;
   std::vector<FileModel> files_;
   std::map<std::string, NameModel> names_;

@@ -204,10 +204,10 @@ struct NameState {
 
 // A few open files changed all through the rotation (the worker re-wraps them through
 // their open CryptFile), modelled as in powerloss_test (crash_model.h).
-class Writer {
+class Writer : public CutAwareWorkload {
  public:
   Writer(std::string root, std::string dir, uint64_t B, uint64_t seed)
-      : root_(std::move(root)), dir_(std::move(dir)), B_(B), rng_(seed) {}
+      : CutAwareWorkload(std::move(root), B, seed), dir_(std::move(dir)) {}
   ~Writer() { close_all(); }
 
   // Durable starting point: the directory and three files, fsync'ed, directories too.
@@ -215,18 +215,17 @@ class Writer {
     if (::mkdir(p(dir_).c_str(), 0755) != 0) throw std::runtime_error("mkdir " + dir_ + ": " + std::strerror(errno));
     sync_dir_or_throw(".");
     app_ = create(dir_ + "/append.log", "", O_APPEND, &app_fd_);
-    db_ = create(dir_ + "/random.db", bytes(512 << 10), 0, &db_fd_);
-    sp_ = create(dir_ + "/sparse.bin", bytes(100000), 0, &sp_fd_);
+    db_ = create(dir_ + "/random.db", rand_bytes(512 << 10), 0, &db_fd_);
+    sp_ = create(dir_ + "/sparse.bin", rand_bytes(100000), 0, &sp_fd_);
     sync_dir_or_throw(dir_);
     for (auto& [rel, n] : names_) n.required = true;
   }
 
   void run(std::atomic<bool>& stop, std::atomic<bool>& cut_started, std::atomic<int>& syncing) {
-    cut_ = &cut_started;
-    syncing_ = &syncing;
+    watch(cut_started, syncing);
     while (!stop) {
       step();
-      ++ops_;
+      ++op_;
       std::this_thread::sleep_for(1ms);  // leave the FUSE threads to the rotation too
     }
   }
@@ -238,47 +237,10 @@ class Writer {
     }
   }
 
-  std::string failure() const {
-    std::lock_guard l(mu_);
-    return failure_;
-  }
-  int ops() const { return ops_; }
-  int late_syncs() const { return late_syncs_; }
   const std::map<std::string, NameState>& names() const { return names_; }
   const FileModel& file(int id) const { return files_[static_cast<size_t>(id)]; }
 
  private:
-  std::string p(const std::string& rel) const { return root_ + "/" + rel; }
-  uint64_t uni(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_); }
-  std::string bytes(size_t n) {
-    std::string d(n, '\0');
-    for (size_t i = 0; i < n; i += 8) {
-      uint64_t x = rng_();
-      std::memcpy(&d[i], &x, std::min<size_t>(8, n - i));
-    }
-    return d;
-  }
-
-  // A failed call before the cut is a kmsfs failure (the rotation must not disturb
-  // applications); after it, expected.
-  bool check(long rc, const std::string& what) {
-    if (rc >= 0) return true;
-    const int e = errno;
-    if (!cut_ || !cut_->load()) {
-      std::lock_guard l(mu_);
-      if (failure_.empty()) failure_ = "op " + std::to_string(ops_) + ": " + what + " failed before the cut: " + std::strerror(e);
-    }
-    return false;
-  }
-  // A sync counts only if it returned before the cut began (powerloss_test explains why).
-  bool trusted(long rc, const std::string& what) {
-    if (!check(rc, what)) return false;
-    if (cut_ && cut_->load()) {
-      ++late_syncs_;
-      return false;
-    }
-    return true;
-  }
   bool sync_fd(int fd, int id, bool data_only) {
     FileModel& f = files_[static_cast<size_t>(id)];
     syncing_->fetch_add(1);
@@ -288,15 +250,8 @@ class Writer {
     f.synced_now();
     return true;
   }
-  bool sync_dir(const std::string& rel) {
-    int fd = ::open(p(rel).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (!check(fd, "open dir " + rel)) return false;
-    const bool ok = trusted(::fsync(fd), "fsync dir " + rel);
-    ::close(fd);
-    return ok;
-  }
   void sync_dir_or_throw(const std::string& rel) {
-    if (!sync_dir(rel)) throw std::runtime_error("fsync of " + rel + " failed: " + failure());
+    if (!fsync_dir(rel)) throw std::runtime_error("fsync of " + rel + " failed: " + failure());
   }
 
   int create(const std::string& rel, const std::string& data, int flags, int* fd) {
@@ -329,7 +284,7 @@ class Writer {
   void append() {
     FileModel& f = files_[static_cast<size_t>(app_)];
     if (f.cur.size() > (8u << 20)) return overwrite();
-    const std::string d = bytes(uni(0, 9) == 0 ? uni(4096, 65536) : uni(1, 5000));
+    const std::string d = rand_bytes(uni(0, 9) == 0 ? uni(4096, 65536) : uni(1, 5000));
     f.write(f.cur.size(), d, B_);
     check(::write(app_fd_, d.data(), d.size()), "append");
   }
@@ -338,7 +293,7 @@ class Writer {
     FileModel& f = files_[static_cast<size_t>(db_)];
     const size_t len = uni(1, 12000);
     const uint64_t off = uni(0, f.cur.size() - len);
-    const std::string d = bytes(len);
+    const std::string d = rand_bytes(len);
     f.write(off, d, B_);
     check(::pwrite(db_fd_, d.data(), len, static_cast<off_t>(off)), "overwrite");
   }
@@ -357,7 +312,7 @@ class Writer {
       f.truncate(n);
       check(::ftruncate(sp_fd_, static_cast<off_t>(n)), "ftruncate up");
     } else {
-      const std::string d = bytes(uni(1, 16000));
+      const std::string d = rand_bytes(uni(1, 16000));
       const uint64_t off = uni(0, size + 20000);
       f.write(off, d, B_);
       check(::pwrite(sp_fd_, d.data(), d.size(), static_cast<off_t>(off)), "write sparse.bin");
@@ -367,21 +322,13 @@ class Writer {
   void new_file() {
     const std::string rel = dir_ + "/n" + std::to_string(next_++);
     int fd = -1;
-    create(rel, bytes(uni(0, 3) == 0 ? uni(0, 50) : uni(50, 20000)), 0, &fd);
+    create(rel, rand_bytes(uni(0, 3) == 0 ? uni(0, 50) : uni(50, 20000)), 0, &fd);
     if (fd >= 0) ::close(fd);
-    if (files_[static_cast<size_t>(names_[rel].id)].ever_synced && sync_dir(dir_)) names_[rel].required = true;
+    if (files_[static_cast<size_t>(names_[rel].id)].ever_synced && fsync_dir(dir_)) names_[rel].required = true;
   }
 
-  std::string root_, dir_;
-  uint64_t B_;
-  std::mt19937_64 rng_;
-  std::atomic<bool>* cut_ = nullptr;
-  std::atomic<int> no_sync_counter_{0};
-  std::atomic<int>* syncing_ = &no_sync_counter_;
-  mutable std::mutex mu_;
-  std::string failure_;
-  std::atomic<int> ops_{0};
-  int late_syncs_ = 0, next_ = 0;
+  std::string dir_;
+  int next_ = 0;
   std::vector<FileModel> files_;
   std::map<std::string, NameState> names_;
   int app_ = -1, db_ = -1, sp_ = -1;
@@ -749,7 +696,7 @@ class RotationPowerLoss : public ::testing::Test {
               << " not yet, " << mid.excused << " never fsync'ed, " << to_inspect.size() << " inspected, kmsfs.conf "
               << (conf_moved ? "moved" : "not moved") << "; " << resumed_at << "; done "
               << resume_s << " s after the remount (pass " << done.value("pass", 0) << ", "
-              << done.value("rotated", 0) << " re-wrapped in this run); writer: " << w.ops() << " ops, "
+              << done.value("rotated", 0) << " re-wrapped in this run); writer: " << w.op_count() << " ops, "
               << w.late_syncs() << " syncs after the cut; daemon exit " << drc << "; "
               << after.files << " files checked, " << mtime_changed_ << " mtimes moved; "
               << (daemon_log_after_cut_.find("restored blocks") != std::string::npos ? "a journaled step undone; " : "")
