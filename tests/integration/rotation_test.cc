@@ -520,19 +520,21 @@ TEST(RotationReencrypt, FsckReportsAFileKilledMidwayAndRepairFinishesIt) {
   EXPECT_EQ(rotation_status(v).value("phase", ""), "done");
 }
 
+// A key on the test's kms-local server under `alias`: (key id, ARN).
+std::pair<std::string, std::string> make_kms_key(KmsLocal& kms, const std::string& alias) {
+  auto [status, body] = kms.call("CreateKey", R"({"Description":"kmsfs rotation"})");
+  EXPECT_EQ(status, 200) << body;
+  const json k = json::parse(body)["KeyMetadata"];
+  EXPECT_EQ(kms.call("CreateAlias", json{{"AliasName", alias}, {"TargetKeyId", k["KeyId"]}}.dump()).first, 200);
+  return std::make_pair(k["KeyId"].get<std::string>(), k["Arn"].get<std::string>());
+}
+
 TEST(RotationKms, AnotherKeyByReEncryptAloneThroughThrottlingThenTheOldKeyCanGo) {
   KmsLocal::Options ko;
   ko.tls = true;
   KmsLocal kms(KMS_LOCAL_BIN, ko);
-  auto make_key = [&](const std::string& alias) {
-    auto [status, body] = kms.call("CreateKey", R"({"Description":"kmsfs rotation"})");
-    EXPECT_EQ(status, 200) << body;
-    const json k = json::parse(body)["KeyMetadata"];
-    EXPECT_EQ(kms.call("CreateAlias", json{{"AliasName", alias}, {"TargetKeyId", k["KeyId"]}}.dump()).first, 200);
-    return std::make_pair(k["KeyId"].get<std::string>(), k["Arn"].get<std::string>());
-  };
-  const auto [old_id, old_arn] = make_key("alias/rot-old");
-  const auto [new_id, new_arn] = make_key("alias/rot-new");
+  const auto [old_id, old_arn] = make_kms_key(kms, "alias/rot-old");
+  const auto [new_id, new_arn] = make_kms_key(kms, "alias/rot-new");
   kms.export_client_env();
   VaultOptions o;
   o.key_args = std::vector<std::string>{"--kms-key", "alias/rot-old"};
@@ -572,15 +574,8 @@ TEST(RotationKms, AnotherKeyByReEncryptAloneThroughThrottlingThenTheOldKeyCanGo)
 // when the old key is scheduled for deletion, so the deletion can still be cancelled.
 TEST(RotationKms, FsckNamesEveryFileStillUnderAKeyScheduledForDeletion) {
   KmsLocal kms(KMS_LOCAL_BIN, {});
-  auto make_key = [&](const std::string& alias) {
-    auto [status, body] = kms.call("CreateKey", R"({"Description":"kmsfs retire"})");
-    EXPECT_EQ(status, 200) << body;
-    const json k = json::parse(body)["KeyMetadata"];
-    EXPECT_EQ(kms.call("CreateAlias", json{{"AliasName", alias}, {"TargetKeyId", k["KeyId"]}}.dump()).first, 200);
-    return std::make_pair(k["KeyId"].get<std::string>(), k["Arn"].get<std::string>());
-  };
-  const auto [old_id, old_arn] = make_key("alias/retire-old");
-  const auto [new_id, new_arn] = make_key("alias/retire-new");
+  const auto [old_id, old_arn] = make_kms_key(kms, "alias/retire-old");
+  const auto [new_id, new_arn] = make_kms_key(kms, "alias/retire-new");
   kms.export_client_env();
   VaultOptions o;
   o.key_args = std::vector<std::string>{"--kms-key", "alias/retire-old"};
