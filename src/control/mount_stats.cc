@@ -42,24 +42,31 @@ std::string le(size_t i) {
   return i < RequestStats::kBuckets.size() ? fmt::format("{}", RequestStats::kBuckets[i]) : "+Inf";
 }
 
+// A metric's HELP and TYPE lines, and a sample without labels.
+void head(std::string& t, std::string_view name, std::string_view type, std::string_view help) {
+  t += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+template <typename V>
+void sample(std::string& t, std::string_view name, std::string_view type, std::string_view help, V v) {
+  head(t, name, type, help);
+  t += fmt::format("{} {}\n", name, v);
+}
+
 // The latest rotation run of the vault (running, paused or ended). Its counts are gauges:
 // they start again from 0 with each run, and some (already, skipped, failed) with each pass.
 void rotation_prometheus(const RotationWorker& worker, std::string& t) {
   auto st = worker.status();
   if (!st.ok()) return;  // never rotated
   const RotationState& r = st->state;
-  auto gauge = [&t](std::string_view name, std::string_view help, auto v) {
-    t += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, v);
-  };
-  t += "# HELP kmsfs_rotation_info The latest rotation run: its id, target key, mode and phase.\n"
-       "# TYPE kmsfs_rotation_info gauge\n";
+  auto gauge = [&t](std::string_view name, std::string_view help, auto v) { sample(t, name, "gauge", help, v); };
+  head(t, "kmsfs_rotation_info", "gauge", "The latest rotation run: its id, target key, mode and phase.");
   t += fmt::format("kmsfs_rotation_info{{run=\"{}\",target=\"{}\",mode=\"{}\",phase=\"{}\"}} 1\n", label(r.id),
                    label(r.target), r.params.reencrypt ? "reencrypt" : "rewrap", rotation_phase_name(r.phase));
   gauge("kmsfs_rotation_active", "1 while a rotation is running or paused.", r.active() ? 1 : 0);
   gauge("kmsfs_rotation_pass", "Pass over the tree the run is in (the last finds nothing left to move).", r.pass);
   gauge("kmsfs_rotation_files_rotated", "Files moved to the target key by this run (all passes).", r.rotated);
-  t += "# HELP kmsfs_rotation_pass_files Files of the current pass: in the tree at its start, visited, and by outcome.\n"
-       "# TYPE kmsfs_rotation_pass_files gauge\n";
+  head(t, "kmsfs_rotation_pass_files", "gauge",
+       "Files of the current pass: in the tree at its start, visited, and by outcome.");
   for (const auto& [what, n] : {std::pair<const char*, uint64_t>{"total", r.total}, {"seen", r.seen},
                                 {"already", r.already}, {"skipped", r.skipped}, {"failed", r.failed}})
     t += fmt::format("kmsfs_rotation_pass_files{{state=\"{}\"}} {}\n", what, n);
@@ -140,15 +147,12 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
 std::string mount_stats_prometheus(const MountStatsSources& s) {
   const RequestStats::Snapshot r = merged(*s.providers);
   std::string t;
-  auto head = [&t](std::string_view name, std::string_view type, std::string_view help) {
-    t += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  };
-  head("kmsfs_kms_requests_total", "counter", "KMS requests sent (every attempt), by operation and result.");
+  head(t, "kmsfs_kms_requests_total", "counter", "KMS requests sent (every attempt), by operation and result.");
   for (const auto& [k, v] : r.requests)
     t += fmt::format("kmsfs_kms_requests_total{{operation=\"{}\",result=\"{}\"}} {}\n", label(k.first), label(k.second), v);
-  head("kmsfs_kms_retries_total", "counter", "KMS requests retried after a throttle, 5xx, timeout or connection error.");
+  head(t, "kmsfs_kms_retries_total", "counter", "KMS requests retried after a throttle, 5xx, timeout or connection error.");
   for (const auto& [k, v] : r.retries) t += fmt::format("kmsfs_kms_retries_total{{operation=\"{}\"}} {}\n", label(k), v);
-  head("kmsfs_kms_request_duration_seconds", "histogram", "Latency of each KMS request attempt.");
+  head(t, "kmsfs_kms_request_duration_seconds", "histogram", "Latency of each KMS request attempt.");
   uint64_t cumulative = 0;
   for (size_t i = 0; i < r.buckets.size(); ++i) {
     cumulative += r.buckets[i];
@@ -156,16 +160,10 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
   }
   t += fmt::format("kmsfs_kms_request_duration_seconds_sum {}\n", r.latency_sum);
   t += fmt::format("kmsfs_kms_request_duration_seconds_count {}\n", r.latency_count);
-  head("kmsfs_kms_estimated_cost_dollars", "gauge", "KMS requests of this mount priced at $0.03 per 10,000.");
+  head(t, "kmsfs_kms_estimated_cost_dollars", "gauge", "KMS requests of this mount priced at $0.03 per 10,000.");
   t += fmt::format("kmsfs_kms_estimated_cost_dollars {}\n", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest);
-  auto counter = [&](std::string_view name, std::string_view help, uint64_t v) {
-    head(name, "counter", help);
-    t += fmt::format("{} {}\n", name, v);
-  };
-  auto gauge = [&](std::string_view name, std::string_view help, uint64_t v) {
-    head(name, "gauge", help);
-    t += fmt::format("{} {}\n", name, v);
-  };
+  auto counter = [&t](std::string_view name, std::string_view help, uint64_t v) { sample(t, name, "counter", help, v); };
+  auto gauge = [&t](std::string_view name, std::string_view help, uint64_t v) { sample(t, name, "gauge", help, v); };
   if (s.cache) {
     const KeyCacheStats c = s.cache->stats();
     counter("kmsfs_key_cache_hits_total", "Key lookups answered from the cache.", c.hits);

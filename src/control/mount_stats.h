@@ -1,6 +1,7 @@
 // What a running mount reports: its KMS requests (by operation and result, retries,
-// latency, estimated cost), its key cache and its key rotation. One source for `kmsfs stats` (JSON over the
-// control socket) and the Prometheus endpoint, so the two never disagree.
+// latency, estimated cost), its key cache and its key rotation. One source for `kmsfs
+// stats` (JSON over the control socket) and the Prometheus endpoint, so the two never
+// disagree.
 #pragma once
 
 #include <chrono>

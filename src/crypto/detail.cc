@@ -71,5 +71,4 @@ const EVP_MD* sha256_md() {
   return md.get();
 }
 
-
 }  // namespace kmsfs::detail
