@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -82,12 +83,9 @@ std::string backing_of(const std::string& mountpoint) {
     }
     return out;
   };
-  FILE* f = std::fopen("/proc/self/mountinfo", "re");
-  if (!f) return "";
+  std::ifstream mountinfo("/proc/self/mountinfo");
   std::string found;
-  char* line = nullptr;
-  size_t cap = 0;
-  while (::getline(&line, &cap, f) > 0) {
+  for (std::string line; std::getline(mountinfo, line);) {
     std::istringstream in(line);
     std::vector<std::string> fields;
     for (std::string w; in >> w;) fields.push_back(w);
@@ -97,8 +95,6 @@ std::string backing_of(const std::string& mountpoint) {
     const std::string source = unescape(*(dash + 2));
     if (source.starts_with("kmsfs:")) found = source.substr(6);  // the last mount there wins
   }
-  std::free(line);
-  std::fclose(f);
   return found;
 }
 
