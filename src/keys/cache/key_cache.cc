@@ -34,7 +34,12 @@ struct KeyCache::Flight {
   std::condition_variable cv;
   bool done = false;                             // guarded by mu
   Status status;                                 // guarded by mu
-  std::shared_ptr<const SecureBuffer> key;       // guarded by mu; set on success
+  // On success, the key: the entry owns it and the flight only points at it, so a flush
+  // between the fetch and a waiter's wake-up frees (and zeroes) it at once rather than when
+  // the last thread lets go of the flight. `orphan` owns it when the entry went during the
+  // fetch: then the waiters are its only users.
+  std::weak_ptr<const SecureBuffer> key;         // guarded by mu
+  std::shared_ptr<const SecureBuffer> orphan;    // guarded by mu
   Clock::time_point valid_until;                 // guarded by mu
 };
 
@@ -102,6 +107,22 @@ void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> list
 }
 
 Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
+  // A key fetched for this call can be dropped (flush, eviction) before the call wakes up
+  // to take it; it is then asked for again, a bounded number of times.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    bool dropped = false;
+    auto r = unwrap_once(ref, wrapped, ctx, dropped);
+    if (!dropped) return r;
+    if (attempt == kAttempts) {
+      return Status(Code::kUnavailable, "key " + ref.to_string() + ": dropped from the cache " +
+                                            std::to_string(kAttempts) + " times while being fetched");
+    }
+  }
+}
+
+Result<KeyCache::Lease> KeyCache::unwrap_once(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                                              bool& dropped) {
   const CacheKeyId id = id_of(ref, wrapped, ctx);
   std::shared_ptr<Flight> flight;
   bool started = false;  // this call started the flight
@@ -169,7 +190,11 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
   const auto wait = stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline;
   std::unique_lock fl(flight->mu);
   const bool done = flight->cv.wait_for(fl, wait, [&] { return flight->done; });
-  if (done && flight->status.ok()) return Lease{flight->key, id, flight->valid_until};
+  if (done && flight->status.ok()) {
+    if (auto key = flight->orphan ? flight->orphan : flight->key.lock()) return Lease{std::move(key), id, flight->valid_until};
+    dropped = true;
+    return Status(Code::kUnavailable, "dropped while being fetched");
+  }
   Status why = done ? flight->status
                     : Status(Code::kUnavailable, "key " + ref.to_string() + ": no answer from the key provider within " +
                                                      std::to_string(wait.count()) + " ms");
@@ -230,6 +255,7 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
   std::shared_ptr<const SecureBuffer> key;
   Clock::time_point valid_until{};
   std::vector<CacheKeyId> gone;
+  bool kept = false;  // the entry holds the key
   {
     std::lock_guard lk(mu_);
     ++stats_.fetches;
@@ -244,6 +270,7 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
       if (ours) {  // not flushed meanwhile
         Entry& e = it->second;
         e.key = key;
+        kept = true;
         e.expires = valid_until;
         e.used_since_fetch = false;
         e.refused = Status::Ok();
@@ -279,7 +306,9 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
     std::lock_guard fl(f->mu);
     f->done = true;
     f->status = r.ok() ? Status::Ok() : r.status();
-    f->key = std::move(key);
+    f->key = key;
+    if (!kept) f->orphan = key;  // the entry went during the fetch
+    key.reset();  // not this thread's to keep: see Flight::key
     f->valid_until = valid_until;
   }
   f->cv.notify_all();
