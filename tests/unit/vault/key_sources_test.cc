@@ -289,7 +289,8 @@ TEST(KeyPool, KeysExpireAndAnIdlePoolStopsAsking) {
   std::this_thread::sleep_for(1200ms);  // four TTLs with no create
   const auto s = pool.stats();
   EXPECT_EQ(s.size, 0u);
-  EXPECT_GE(s.expired, 8u);
+  EXPECT_GT(s.generated, 0u);
+  EXPECT_EQ(s.expired, s.generated);  // every key made went unused (how many depends on the machine's speed)
   const uint64_t generated = s.generated;
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(pool.stats().generated, generated);  // idle: no more provider calls
