@@ -108,8 +108,8 @@ TEST_F(KeyCacheTest, OpensWithinTheTtlCostOneCallAndOneMoreAfterIt) {
   EXPECT_EQ(fake_->calls, 1);
   EXPECT_EQ(c->stats().hits, 99u);
   advance(61s);
-  ASSERT_TRUE(eventually([&] { return c->stats().keys == 0; }));  // expired and evicted
-  EXPECT_EQ(evicted_count(), 1u);
+  // Expired and evicted (the listener hears of it just after the entry goes).
+  ASSERT_TRUE(eventually([&] { return c->stats().keys == 0 && evicted_count() == 1; }));
   ASSERT_TRUE(get(*c).ok());
   EXPECT_EQ(fake_->calls, 2);
 }
@@ -228,7 +228,7 @@ TEST_F(KeyCacheTest, ASlowProviderCostsCallersTheDeadlineNotTheFetch) {
   EXPECT_LT(Clock::now() - t0, 900ms);
   auto t1 = Clock::now();
   EXPECT_TRUE(get(*c, 1).ok());  // cached keys do not wait for the slow fetch
-  EXPECT_LT(Clock::now() - t1, 50ms);
+  EXPECT_LT(Clock::now() - t1, 500ms);  // waiting for the slow fetch would take 800 ms more
   EXPECT_EQ(c->stats().timeouts, 1u);
   // The fetch went on and landed: the next caller gets the key without a new call.
   ASSERT_TRUE(eventually([&] { return c->stats().keys == 2; }));
