@@ -1,6 +1,7 @@
 #include "keys/cache/key_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -34,12 +35,13 @@ struct KeyCache::Flight {
   std::condition_variable cv;
   bool done = false;                             // guarded by mu
   Status status;                                 // guarded by mu
-  // On success, the key: the entry owns it and the flight only points at it, so a flush
-  // between the fetch and a waiter's wake-up frees (and zeroes) it at once rather than when
-  // the last thread lets go of the flight. `orphan` owns it when the entry went during the
-  // fetch: then the waiters are its only users.
-  std::weak_ptr<const SecureBuffer> key;         // guarded by mu
-  std::shared_ptr<const SecureBuffer> orphan;    // guarded by mu
+  // Callers waiting on this flight, counted under the cache's mu_ as they join (so none can
+  // join once the fetch has detached the flight from its entry) and uncounted under `mu`.
+  // The key is kept here only for them: the last one to leave drops it, and a fetch that
+  // finds nobody waiting never stores it. So a key dropped from the cache is freed (and
+  // zeroed) as soon as its leases go, not whenever the fetch thread lets go of the flight.
+  std::atomic<int> waiters{0};
+  std::shared_ptr<const SecureBuffer> key;       // guarded by mu; set on success while waited for
   Clock::time_point valid_until;                 // guarded by mu
 };
 
@@ -107,22 +109,6 @@ void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> list
 }
 
 Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
-  // A key fetched for this call can be dropped (flush, eviction) before the call wakes up
-  // to take it; it is then asked for again, a bounded number of times.
-  constexpr int kAttempts = 3;
-  for (int attempt = 1;; ++attempt) {
-    bool dropped = false;
-    auto r = unwrap_once(ref, wrapped, ctx, dropped);
-    if (!dropped) return r;
-    if (attempt == kAttempts) {
-      return Status(Code::kUnavailable, "key " + ref.to_string() + ": dropped from the cache " +
-                                            std::to_string(kAttempts) + " times while being fetched");
-    }
-  }
-}
-
-Result<KeyCache::Lease> KeyCache::unwrap_once(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
-                                              bool& dropped) {
   const CacheKeyId id = id_of(ref, wrapped, ctx);
   std::shared_ptr<Flight> flight;
   bool started = false;  // this call started the flight
@@ -172,6 +158,7 @@ Result<KeyCache::Lease> KeyCache::unwrap_once(const KeyRef& ref, ByteSpan wrappe
       started = true;
       evict_over_limit_locked(gone);
     }
+    ++flight->waiters;  // under mu_: see Flight::waiters
   }
   notify(gone);
   if (started) {
@@ -190,11 +177,9 @@ Result<KeyCache::Lease> KeyCache::unwrap_once(const KeyRef& ref, ByteSpan wrappe
   const auto wait = stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline;
   std::unique_lock fl(flight->mu);
   const bool done = flight->cv.wait_for(fl, wait, [&] { return flight->done; });
-  if (done && flight->status.ok()) {
-    if (auto key = flight->orphan ? flight->orphan : flight->key.lock()) return Lease{std::move(key), id, flight->valid_until};
-    dropped = true;
-    return Status(Code::kUnavailable, "dropped while being fetched");
-  }
+  std::shared_ptr<const SecureBuffer> key = flight->key;
+  if (--flight->waiters == 0) flight->key.reset();
+  if (done && flight->status.ok()) return Lease{std::move(key), id, flight->valid_until};
   Status why = done ? flight->status
                     : Status(Code::kUnavailable, "key " + ref.to_string() + ": no answer from the key provider within " +
                                                      std::to_string(wait.count()) + " ms");
@@ -255,7 +240,6 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
   std::shared_ptr<const SecureBuffer> key;
   Clock::time_point valid_until{};
   std::vector<CacheKeyId> gone;
-  bool kept = false;  // the entry holds the key
   {
     std::lock_guard lk(mu_);
     ++stats_.fetches;
@@ -270,7 +254,6 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
       if (ours) {  // not flushed meanwhile
         Entry& e = it->second;
         e.key = key;
-        kept = true;
         e.expires = valid_until;
         e.used_since_fetch = false;
         e.refused = Status::Ok();
@@ -306,9 +289,10 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
     std::lock_guard fl(f->mu);
     f->done = true;
     f->status = r.ok() ? Status::Ok() : r.status();
-    f->key = key;
-    if (!kept) f->orphan = key;  // the entry went during the fetch
-    key.reset();  // not this thread's to keep: see Flight::key
+    // Nobody can join now (the entry no longer points here): with no one waiting, the
+    // key has no business outliving this call.
+    if (f->waiters > 0) f->key = std::move(key);
+    key.reset();
     f->valid_until = valid_until;
   }
   f->cv.notify_all();

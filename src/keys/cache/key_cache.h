@@ -131,8 +131,6 @@ class KeyCache {
   std::shared_ptr<Flight> start_fetch(const CacheKeyId& id, Entry& e, bool refresh, bool queue = true);
   void fetch_worker(std::stop_token st);
   void run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f);
-  // One try at unwrap(); `dropped` when the key it waited for was dropped before it woke.
-  Result<Lease> unwrap_once(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx, bool& dropped);
   void maintenance(std::stop_token st);
   // Removes entries; collects their ids for the listener. mu_ held.
   void erase_locked(std::unordered_map<CacheKeyId, Entry, IdHash>::iterator it, std::vector<CacheKeyId>& gone);
