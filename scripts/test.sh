@@ -7,11 +7,16 @@
 # scripts/test.sh --full-matrix runs the full option matrix in step 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The mount, loop-device and namespace tests need root: a user with sudo gets it here.
+if [ "$(id -u)" != 0 ]; then exec sudo --preserve-env=CI,KMSFS_TEST_INIT_ARGS bash "$0" "$@"; fi
 full=0
 [ "${1:-}" = "--full-matrix" ] && full=1
 
 bash scripts/install-deps.sh
 jobs=$(nproc)
+
+echo "== docs: every relative link in README.md and docs/ resolves"
+python3 scripts/check-links.py
 
 # A test killed by ctest's timeout (SIGKILL) runs no destructors: detach whatever mount it
 # left behind, whatever way this script ends.

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/mountinfo.h"
 #include "cli/control_client.h"
 #include "cli/output.h"
 #include "control/control_socket.h"
@@ -87,6 +89,9 @@ Status run_flush(const std::string& mountpoint) {
                            j.value("flushed", 0)));
 }
 
+// Every kmsfs mount this process can reach: the control sockets of this user's mounts
+// (answered with their stats), and the kmsfs mounts of this mount namespace that have no
+// socket here (another user's, or a daemon whose socket went away), by mountinfo.
 Status run_status() {
   const std::string dir = control_socket_dir();
   std::vector<std::string> socks;
@@ -99,17 +104,24 @@ Status run_status() {
   }
   std::sort(socks.begin(), socks.end());
   std::string t;
+  std::set<std::string> answered;
   for (const auto& s : socks) {
     auto j = ask(s, s, "stats");
     if (!j.ok()) {
       t += fmt::format("(no answer)  socket {}\n", s);
       continue;
     }
+    answered.insert(j->value("mountpoint", ""));
     t += fmt::format("{}  backing {}  pid {}  keys cached {}  KMS requests {}  socket {}\n", j->value("mountpoint", "?"),
                      j->value("backing", "?"), j->value("pid", 0),
                      j->contains("cache") ? (*j)["cache"].value("keys", 0) : 0, (*j)["kms"].value("requests_total", 0), s);
   }
-  if (t.empty()) t = "no kmsfs mounts of this user (no control sockets in " + dir + ")\n";
+  for (const auto& m : read_mountinfo()) {
+    if (m.fstype != "fuse.kmsfs" || answered.contains(m.mountpoint)) continue;
+    t += fmt::format("{}  backing {}  (no control socket in {}: another user's mount, or its daemon is gone)\n",
+                     m.mountpoint, m.kmsfs_backing().empty() ? m.source : m.kmsfs_backing(), dir);
+  }
+  if (t.empty()) t = "no kmsfs mounts (none in this mount namespace, no control sockets in " + dir + ")\n";
   return print(t);
 }
 
@@ -131,7 +143,7 @@ void add_control_commands(CLI::App& app, Commands& out) {
     out.push_back({"flush-keys", cmd, [mp] { return run_flush(*mp); }});
   }
   {
-    CLI::App* cmd = app.add_subcommand("status", "List this user's running mounts and their control sockets");
+    CLI::App* cmd = app.add_subcommand("status", "List the running kmsfs mounts: this user's control sockets, and every kmsfs mount of this mount namespace");
     out.push_back({"status", cmd, [] { return run_status(); }});
   }
 }

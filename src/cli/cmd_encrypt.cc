@@ -17,7 +17,10 @@
 #include "cli/output.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
+#include "cli/vault_path.h"
+#include "vault/paths.h"
 #include "vault/vault.h"
+#include "vault/vault_lock.h"
 
 namespace kmsfs::cli {
 
@@ -34,6 +37,7 @@ struct EncryptOptions {
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
   AwsCliOptions aws;
+  bool backing_path = false;  // DEST is a backing path, taken as is (no name encryption)
 };
 
 // DEST as a path: relative ones are relative to the vault. Either way it must lie inside
@@ -85,10 +89,15 @@ Result<uint64_t> copy_into(int in, const std::string& in_name, CryptFile& f) {
 }
 
 Status run_encrypt(const EncryptOptions& o) {
-  ASSIGN_OR_RETURN(std::string dest, dest_path(o.backing, o.dest));
+  // The vault first (kNotFound naming it), then the plaintext file, then keys.
+  RETURN_IF_ERROR(Vault::peek_config(o.backing).status());
+  std::string dest;
   struct stat st;
-  if (::lstat(dest.c_str(), &st) == 0)
-    return Status(Code::kAlreadyExists, dest + " already exists (refusing to overwrite)");
+  if (o.backing_path) {
+    ASSIGN_OR_RETURN(dest, dest_path(o.backing, o.dest));
+    if (::lstat(dest.c_str(), &st) == 0)
+      return Status(Code::kAlreadyExists, dest + " already exists (refusing to overwrite)");
+  }
   UniqueFd in(::open(o.plain.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) {
     if (errno == ENOENT) return Status(Code::kNotFound, o.plain + ": no such file", ENOENT);
@@ -98,14 +107,21 @@ Status run_encrypt(const EncryptOptions& o) {
   if (S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, o.plain + " is a directory");
   const mode_t mode = st.st_mode & 0777;
 
-  auto providers = make_providers(
-      {[&o] { return locate_keyring({o.keyring, o.backing, ""}); }, o.passphrase.source(), o.aws});
-  ASSIGN_OR_RETURN(auto vault, Vault::open(o.backing, *providers));
-  auto created = vault->create_file(dest, mode);
+  // A mount owns its backing directory (its caches and open files assume it is the only
+  // writer): refused while one runs, rather than racing it. Copy into the mount instead.
+  ASSIGN_OR_RETURN(VaultLock lock, VaultLock::acquire(o.backing, "kmsfs encrypt-file"));
+  ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(o.backing, o.keyring, o.passphrase, o.aws));
+  // DEST is a path in the plaintext view: its name encrypted as the mount would, parents
+  // created (with encrypted names too).
+  const std::string shown = o.backing_path ? dest : o.dest;
+  if (!o.backing_path) {
+    ASSIGN_OR_RETURN(dest, prepare_new_file(*ov.vault, o.dest, /*make_parents=*/true));
+  }
+  auto created = ov.vault->create_file(dest, mode);
   if (!created.ok()) {
     if (created.status().code() == Code::kIo && created.status().sys_errno() == EEXIST)
-      return Status(Code::kAlreadyExists, dest + " already exists (refusing to overwrite)");
-    return created.status();
+      return Status(Code::kAlreadyExists, shown + " already exists (refusing to overwrite)");
+    return created.status().with_context(shown);
   }
   std::unique_ptr<CryptFile> f = std::move(created).value();
   auto copied = copy_into(in.get(), o.plain, *f);
@@ -117,7 +133,8 @@ Status run_encrypt(const EncryptOptions& o) {
     ::unlink(dest.c_str());  // never leave a partial file behind
     return copied.status();
   }
-  return print(fmt::format("{}: {} bytes encrypted (file id {})\n", dest, *copied, file_id));
+  if (o.backing_path) return print(fmt::format("{}: {} bytes encrypted (file id {})\n", dest, *copied, file_id));
+  return print(fmt::format("{}: {} bytes encrypted (file id {}; backing file {})\n", shown, *copied, file_id, dest));
 }
 
 }  // namespace
@@ -128,18 +145,23 @@ void add_encrypt_command(CLI::App& app, Commands& out) {
   cmd->add_option("BACKING", o->backing, "The vault's backing directory")->required();
   cmd->add_option("PLAIN_FILE", o->plain, "The plaintext file to read")->required();
   cmd->add_option("DEST", o->dest,
-                  "Where the encrypted file goes: a path inside BACKING, absolute or relative "
-                  "to BACKING; never overwritten")
+                  "Where the file goes in the vault's plaintext view (e.g. docs/report.pdf): its name "
+                  "is encrypted as the mount would, missing parent directories are created; never "
+                  "overwritten")
       ->required();
+  cmd->add_flag("--backing-path", o->backing_path,
+                "DEST is a backing path (absolute, or relative to BACKING), used as is: no name "
+                "encryption, no parents created");
   cmd->add_option("--keyring", o->keyring,
-                  "Keyring holding the vault's key (default: $KMSFS_KEYRING, else the vault "
-                  "config's keyring)")
+                  "Keyring holding the vault's key (default: $KMSFS_KEYRING, else the one in the "
+                  "vault's trust record)")
       ->type_name("KEYRING");
   add_passphrase_options(*cmd, o->passphrase);
   add_aws_options(*cmd, o->aws);
   cmd->footer(
       "The new file gets PLAIN_FILE's permission bits and a fresh data key under the vault's\n"
-      "current key version. On failure no partial DEST is left behind.\n\n"
+      "current key version. On failure no partial DEST is left behind. Refused while the\n"
+      "vault is mounted (copy into the mount instead).\n\n"
       "Example:\n  kmsfs encrypt-file /srv/vault ./report.pdf docs/report.pdf --passphrase-file /run/kmsfs/pw");
   out.push_back({"encrypt-file", cmd, [o] { return run_encrypt(*o); }});
 }

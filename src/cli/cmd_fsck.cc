@@ -15,6 +15,7 @@
 #include "cli/output.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
+#include "cli/vault_path.h"
 #include "fsck/fsck.h"
 #include "fsck/repair.h"
 #include "rotation/rotation_state.h"
@@ -47,10 +48,10 @@ struct FsckCliOptions {
 
 // --repair finishes a rotation nobody is running any more (the lock is ours) the way the
 // next mount would, before the check, so the check sees the vault as it then is.
-std::optional<Finding> finish_rotation(const std::string& dir, KeyProviders& providers) {
+std::optional<Finding> finish_rotation(const std::string& dir, KeyProviders& providers, const TrustAnchor& anchor) {
   auto saved = load_rotation_state(dir);
   if (!saved.ok() || !*saved || (*saved)->phase != RotationPhase::kRunning) return std::nullopt;
-  auto vault = Vault::open(dir, providers);
+  auto vault = Vault::open(dir, providers, anchor);
   if (!vault.ok()) return std::nullopt;  // the check reports why
   RotationWorker w(**vault);
   if (!w.resume_saved().ok()) return std::nullopt;
@@ -155,16 +156,20 @@ Status run_fsck_command(FsckCliOptions& o) {
     ASSIGN_OR_RETURN(lock, VaultLock::acquire(o.backing, "kmsfs fsck --repair"));
   }
   const std::string dir = o.backing;
-  auto providers =
-      make_providers({[keyring = o.keyring, dir] { return locate_keyring({keyring, dir, ""}); }, o.passphrase.source(), o.aws});
+  ASSIGN_OR_RETURN(TrustAnchor anchor, load_trust_anchor(dir, trust_store()));
+  auto providers = make_providers(
+      {[keyring = o.keyring, dir, record = anchor.record.keyring] { return locate_keyring({keyring, record, dir}); },
+       o.passphrase.source(), o.aws},
+      anchor.record.key_trust());
   std::optional<Finding> finished, undone;
   if (o.repair) {
     // Before any file is opened, as at mount: a re-encryption step a crash cut short.
     ASSIGN_OR_RETURN(undone, fsck::undo_interrupted_step(dir));
-    finished = finish_rotation(dir, *providers);
+    finished = finish_rotation(dir, *providers, anchor);
   }
   fsck::FsckOptions opts;
   opts.repair = o.repair;
+  opts.anchor = std::move(anchor);
   ASSIGN_OR_RETURN(FsckReport report, fsck::run_fsck(dir, *providers, opts));
   if (finished) report.findings.insert(report.findings.begin(), std::move(*finished));
   if (undone) report.findings.insert(report.findings.begin(), std::move(*undone));
@@ -189,7 +194,7 @@ void add_fsck_command(CLI::App& app, Commands& out) {
                 "Correct what can be corrected: rewrite a torn key slot from the good one, move files whose header "
                 "cannot be saved to kmsfs.quarantine/ (never deleted), remove stale temporaries, finish an "
                 "interrupted rotation. Refused while the vault is mounted");
-  cmd->add_option("--keyring", o->keyring, "Keyring file (default: $KMSFS_KEYRING, then the vault's hint)");
+  cmd->add_option("--keyring", o->keyring, "Keyring file (default: $KMSFS_KEYRING, then the vault's trust record)");
   add_passphrase_options(*cmd, o->passphrase);
   add_aws_options(*cmd, o->aws);
   cmd->footer(

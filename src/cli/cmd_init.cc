@@ -1,5 +1,6 @@
 // kmsfs init BACKING: makes a directory a vault (writes its kmsfs.conf).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "cli/output.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
+#include "cli/vault_path.h"
 #include "format/header.h"
 #include "vault/vault.h"
 
@@ -57,11 +59,26 @@ Result<EncryptionContext> parse_context(const std::vector<std::string>& pairs) {
 // The keyring for a new vault: --keyring or $KMSFS_KEYRING, stored absolute so the vault
 // finds it from any working directory.
 Result<std::string> init_keyring(const InitCliOptions& o) {
-  ASSIGN_OR_RETURN(std::string path, locate_keyring({o.keyring, "", ""}));
+  ASSIGN_OR_RETURN(std::string path, locate_keyring({o.keyring, "", o.backing}));
   std::error_code ec;
   auto abs = std::filesystem::absolute(path, ec);
   if (ec) return Status::Io(ec.value(), "keyring path " + path);
   return abs.lexically_normal().string();
+}
+
+// A vault starts empty: files already there would be hidden by the mount (their names do
+// not decrypt) and reported by fsck. An empty lost+found, as at the root of a fresh ext4
+// filesystem, is not content.
+Status check_empty(const std::string& dir) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == "lost+found" && it->is_directory(ec) && std::filesystem::is_empty(it->path(), ec)) continue;
+    return Status(Code::kAlreadyExists, "backing directory " + dir + " is not empty (it holds '" + name +
+                                            "'): a vault starts in an empty directory");
+  }
+  if (ec) return Status::Io(ec.value(), "backing directory " + dir);
+  return Status::Ok();
 }
 
 Status run_init(const InitCliOptions& o) {
@@ -89,6 +106,7 @@ Status run_init(const InitCliOptions& o) {
   if (::lstat(conf.c_str(), &st) == 0)
     return Status(Code::kAlreadyExists,
                   "'" + o.backing + "' is already a kmsfs vault (" + kConfigFileName + " exists)");
+  RETURN_IF_ERROR(check_empty(o.backing));
   const bool kms = !o.kms_key.empty();
   std::string keyring;
   if (!kms) {
@@ -100,7 +118,10 @@ Status run_init(const InitCliOptions& o) {
          if (keyring.empty()) return Status(Code::kInvalidArgument, "no keyring: pass --keyring");
          return keyring;
        },
-       o.passphrase.source(), o.aws});
+       o.passphrase.source(), o.aws},
+      std::nullopt);  // init reads nothing from the backing directory: its keys are its options
+  // The trust anchor is written right after the config; check first that it can be.
+  const TrustStore store = trust_store();
   InitOptions io;
   io.cipher = *cipher;
   io.block_size = o.block_size;
@@ -118,6 +139,19 @@ Status run_init(const InitCliOptions& o) {
   io.intermediate_max_age_s = o.intermediate_max_age;
   ASSIGN_OR_RETURN(auto vault, Vault::init(o.backing, *providers, io));
   const FsConfig& c = vault->config();
+  // This host trusts the key it just used for this vault: the trust anchor that mounts and
+  // offline tools check the config and every header against.
+  TrustRecord record;
+  record.fs_id = c.fs_id;
+  record.generation = c.generation;
+  record.keys = c.declared_keys();
+  record.keyring = keyring;
+  std::error_code abs_ec;
+  record.vault_dir = std::filesystem::absolute(o.backing, abs_ec).lexically_normal().string();
+  if (Status saved = store.save(record); !saved.ok()) {
+    ::unlink(conf.c_str());  // a vault nobody trusts could not be mounted: undo the init
+    return saved.with_context("trust record " + store.path_of(c.fs_id) + " (the vault was not created)");
+  }
   std::error_code ec;
   auto conf_abs = std::filesystem::absolute(conf, ec).lexically_normal().string();
   const std::string names = c.encrypted_names()
@@ -130,9 +164,10 @@ Status run_init(const InitCliOptions& o) {
                                              c.intermediate_max_age_s)
                                : std::string("per-file");
   return print(fmt::format(
-      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}{})\nkey mode: {}\nconfig: {}\n",
+      "fs id: {}\ncipher: {}\nblock size: {}\nnames: {}\nkey: {} (spec {}{})\nkey mode: {}\nconfig: {}\n"
+      "trust record: {}\n",
       c.fs_id_hex(), cipher_name(c.cipher), c.block_size, names, c.fs_key_ref.to_string(), c.key_spec,
-      where, mode, ec ? conf : conf_abs));
+      where, mode, ec ? conf : conf_abs, store.path_of(c.fs_id)));
 }
 
 }  // namespace
@@ -143,7 +178,8 @@ void add_init_command(CLI::App& app, Commands& out) {
   cmd->add_option("BACKING", o->backing, "The backing directory (must exist; must not be a vault yet)")
       ->required();
   cmd->add_option("--keyring", o->keyring,
-                  "The keyring (default: $KMSFS_KEYRING); stored in the config as an absolute path")
+                  "The keyring (default: $KMSFS_KEYRING); recorded, as an absolute path, in this host's trust "
+                  "record of the vault")
       ->type_name("KEYRING");
   CLI::Option* key = cmd->add_option("--key", o->key, "Name of the keyring key new files are wrapped under (NAME or NAME:VERSION)")
       ->type_name("NAME");
@@ -199,7 +235,9 @@ void add_init_command(CLI::App& app, Commands& out) {
   add_passphrase_options(*cmd, o->passphrase);
   cmd->footer(
       "Prints the filesystem id, cipher, block size, the key reference the filesystem key\n"
-      "was wrapped under, and where the config was written.\n\n"
+      "was wrapped under, where the config was written and where this host's trust record of\n"
+      "the vault is ($KMSFS_TRUST_DIR, default /var/lib/kmsfs/trust): other hosts accept the\n"
+      "vault with 'kmsfs trust accept BACKING --fs-id ID --key/--kms-key ...'.\n\n"
       "Examples:\n  kmsfs init /srv/vault --keyring /etc/kmsfs/keyring --key main --context team=ops\n"
       "  kmsfs init /srv/vault --kms-key alias/kmsfs --region eu-west-1");
   out.push_back({"init", cmd, [o] { return run_init(*o); }});

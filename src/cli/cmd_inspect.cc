@@ -15,6 +15,7 @@
 #include "cli/output.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
+#include "cli/vault_path.h"
 #include "format/backing_file.h"
 #include "format/layout.h"
 #include "vault/vault.h"
@@ -32,10 +33,11 @@ struct InspectOptions {
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
   AwsCliOptions aws;
+  NamedKey named;
 
   // Authentication needs key material, so it runs only when asked for: plain `inspect`
   // stays non-interactive and works without any keyring.
-  bool wants_auth() const { return keyring.has_value() || verify || passphrase.given(); }
+  bool wants_auth() const { return keyring.has_value() || verify || passphrase.given() || named.given(); }
 };
 
 struct Auth {
@@ -143,12 +145,20 @@ std::string report_text(const std::string& path, const FileHeader& h, uint64_t b
 
 // Unwraps the file key, checks the header MAC and the file state (open_crypt_file), then
 // reads every block.
-Auth authenticate(const InspectOptions& o, std::shared_ptr<BackingFile> backing) {
+Auth authenticate(const InspectOptions& o, std::shared_ptr<BackingFile> backing, KeyProviders* vault_providers) {
   Auth a;
   a.checked = true;
-  auto providers = make_providers(
-      {[&o] { return locate_keyring({o.keyring, "", o.file}); }, o.passphrase.source(), o.aws});
-  auto f = open_crypt_file(std::move(backing), *providers);
+  std::unique_ptr<KeyProviders> own;
+  if (!vault_providers) {
+    auto providers = providers_for_file(o.file, o.keyring, o.passphrase, o.aws, o.named);
+    if (!providers.ok()) {
+      a.status = providers.status();
+      return a;
+    }
+    own = std::move(*providers);
+    vault_providers = own.get();
+  }
+  auto f = open_crypt_file(std::move(backing), *vault_providers);
   if (!f.ok()) {
     a.status = f.status();
     return a;
@@ -159,13 +169,17 @@ Auth authenticate(const InspectOptions& o, std::shared_ptr<BackingFile> backing)
   return a;
 }
 
-Status run_inspect(const InspectOptions& o) {
+Status run_inspect(const InspectOptions& in) {
+  InspectOptions o = in;
+  ASSIGN_OR_RETURN(ResolvedFile resolved, resolve_backing_file(in.file, in.keyring, in.passphrase, in.aws));
+  o.file = resolved.path;
+  KeyProviders* vault_providers = resolved.vault ? resolved.vault->providers.get() : nullptr;
   ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(o.file, O_RDONLY));
   std::shared_ptr<BackingFile> backing(std::move(posix));
   ASSIGN_OR_RETURN(FileHeader h, read_header(*backing));
   ASSIGN_OR_RETURN(uint64_t backing_size, backing->size());
   Auth auth;
-  if (o.wants_auth()) auth = authenticate(o, backing);
+  if (o.wants_auth()) auth = authenticate(o, backing, vault_providers);
   RETURN_IF_ERROR(print(o.json ? report_json(o.file, h, backing_size, auth).dump(2) + "\n"
                                : report_text(o.file, h, backing_size, auth)));
   return auth.status;
@@ -176,15 +190,16 @@ Status run_inspect(const InspectOptions& o) {
 void add_inspect_command(CLI::App& app, Commands& out) {
   auto o = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "Show the header of one backing file; optionally authenticate it");
-  cmd->add_option("BACKING_FILE", o->file, "An encrypted file in a vault's backing directory")->required();
+  cmd->add_option("BACKING_FILE", o->file, "An encrypted file in a backing directory, or BACKING/PLAIN/PATH (a path in the plaintext view of a vault)")->required();
   cmd->add_flag("--json", o->json, "Print one JSON object (field names: docs/CLI.md)");
   cmd->add_option("--keyring", o->keyring,
                   "Also unwrap the file key with this keyring and authenticate the header and "
                   "every block")
       ->type_name("KEYRING");
   cmd->add_flag("--verify", o->verify,
-                "Authenticate with the keyring found as for cat ($KMSFS_KEYRING, else the "
-                "nearest kmsfs.conf above the file)");
+                "Authenticate with the keys found as for cat (the trust record of the vault the "
+                "file lies in, or --key/--kms-key)");
+  add_named_key_options(*cmd, o->named);
   add_passphrase_options(*cmd, o->passphrase);
   add_aws_options(*cmd, o->aws);
   cmd->footer(

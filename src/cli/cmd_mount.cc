@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -29,8 +30,10 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/keyring_locator.h"
+#include "cli/mountinfo.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
+#include "cli/vault_path.h"
 #include "control/control_socket.h"
 #include "control/metrics_http.h"
 #include "control/mount_stats.h"
@@ -67,35 +70,11 @@ struct MountArgs {
   AwsCliOptions aws;
 };
 
-// The backing directory of the kmsfs mount at `mountpoint` (its fsname, "kmsfs:BACKING",
-// in /proc/self/mountinfo), or "" if none is mounted there.
+// The backing directory of the kmsfs mount at `mountpoint`, or "" if the top mount there
+// is not kmsfs.
 std::string backing_of(const std::string& mountpoint) {
-  auto unescape = [](const std::string& t) {  // mountinfo writes ' ', '\t', '\n', '\\' as \ooo
-    std::string out;
-    for (size_t i = 0; i < t.size(); ++i) {
-      auto octal = [&](size_t k) { return k < t.size() && t[k] >= '0' && t[k] <= '7'; };
-      if (t[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
-        out += static_cast<char>((t[i + 1] - '0') * 64 + (t[i + 2] - '0') * 8 + (t[i + 3] - '0'));
-        i += 3;
-      } else {
-        out += t[i];
-      }
-    }
-    return out;
-  };
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  std::string found;
-  for (std::string line; std::getline(mountinfo, line);) {
-    std::istringstream in(line);
-    std::vector<std::string> fields;
-    for (std::string w; in >> w;) fields.push_back(w);
-    auto dash = std::find(fields.begin(), fields.end(), "-");
-    if (fields.size() < 5 || dash == fields.end() || dash + 2 >= fields.end()) continue;
-    if (unescape(fields[4]) != mountpoint || *(dash + 1) != "fuse.kmsfs") continue;
-    const std::string source = unescape(*(dash + 2));
-    if (source.starts_with("kmsfs:")) found = source.substr(6);  // the last mount there wins
-  }
-  return found;
+  auto m = mount_at(mountpoint);
+  return m ? m->kmsfs_backing() : "";
 }
 
 // umount returns once the kernel lets go; the daemon still flushes and exits after that,
@@ -154,7 +133,8 @@ void log_to_syslog() {
 // Everything after the fork (or in the foreground): keys, vault, mount, serve.
 // `report` is called once, with ok or the start-up error, before serving begins.
 Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphrase,
-                       const std::string& keyring_path, const std::function<void(const Status&)>& report) {
+                       const std::string& keyring_path, TrustAnchor anchor,
+                       const std::function<void(const Status&)>& report) {
   ::umask(0);  // the kernel already applied the caller's umask; ours must not apply twice
   auto fail = [&](Status s) {
     report(s);
@@ -168,6 +148,8 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
     return Status(Code::kInvalidArgument, "a file needs the " + std::string(provider_name(id)) +
                                               " provider: pass --keyring");
   });
+  // Only the keys this host trusts for the vault, from the first call on.
+  providers.set_trust(anchor.record.key_trust());
   if (!keyring_path.empty()) {
     // Re-home the passphrase in memory locked by this process before using it.
     std::optional<SecureBuffer> pw;
@@ -184,7 +166,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   auto recovered = recover_reencryption(a.backing);
   if (!recovered.ok()) return fail(recovered.status());
   if (!recovered->empty()) spdlog::warn("{}", *recovered);
-  auto vault = Vault::open(a.backing, providers);
+  auto vault = Vault::open(a.backing, providers, std::move(anchor));
   if (!vault.ok()) return fail(vault.status());
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
   KeyCacheOptions co;
@@ -269,27 +251,30 @@ Status wait_until_mounted(const std::string& mp, pid_t child) {
 Status run_mount(MountArgs& a) {
   ASSIGN_OR_RETURN(a.backing, absolute(a.backing, "backing directory"));
   ASSIGN_OR_RETURN(a.mountpoint, absolute(a.mountpoint, "mountpoint"));
-  ASSIGN_OR_RETURN(FsConfig cfg, Vault::peek_config(a.backing));
-  // A keyring vault needs its keyring; a KMS vault needs one only if asked for (files
-  // wrapped by a keyring, e.g. copied in from another vault).
+  // This host's trust anchor of the vault: refused here, on the terminal, if there is none.
+  ASSIGN_OR_RETURN(TrustAnchor anchor, load_trust_anchor(a.backing, trust_store()));
+  // The keyring is needed if the vault trusts a keyring key (a KMS vault, only if asked for).
   std::string keyring_path;
   std::optional<SecureBuffer> passphrase;
-  if (cfg.provider == ProviderId::kKeyring || a.keyring || a.pass.given()) {
-    KeyringSearch search;
-    search.explicit_path = a.keyring;
-    search.vault_dir = a.backing;
-    ASSIGN_OR_RETURN(keyring_path, locate_keyring(search));
+  if (anchor.record.key_trust().allows_provider(ProviderId::kKeyring) || a.keyring || a.pass.given()) {
+    ASSIGN_OR_RETURN(keyring_path, locate_keyring({a.keyring, anchor.record.keyring, a.backing}));
     ASSIGN_OR_RETURN(passphrase, keyring_passphrase(keyring_path, a.pass.source()));
   }
 
   // Say it here too: a daemonized child's warning goes to syslog only.
-  if (is_dead_mount(a.mountpoint))
+  if (is_dead_mount(a.mountpoint)) {
     std::fprintf(stderr, "kmsfs: the daemon of an earlier mount at %s is gone; unmounting it lazily\n",
                  a.mountpoint.c_str());
+  } else if (auto m = mount_at(a.mountpoint); m && m->is_fuse()) {
+    // Stacking would hide the live mount (and its control socket) under this one. An
+    // autofs trigger (systemd's automount) or any other filesystem is mounted over as usual.
+    return Status(Code::kAlreadyExists, "a FUSE filesystem (" + m->fstype + ", " + m->source +
+                                            ") is already mounted at " + a.mountpoint + ": unmount it first");
+  }
 
   if (a.foreground) {
     log_to_stderr();
-    return mount_and_serve(a, std::move(passphrase), keyring_path, [](const Status&) {});
+    return mount_and_serve(a, std::move(passphrase), keyring_path, std::move(anchor), [](const Status&) {});
   }
 
   int pipefd[2];
@@ -314,7 +299,7 @@ Status run_mount(MountArgs& a) {
         }
       }
     };
-    Status s = mount_and_serve(a, std::move(passphrase), keyring_path, report);
+    Status s = mount_and_serve(a, std::move(passphrase), keyring_path, std::move(anchor), report);
     if (!s.ok()) spdlog::error("{}", s.message());
     ::_exit(s.ok() ? 0 : exit_code(s));
   }
@@ -354,7 +339,7 @@ void add_mount_commands(CLI::App& app, Commands& out) {
   CLI::App* m = app.add_subcommand("mount", "Mount a vault: a plaintext view of BACKING at MOUNTPOINT");
   m->add_option("BACKING", args->backing, "The vault's backing directory (ciphertext)")->required();
   m->add_option("MOUNTPOINT", args->mountpoint, "Where the plaintext view appears")->required();
-  m->add_option("--keyring", args->keyring, "Keyring file (default: $KMSFS_KEYRING, then the vault's keyring hint)");
+  m->add_option("--keyring", args->keyring, "Keyring file (default: $KMSFS_KEYRING, then the one in the vault's trust record)");
   add_aws_options(*m, args->aws);
   m->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr (for systemd and tests)");
   m->add_option("-o", args->options, "Mount options, comma-separated: allow_other (implies default_permissions), default_permissions, ro, badname=PATTERN (show undecryptable names matching the glob, with \" KMSFS_BAD_NAME\" appended), ...")

@@ -94,31 +94,63 @@ Status outcome(const json& j) {
   return Status::Ok();  // paused or running: not an error
 }
 
-// Shows progress until the run is no longer running; a bar on a terminal, else nothing.
-Result<json> follow(const std::function<Result<json>()>& poll) {
-  const bool tty = ::isatty(1) == 1;
+// One progress line: the pass, files of this pass, rate and ETA. Before the walk has
+// counted the pass's files, it says so (never "100% 0/0").
+std::string progress_line(const json& j, bool bar) {
+  const uint64_t total = j.value("total", uint64_t{0}), seen = j.value("seen", uint64_t{0});
+  const uint32_t pass = j.value("pass", 1u);
+  const bool counted = total > 0 || j.value("phase", "") != "running";
+  const double frac = total ? static_cast<double>(seen) / static_cast<double>(total) : (counted ? 1.0 : 0.0);
+  const double eta = j.value("eta_seconds", -1.0);
+  std::string t;
+  if (bar) {
+    const int width = 30, filled = static_cast<int>(std::lround(frac * width));
+    t += fmt::format("[{}{}] ", std::string(filled, '#'), std::string(width - filled, '.'));
+  }
+  t += fmt::format("pass {}: ", pass);
+  if (!counted) return t + "counting files...";
+  t += fmt::format("{:3.0f}% {}/{} files  {:.0f} files/s  {}", 100 * frac, seen, total,
+                   j.value("files_per_second_now", 0.0),
+                   eta >= 0 ? fmt::format("ETA {:.0f} s", eta) : std::string("ETA -"));
+  return t;
+}
+
+// Shows progress until the run is no longer running, as cryptsetup reencrypt does: a bar
+// redrawn in place on a terminal (a new line when a pass begins), else a line every 5 s;
+// with --json, one JSON object per line every second while it runs.
+Result<json> follow(const std::function<Result<json>()>& poll, bool json_lines) {
+  const bool tty = ::isatty(1) == 1 && !json_lines;
+  const auto every = json_lines ? std::chrono::seconds(1) : std::chrono::seconds(5);
+  auto last_line = std::chrono::steady_clock::now() - every;
+  uint32_t shown_pass = 0;
   for (;;) {
     ASSIGN_OR_RETURN(json j, poll());
-    if (tty) {
-      const uint64_t total = j.value("total", uint64_t{0}), seen = j.value("seen", uint64_t{0});
-      const double frac = total ? static_cast<double>(seen) / static_cast<double>(total) : 1.0;
-      const int width = 30, filled = static_cast<int>(std::lround(frac * width));
-      const double eta = j.value("eta_seconds", -1.0);
-      RETURN_IF_ERROR(print(fmt::format("\r[{}{}] {:3.0f}% {}/{} files  {:.0f} files/s  {}   ", std::string(filled, '#'),
-                                        std::string(width - filled, '.'), 100 * frac, seen, total,
-                                        j.value("files_per_second_now", 0.0),
-                                        eta >= 0 ? fmt::format("ETA {:.0f} s", eta) : std::string("ETA -"))));
-    }
-    if (j.value("phase", "") != "running") {
-      if (tty) RETURN_IF_ERROR(print("\n"));
+    const bool running = j.value("phase", "") == "running";
+    if (!running) {
+      if (tty && shown_pass != 0) RETURN_IF_ERROR(print("\n"));
       return j;
     }
+    const uint32_t pass = j.value("pass", 1u);
+    const auto now = std::chrono::steady_clock::now();
+    if (tty) {
+      if (shown_pass != 0 && pass != shown_pass) RETURN_IF_ERROR(print("\n"));
+      RETURN_IF_ERROR(print("\r" + progress_line(j, true) + "   "));
+    } else if (now - last_line >= every || pass != shown_pass) {
+      RETURN_IF_ERROR(print((json_lines ? j.dump() : progress_line(j, false)) + "\n"));
+      last_line = now;
+    }
+    shown_pass = pass;
     std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 250 : 500));
   }
 }
 
 Status show(const RotateOptions& o, const json& j) {
   return print(o.json ? j.dump(2) + "\n" : human_status(j));
+}
+
+// The end of a followed run: with --json, the final object as the last JSON line.
+Status show_final(const RotateOptions& o, const json& j) {
+  return print(o.json ? j.dump() + "\n" : human_status(j));
 }
 
 RotationRequest request_of(const RotateOptions& o) {
@@ -147,8 +179,8 @@ Status run_online(const RotateOptions& o) {
     ASSIGN_OR_RETURN(j, send({{"op", "status"}}));
   }
   if (o.wait) {
-    ASSIGN_OR_RETURN(j, follow([&] { return send({{"op", "status"}}); }));
-    RETURN_IF_ERROR(show(o, j));
+    ASSIGN_OR_RETURN(j, follow([&] { return send({{"op", "status"}}); }, o.json));
+    RETURN_IF_ERROR(show_final(o, j));
     return outcome(j);
   }
   return show(o, j);
@@ -181,9 +213,9 @@ Status run_offline(const RotateOptions& o) {
   ASSIGN_OR_RETURN(json j, follow([&]() -> Result<json> {
                      ASSIGN_OR_RETURN(RotationStatus st, w.status());
                      return rotation_status_json(st);
-                   }));
+                   }, o.json));
   w.wait();  // its last checkpoint is on disk before we exit
-  RETURN_IF_ERROR(show(o, j));
+  RETURN_IF_ERROR(show_final(o, j));
   return outcome(j);
 }
 
@@ -223,7 +255,7 @@ void add_rotate_command(CLI::App& app, Commands& out) {
   cmd->add_flag("--cancel", o->cancel, "Stop the rotation; files already moved stay under the new key");
   cmd->add_flag("--wait", o->wait, "Wait until the rotation ends, with a progress bar on a terminal; the exit status says how it ended");
   cmd->add_flag("--offline", o->offline, "Work on an unmounted backing directory (refused while it is mounted)");
-  cmd->add_option("--keyring", o->keyring, "Keyring file (--offline; default: $KMSFS_KEYRING, then the vault's hint)");
+  cmd->add_option("--keyring", o->keyring, "Keyring file (--offline; default: $KMSFS_KEYRING, then this host's trust record of the vault)");
   add_passphrase_options(*cmd, o->passphrase);
   add_aws_options(*cmd, o->aws);
   cmd->footer(

@@ -36,6 +36,7 @@ void add_mount_commands(CLI::App& app, Commands& out);  // mount, umount
 void add_control_commands(CLI::App& app, Commands& out);  // stats, flush-keys, status
 void add_rotate_command(CLI::App& app, Commands& out);
 void add_fsck_command(CLI::App& app, Commands& out);
+void add_trust_commands(CLI::App& app, Commands& out);  // trust accept/show/list/distrust/forget
 
 // The --version text: program version and the on-disk format versions it reads/writes.
 std::string version_text();

@@ -1,31 +1,17 @@
 #include "cli/keyring_locator.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 
+#include "base/path_safety.h"
 #include "vault/config.h"
-#include "vault/vault.h"
 
 namespace kmsfs::cli {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-Result<std::string> hint_of(const std::string& vault_dir) {
-  ASSIGN_OR_RETURN(FsConfig c, Vault::peek_config(vault_dir));
-  if (c.keyring_hint.empty())
-    return Status(Code::kInvalidArgument, "no keyring: the vault config " + vault_dir + "/" +
-                                              kConfigFileName + " names none; pass --keyring");
-  // init writes an absolute path; a hand-edited relative one is relative to the vault.
-  fs::path hint(c.keyring_hint);
-  if (hint.is_relative()) hint = fs::path(vault_dir) / hint;
-  return hint.string();
-}
-
-}  // namespace
 
 std::optional<std::string> find_vault_above(const std::string& file) {
   std::error_code ec;
@@ -39,15 +25,32 @@ std::optional<std::string> find_vault_above(const std::string& file) {
   }
 }
 
-Result<std::string> locate_keyring(const KeyringSearch& search) {
-  if (search.explicit_path) return *search.explicit_path;
-  if (const char* env = std::getenv(kKeyringEnv); env != nullptr && *env != '\0') return std::string(env);
-  if (!search.vault_dir.empty()) return hint_of(search.vault_dir);
-  if (!search.file_path.empty()) {
-    if (auto vault = find_vault_above(search.file_path)) return hint_of(*vault);
+Status check_keyring_path(const std::string& path, const std::string& backing_dir) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status(Code::kNotFound, "keyring " + path + ": no such file", ENOENT);
+    return Status::Io(errno, "keyring " + path);
   }
-  return Status(Code::kInvalidArgument,
-                std::string("no keyring: pass --keyring (or set ") + kKeyringEnv + ")");
+  if (!backing_dir.empty() && path_is_within(path, backing_dir))
+    return Status(Code::kPermissionDenied, "keyring " + path + " is inside the vault's backing directory " +
+                                               backing_dir + ": refusing to use it (whoever writes the backing "
+                                               "store would choose the keys); keep keyrings elsewhere");
+  return check_private_path(path, "keyring", ::geteuid());
+}
+
+Result<std::string> locate_keyring(const KeyringSearch& search) {
+  std::string path;
+  if (search.explicit_path) {
+    path = *search.explicit_path;
+  } else if (const char* env = std::getenv(kKeyringEnv); env != nullptr && *env != '\0') {
+    path = env;
+  } else if (!search.record_keyring.empty()) {
+    path = search.record_keyring;
+  } else {
+    return Status(Code::kInvalidArgument, std::string("no keyring: pass --keyring (or set ") + kKeyringEnv + ")");
+  }
+  RETURN_IF_ERROR(check_keyring_path(path, search.backing_dir));
+  return path;
 }
 
 }  // namespace kmsfs::cli

@@ -92,6 +92,7 @@ int run(int argc, char** argv) {
   add_control_commands(app, commands);
   add_rotate_command(app, commands);
   add_fsck_command(app, commands);
+  add_trust_commands(app, commands);
   std::vector<std::string> topic;
   CLI::App* help = app.add_subcommand("help", "Show the help of a command");
   help->add_option("COMMAND", topic, "The command (and subcommand), e.g. 'init' or 'keyring create'");
@@ -124,6 +125,10 @@ int run(int argc, char** argv) {
       s = c.run();
     } catch (const std::bad_alloc&) {
       s = Status(Code::kInternal, "out of memory (or locked memory: check RLIMIT_MEMLOCK)");
+    } catch (const std::exception& e) {
+      // Still through the command's own exit mapping: fsck must say "internal error" (8),
+      // never 1 ("errors corrected") because something threw.
+      s = Status(Code::kInternal, std::string("internal error: ") + e.what());
     }
     if (!s.ok() && !is_broken_pipe(s)) print_error(c.name, s.message());
     return c.exit_status ? c.exit_status(s) : exit_code(s);

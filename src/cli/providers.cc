@@ -8,6 +8,10 @@ namespace kmsfs::cli {
 Result<std::optional<SecureBuffer>> keyring_passphrase(const std::string& path,
                                                        const PassphraseSource& src) {
   ASSIGN_OR_RETURN(KeyringInfo info, Keyring::peek(path));
+  if (!info.sealed && src.kind != PassphraseSource::Kind::kPrompt)
+    return Status(Code::kPermissionDenied, "keyring " + path + " is not sealed, but a passphrase source was given: "
+                                           "refusing to use it (an unsealed keyring may have been put in place of "
+                                           "yours; drop --passphrase-file/--extpass if it is meant to be unsealed)");
   if (!info.sealed) return std::optional<SecureBuffer>();
   ASSIGN_OR_RETURN(SecureBuffer pw, read_passphrase(src, "Passphrase for keyring " + path + ": ",
                                                     /*confirm_twice=*/false));
@@ -40,8 +44,8 @@ Result<std::unique_ptr<KeyProvider>> make_keyring_provider(const ProviderConfig&
 
 }  // namespace
 
-std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg) {
-  return std::make_unique<KeyProviders>(
+std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg, std::optional<KeyTrust> trust) {
+  auto p = std::make_unique<KeyProviders>(
       [cfg = std::move(cfg)](ProviderId id) -> Result<std::unique_ptr<KeyProvider>> {
         switch (id) {
           case ProviderId::kKeyring: return make_keyring_provider(cfg);
@@ -50,6 +54,8 @@ std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg) {
         return Status(Code::kUnsupported, "unknown key provider id " +
                                               std::to_string(static_cast<int>(id)));
       });
+  if (trust) p->set_trust(std::move(*trust));
+  return p;
 }
 
 }  // namespace kmsfs::cli

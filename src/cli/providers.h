@@ -24,14 +24,19 @@ struct ProviderConfig {
   AwsCliOptions aws;
 };
 
-std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg);
+// Providers restricted to `trust`: the keys of a vault's trust record, or those an
+// operator named for a standalone file. Only `kmsfs init` passes nullopt: it reads nothing
+// from a backing directory, every key it uses comes from its own options.
+std::unique_ptr<KeyProviders> make_providers(ProviderConfig cfg, std::optional<KeyTrust> trust);
 
 // The AWS KMS provider (libcurl, the default credential chain). Create it in the process
 // that uses it: its connections and refresh thread do not survive a fork.
 Result<std::unique_ptr<KeyProvider>> make_aws_provider(const AwsCliOptions& opts);
 
 // The passphrase for the keyring at `path` if it is sealed (read from `src`, prompting on
-// the terminal only then), nullopt if it is not sealed.
+// the terminal only then), nullopt if it is not sealed. An unsealed keyring is refused
+// when `src` is a file or a command: the operator expects a sealed one, so an unsealed
+// file there was put in its place.
 Result<std::optional<SecureBuffer>> keyring_passphrase(const std::string& path,
                                                        const PassphraseSource& src);
 // Opens the keyring at `path`, asking for a passphrase only if it is sealed.

@@ -1,6 +1,8 @@
 // Commands that take BACKING[/PLAIN/PATH]: the vault directory is the longest existing
 // prefix that holds a kmsfs.conf, the rest is a path in the plaintext view (which does
-// not exist on disk when names are encrypted).
+// not exist on disk when names are encrypted). And the one place offline commands get
+// their keys: the vault's trust anchor, or for a file outside any vault the key the
+// operator named.
 #pragma once
 
 #include <memory>
@@ -21,12 +23,46 @@ struct VaultPath {
 };
 Result<VaultPath> split_vault_path(const std::string& arg);
 
-// A vault opened for an offline command: its providers live as long as it does.
+// The trust store of this process: $KMSFS_TRUST_DIR, else the default (trust_store.h).
+TrustStore trust_store();
+
+// A vault opened for an offline command, against this host's trust anchor: its providers
+// live as long as it does and serve only the keys the anchor trusts.
 struct OpenedVault {
   std::unique_ptr<KeyProviders> providers;
   std::unique_ptr<Vault> vault;
 };
 Result<OpenedVault> open_vault_offline(const std::string& dir, const std::optional<std::string>& keyring,
                                        const PassphraseOptions& pass, const AwsCliOptions& aws);
+
+// FILE as a command names it: a backing file that exists as given, or else
+// BACKING/PLAIN/PATH, a path in the plaintext view of the vault above it (its encrypted
+// backing path found with the vault's name key, so the vault is opened offline).
+struct ResolvedFile {
+  std::string path;
+  // Opened to resolve a plaintext path: its providers serve the file too (one credential
+  // lookup, one keyring unlock per command).
+  std::optional<OpenedVault> vault;
+};
+Result<ResolvedFile> resolve_backing_file(const std::string& file, const std::optional<std::string>& keyring,
+                                          const PassphraseOptions& pass, const AwsCliOptions& aws);
+
+// A key named on the command line for a file outside any vault (`--key NAME` with a
+// keyring, or `--kms-key ARN|alias/NAME`): the only way such a file's key is trusted.
+struct NamedKey {
+  std::string key;
+  std::string kms_key;
+  bool given() const { return !key.empty() || !kms_key.empty(); }
+};
+// Adds --key and --kms-key to `cmd`.
+void add_named_key_options(CLI::App& cmd, NamedKey& k);
+
+// Providers for one backing file: with a named key, that key alone; otherwise the trust
+// record of the vault the file lies in (found walking up from it). A file in no vault,
+// with no key named, is refused with a message saying how to name one.
+Result<std::unique_ptr<KeyProviders>> providers_for_file(const std::string& file,
+                                                         const std::optional<std::string>& keyring,
+                                                         const PassphraseOptions& pass, const AwsCliOptions& aws,
+                                                         const NamedKey& named);
 
 }  // namespace kmsfs::cli

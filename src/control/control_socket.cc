@@ -141,7 +141,16 @@ void ControlServer::answer(int fd) {
     cmd.append(buf, static_cast<size_t>(n));
   }
   if (auto nl = cmd.find('\n'); nl != std::string::npos) cmd.resize(nl);
-  send_all(fd, handler_(cmd) + "\n");
+  // The control thread's exception barrier: a failing handler answers an error and the
+  // socket keeps serving.
+  std::string answer;
+  try {
+    answer = handler_(cmd);
+  } catch (const std::exception& e) {
+    answer = std::string(R"({"error":"internal error","code":"internal"})");
+    spdlog::error("control socket: internal error answering a command: {}", e.what());
+  }
+  send_all(fd, answer + "\n");
 }
 
 Result<std::string> control_request(const std::string& path, std::string_view command) {

@@ -9,7 +9,9 @@ using nlohmann::json;
 json rotation_status_json(const RotationStatus& st) {
   const RotationState& s = st.state;
   json j = rotation_state_to_json(s);
-  j["done"] = s.rotated + s.already + s.skipped + s.failed;
+  // Files finished in this pass, each counted once ("rotated" adds up every pass, so
+  // rotated + already counted a file twice once a second pass found it done).
+  j["done"] = s.seen;
   j["files_per_second_now"] = st.files_per_second;
   j["eta_seconds"] = st.eta_seconds;
   return j;

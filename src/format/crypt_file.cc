@@ -297,7 +297,7 @@ Status CryptFile::persist_sparse(const SparseMap& next) {
   if (active < 0) return Status(Code::kInternal, "no active header slot");
   const int target = 1 - active;
   HeaderSlot slot = *header_.slots[active];
-  slot.seq += 1;
+  ASSIGN_OR_RETURN(slot.seq, next_slot_seq(header_));
   slot.state = seal_file_state(state_generation_ + 1, next, file_id_, keys_->state_mac_key.span());
   ASSIGN_OR_RETURN(Bytes enc, encode_slot(slot));
   RETURN_IF_ERROR(backing_->write_at(enc, header::kSlotOffset[target]));
@@ -425,10 +425,7 @@ bool CryptFile::reencrypting() const {
 Status CryptFile::write_slot_locked(HeaderSlot slot, bool sync) {
   const int active = header_.active_slot();
   if (active < 0) return Status(Code::kInternal, "no active header slot");
-  uint64_t top = 0;
-  for (const auto& o : header_.slots)
-    if (o) top = std::max(top, o->seq);
-  slot.seq = top + 1;
+  ASSIGN_OR_RETURN(slot.seq, next_slot_seq(header_));
   const int target = 1 - active;
   ASSIGN_OR_RETURN(Bytes enc, encode_slot(slot));
   RETURN_IF_ERROR(backing_->write_at(enc, header::kSlotOffset[target]));

@@ -201,6 +201,16 @@ int FileHeader::active_slot() const {
   return best;
 }
 
+Result<uint64_t> next_slot_seq(const FileHeader& h) {
+  uint64_t top = 0;
+  for (const auto& o : h.slots)
+    if (o) top = std::max(top, o->seq);
+  if (top >= kMaxSlotSeq)
+    return Status(Code::kCorrupt, "header: slot sequence number " + std::to_string(top) +
+                                      " is at its limit (a tampered slot?): refusing to write");
+  return top + 1;
+}
+
 bool has_kmsfs_magic(ByteSpan bytes) noexcept {
   return bytes.size() >= sizeof header::kMagic &&
          std::equal(std::begin(header::kMagic), std::end(header::kMagic), bytes.begin());

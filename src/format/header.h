@@ -111,6 +111,14 @@ struct FileHeader {
 };
 
 // Whether `bytes` start with the kmsfs file magic (a kmsfs file, intact or damaged).
+// The sequence number the next slot write takes: one above both slots'. A slot's seq is
+// not authenticated, so a storage writer can set it; one near 2^64 would make the next
+// write wrap to a lower number that loses to the stale slot (a silent rollback of the
+// update). No honest file gets near 2^62 (one slot write per nanosecond for 146 years):
+// above it the file is refused for writing (kCorrupt) instead.
+constexpr uint64_t kMaxSlotSeq = uint64_t{1} << 62;
+Result<uint64_t> next_slot_seq(const FileHeader& h);
+
 bool has_kmsfs_magic(ByteSpan bytes) noexcept;
 
 // Parses structure only: magic, version, features, sizes, TLVs, slot checksums. The MAC

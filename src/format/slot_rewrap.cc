@@ -32,10 +32,7 @@ Status write_wrap(BackingFile& f, FileHeader& h, const SlotWrap& next) {
   if (base.reencrypt) base.reencrypt->wrapped_dek = next.reencrypt_wrapped;
   for (int target : {1 - active, active}) {
     HeaderSlot s = base;
-    uint64_t top = 0;
-    for (const auto& o : h.slots)
-      if (o) top = std::max(top, o->seq);
-    s.seq = top + 1;
+    ASSIGN_OR_RETURN(s.seq, next_slot_seq(h));
     ASSIGN_OR_RETURN(Bytes enc, encode_slot(s));
     RETURN_IF_ERROR(f.write_at(enc, header::kSlotOffset[target]));
     h.slots[target] = std::move(s);

@@ -4,7 +4,11 @@
 
 #include <sys/file.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
+#include <exception>
+#include <new>
 #include <vector>
 
 #include "fs/errno_map.h"
@@ -220,45 +224,88 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   reply_err(req, fs_of(req).removexattr(ino, name));
 }
 
+// The exception barrier: nothing thrown below an operation (bad_alloc from locked memory,
+// a library's exception on bytes read from the backing store) may unwind into libfuse,
+// which would end the daemon and every file with it. The request is answered EIO (or,
+// for forget, nothing) and logged; the mount keeps serving.
+void log_escape(const char* what) noexcept {
+  try {
+    spdlog::error("internal error in a FUSE operation ({}); answered EIO, the mount goes on", what);
+  } catch (...) {
+  }
+}
+
+template <auto Op>
+struct Guarded;
+template <typename... Args, void (*Op)(fuse_req_t, Args...)>
+struct Guarded<Op> {
+  static void reply(fuse_req_t req, Args... args) noexcept {
+    try {
+      Op(req, args...);
+      return;
+    } catch (const std::bad_alloc&) {
+      log_escape("out of memory");
+    } catch (const std::exception& e) {
+      log_escape(e.what());
+    } catch (...) {
+      log_escape("unknown exception");
+    }
+    fuse_reply_err(req, EIO);
+  }
+  static void no_reply(fuse_req_t req, Args... args) noexcept {
+    try {
+      Op(req, args...);
+      return;
+    } catch (const std::bad_alloc&) {
+      log_escape("out of memory");
+    } catch (const std::exception& e) {
+      log_escape(e.what());
+    } catch (...) {
+      log_escape("unknown exception");
+    }
+    fuse_reply_none(req);
+  }
+};
+
 }  // namespace
 
 fuse_lowlevel_ops make_fuse_ops() {
   fuse_lowlevel_ops ops{};
   ops.init = op_init;
   ops.destroy = op_destroy;
-  ops.lookup = op_lookup;
-  ops.forget = op_forget;
-  ops.forget_multi = op_forget_multi;
-  ops.getattr = op_getattr;
-  ops.setattr = op_setattr;
-  ops.readlink = op_readlink;
-  ops.mknod = op_mknod;
-  ops.mkdir = op_mkdir;
-  ops.symlink = op_symlink;
-  ops.link = op_link;
-  ops.unlink = op_unlink;
-  ops.rmdir = op_rmdir;
-  ops.rename = op_rename;
-  ops.open = op_open;
-  ops.create = op_create;
-  ops.read = op_read;
-  ops.write = op_write;
+  ops.lookup = Guarded<op_lookup>::reply;
+  ops.forget = Guarded<op_forget>::no_reply;
+  ops.forget_multi = Guarded<op_forget_multi>::no_reply;
+  ops.getattr = Guarded<op_getattr>::reply;
+  ops.setattr = Guarded<op_setattr>::reply;
+  ops.readlink = Guarded<op_readlink>::reply;
+  ops.mknod = Guarded<op_mknod>::reply;
+  ops.mkdir = Guarded<op_mkdir>::reply;
+  ops.symlink = Guarded<op_symlink>::reply;
+  ops.link = Guarded<op_link>::reply;
+  ops.unlink = Guarded<op_unlink>::reply;
+  ops.rmdir = Guarded<op_rmdir>::reply;
+  ops.rename = Guarded<op_rename>::reply;
+  ops.open = Guarded<op_open>::reply;
+  ops.create = Guarded<op_create>::reply;
+  ops.read = Guarded<op_read>::reply;
+  ops.write = Guarded<op_write>::reply;
   // No flush: with it unimplemented (ENOSYS once) the kernel stops sending FLUSH on every
   // close(2), a round trip that would do nothing here. Dirty pages are still written back
   // before close returns (fuse_flush does that itself), and locks are the kernel's.
-  ops.release = op_release;
-  ops.fsync = op_fsync;
-  ops.fallocate = op_fallocate;
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.readdirplus = op_readdirplus;
-  ops.releasedir = op_releasedir;
-  ops.fsyncdir = op_fsyncdir;
-  ops.statfs = op_statfs;
-  ops.setxattr = op_setxattr;
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
-  ops.removexattr = op_removexattr;
+  ops.release = Guarded<op_release>::reply;
+  ops.fsync = Guarded<op_fsync>::reply;
+  ops.fallocate = Guarded<op_fallocate>::reply;
+  ops.opendir = Guarded<op_opendir>::reply;
+  ops.readdir = Guarded<op_readdir>::reply;
+  ops.readdirplus = Guarded<op_readdirplus>::reply;
+  ops.releasedir = Guarded<op_releasedir>::reply;
+  ops.fsyncdir = Guarded<op_fsyncdir>::reply;
+  ops.statfs = Guarded<op_statfs>::reply;
+  ops.setxattr = Guarded<op_setxattr>::reply;
+  ops.getxattr = Guarded<op_getxattr>::reply;
+  ops.listxattr = Guarded<op_listxattr>::reply;
+  ops.removexattr = Guarded<op_removexattr>::reply;
   return ops;
 }
 

@@ -14,8 +14,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <fstream>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "fs/fuse_api.h"
@@ -24,6 +28,45 @@
 namespace kmsfs {
 
 namespace {
+
+// libfuse prints its own complaints to stderr ("fuse: unknown option(s) ..."), which made
+// a failed mount print two lines. Its messages go to the log instead, and while a mount
+// is being set up they are kept for the one error line that says why it failed.
+thread_local std::string* t_fuse_setup_messages = nullptr;
+
+void fuse_log_to_spdlog(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  std::string msg(buf);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (msg.starts_with("fuse: ")) msg.erase(0, 6);
+  if (t_fuse_setup_messages != nullptr) {
+    *t_fuse_setup_messages += (t_fuse_setup_messages->empty() ? "" : "; ") + msg;
+    return;
+  }
+  if (level <= FUSE_LOG_ERR) {
+    spdlog::error("libfuse: {}", msg);
+  } else {
+    spdlog::debug("libfuse: {}", msg);
+  }
+}
+
+// Collects libfuse's messages on this thread for its lifetime.
+class FuseSetupMessages {
+ public:
+  FuseSetupMessages() {
+    static std::once_flag once;
+    std::call_once(once, [] { fuse_set_log_func(fuse_log_to_spdlog); });
+    t_fuse_setup_messages = &text_;
+  }
+  ~FuseSetupMessages() { t_fuse_setup_messages = nullptr; }
+  FuseSetupMessages(const FuseSetupMessages&) = delete;
+  FuseSetupMessages& operator=(const FuseSetupMessages&) = delete;
+  std::string why(const std::string& fallback) const { return text_.empty() ? fallback : text_; }
+
+ private:
+  std::string text_;
+};
 
 // Every inode the kernel knows holds an O_PATH fd (filesystem.h), and the kernel keeps
 // inodes for as long as its caches do: creating or listing a directory of 100,000
@@ -108,12 +151,16 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_lowlevel_ops ops = make_fuse_ops();
+  FuseSetupMessages fuse_says;
   m->session_ = fuse_session_new(&args, &ops, sizeof ops, m->fs_.get());
   // libfuse may have copied the arguments into memory it owns (fuse_opt_add_arg).
   fuse_opt_free_args(&args);
-  if (!m->session_) return Status(Code::kInvalidArgument, "FUSE rejected the mount options: " + opts);
+  if (!m->session_)
+    return Status(Code::kInvalidArgument, "FUSE rejected the mount options (" + fuse_says.why(opts) + ")");
   if (fuse_session_mount(m->session_, cfg.mountpoint.c_str()) != 0)
-    return Status(Code::kIo, "mounting " + cfg.mountpoint + " failed (is /dev/fuse available, and the mountpoint empty or allowed?)", EIO);
+    return Status(Code::kIo, "mounting " + cfg.mountpoint + " failed (" +
+                                 fuse_says.why("is /dev/fuse available, and the mountpoint empty or allowed?") + ")",
+                  EIO);
   m->mounted_ = true;
   Filesystem* fs = m->fs_.get();
   if (cfg.key_cache) {

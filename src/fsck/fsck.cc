@@ -34,13 +34,21 @@ struct Target {
   FsConfig config;
 };
 
-Result<Target> open_target(const std::string& dir, KeyProviders& providers, FsckReport& r) {
+Result<Target> open_target(const std::string& dir, KeyProviders& providers, const std::optional<TrustAnchor>& anchor,
+                           FsckReport& r) {
   Target t;
   ASSIGN_OR_RETURN(t.config, Vault::peek_config(dir));
+  KeyRef auth = t.config.fs_key_ref;
+  if (anchor) {
+    // A config this host does not accept (replaced, rolled back) is no vault to check.
+    providers.set_trust(anchor->record.key_trust());
+    ASSIGN_OR_RETURN(auto wrap, trusted_config_wrap(t.config, anchor->record, dir));
+    auth = wrap.first;
+  }
   // A provider that cannot be set up (no keyring, wrong passphrase) stops the check: every
   // file would fail for the same reason.
-  RETURN_IF_ERROR(providers.get(t.config.fs_key_ref.provider).status());
-  auto v = Vault::open(dir, providers);
+  RETURN_IF_ERROR(providers.get(auth.provider).status());
+  auto v = anchor ? Vault::open(dir, providers, *anchor) : Vault::open_unanchored(dir, providers);
   if (v.ok()) {
     t.vault = std::move(*v);
     t.config = t.vault->config();
@@ -239,7 +247,7 @@ Result<FsckReport> run_fsck(const std::string& dir, KeyProviders& providers, con
   FsckReport r;
   r.vault = dir;
   r.repair = opts.repair;
-  ASSIGN_OR_RETURN(Target t, open_target(dir, providers, r));
+  ASSIGN_OR_RETURN(Target t, open_target(dir, providers, opts.anchor, r));
   r.fs_id = t.config.fs_id_hex();
   r.filesystem_key = t.vault ? t.vault->fs_key_ref() : t.config.fs_key_ref;
   // Under --repair the caller holds the lock itself.

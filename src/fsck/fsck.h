@@ -11,6 +11,7 @@
 #include "base/status.h"
 #include "fsck/report.h"
 #include "keys/key_providers.h"
+#include "vault/vault.h"
 
 namespace kmsfs::fsck {
 
@@ -21,6 +22,9 @@ struct FsckOptions {
   std::chrono::seconds temporary_age{60};
   // Damaged blocks listed per file (all are counted).
   size_t max_blocks_listed = 64;
+  // This host's trust anchor of the vault (the CLI always passes one): a config it does
+  // not accept stops the check (nothing is read under keys it does not trust).
+  std::optional<TrustAnchor> anchor;
 };
 
 // Fails only when the vault cannot be checked at all: not a vault, its config damaged,

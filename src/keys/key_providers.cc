@@ -2,14 +2,53 @@
 
 namespace kmsfs {
 
+// A provider seen through the trust set: every key reference is checked before the
+// provider hears of it, and what resolve() or a generate/rewrap answers is checked too (an
+// alias retargeted in the KMS to a key the operator never trusted mints nothing).
+class KeyProviders::Checked final : public KeyProvider {
+ public:
+  Checked(KeyProviders& owner, KeyProvider& inner) : owner_(owner), inner_(inner) {}
+  ProviderId id() const noexcept override { return inner_.id(); }
+  Result<KeyRef> resolve(std::string_view spec) override {
+    ASSIGN_OR_RETURN(KeyRef ref, inner_.resolve(spec));
+    Status s = owner_.check(ref);
+    if (!s.ok()) return Status(Code::kPermissionDenied, "key spec '" + std::string(spec) + "' resolves to a key that " + s.message());
+    return ref;
+  }
+  Result<DataKey> generate_data_key(const KeyRef& key, const EncryptionContext& ctx) override {
+    RETURN_IF_ERROR(owner_.check(key));
+    return inner_.generate_data_key(key, ctx);
+  }
+  Result<SecureBuffer> unwrap(const KeyRef& key, ByteSpan wrapped, const EncryptionContext& ctx) override {
+    RETURN_IF_ERROR(owner_.check(key));
+    return inner_.unwrap(key, wrapped, ctx);
+  }
+  Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped, const EncryptionContext& ctx,
+                           const KeyRef& to) override {
+    RETURN_IF_ERROR(owner_.check(from));
+    RETURN_IF_ERROR(owner_.check(to));
+    return inner_.rewrap(from, wrapped, ctx, to);
+  }
+  bool remote() const override { return inner_.remote(); }
+  Status refresh() override { return inner_.refresh(); }
+  const RequestStats* request_stats() const override { return inner_.request_stats(); }
+
+ private:
+  KeyProviders& owner_;
+  KeyProvider& inner_;
+};
+
+KeyProviders::KeyProviders(Factory factory) : factory_(std::move(factory)) {}
+KeyProviders::~KeyProviders() = default;
+
 void KeyProviders::add(std::unique_ptr<KeyProvider> p) {
   std::lock_guard lock(mu_);
   ProviderId id = p->id();
+  checked_.erase(id);
   providers_[id] = std::move(p);
 }
 
-Result<KeyProvider*> KeyProviders::get(ProviderId id) {
-  std::lock_guard lock(mu_);
+Result<KeyProvider*> KeyProviders::raw_locked(ProviderId id) {
   auto it = providers_.find(id);
   if (it != providers_.end()) return it->second.get();
   if (!factory_)
@@ -23,6 +62,24 @@ Result<KeyProvider*> KeyProviders::get(ProviderId id) {
   return raw;
 }
 
+Result<KeyProvider*> KeyProviders::get(ProviderId id) {
+  std::lock_guard lock(mu_);
+  if (!trust_) return raw_locked(id);
+  if (!trust_->allows_provider(id))
+    return Status(Code::kCorrupt, "names the " + std::string(provider_name(id)) + " provider, but " +
+                                      (trust_->source().empty() ? "this command" : trust_->source()) +
+                                      " trusts no key of it (trusted: " +
+                                      (trust_->keys().empty() ? "none" : trust_->describe()) +
+                                      "); no request was made");
+  auto c = checked_.find(id);
+  if (c != checked_.end()) return static_cast<KeyProvider*>(c->second.get());
+  ASSIGN_OR_RETURN(KeyProvider * raw, raw_locked(id));
+  auto wrapped = std::make_unique<Checked>(*this, *raw);
+  KeyProvider* out = wrapped.get();
+  checked_[id] = std::move(wrapped);
+  return out;
+}
+
 std::vector<std::pair<ProviderId, const RequestStats*>> KeyProviders::request_stats() {
   std::lock_guard lock(mu_);
   std::vector<std::pair<ProviderId, const RequestStats*>> out;
@@ -30,6 +87,41 @@ std::vector<std::pair<ProviderId, const RequestStats*>> KeyProviders::request_st
     if (const RequestStats* s = p->request_stats()) out.emplace_back(id, s);
   }
   return out;
+}
+
+void KeyProviders::set_trust(KeyTrust trust) {
+  std::lock_guard lock(mu_);
+  trust_ = std::move(trust);
+}
+
+void KeyProviders::trust_key(const TrustedKey& k) {
+  std::lock_guard lock(mu_);
+  if (!trust_) return;
+  trust_->add(k);
+}
+
+Result<KeyRef> KeyProviders::resolve_operator_spec(ProviderId id, std::string_view spec) {
+  KeyProvider* raw = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(raw, raw_locked(id));
+  }
+  // A keyring changed on disk since the provider was opened (a new version) must be seen.
+  RETURN_IF_ERROR(raw->refresh());
+  ASSIGN_OR_RETURN(KeyRef ref, raw->resolve(spec));
+  trust_key({ref.provider, ref.key_id});
+  return ref;
+}
+
+Status KeyProviders::check(const KeyRef& ref) const {
+  std::lock_guard lock(mu_);
+  if (!trust_) return Status::Ok();
+  return trust_->check(ref);
+}
+
+std::optional<KeyTrust> KeyProviders::trust() const {
+  std::lock_guard lock(mu_);
+  return trust_;
 }
 
 }  // namespace kmsfs

@@ -1,5 +1,7 @@
 #include "rotation/rotation_worker.h"
 
+#include <spdlog/spdlog.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -89,7 +91,13 @@ Status RotationWorker::start(const RotationRequest& r) {
                                               " files); cancel it first");
   }
   join();
-  ASSIGN_OR_RETURN(KeyRef target, resolve(r.to));
+  // The target is named by the operator (the command line, the control socket): trusted
+  // from here on. A resumed rotation reads it from kmsfs.rotation, in the backing
+  // directory, so resume() and resume_saved() resolve it as any other key: trusted only if
+  // the rotation that wrote it recorded it.
+  auto target_or = vault_.trust_operator_key(r.to);
+  if (!target_or.ok()) return target_or.status().with_context("rotation target '" + r.to + "'");
+  KeyRef target = std::move(*target_or);
   // From here on, new files and the filesystem key are under the target.
   RETURN_IF_ERROR(vault_.rotate_config(target, r.to));
   RotationState s;
@@ -384,7 +392,25 @@ void RotationWorker::run(std::stop_token st, KeyRef target) {
       std::lock_guard lock(mu_);
       if (state_.phase != RotationPhase::kRunning) break;
     }
-    if (!pass(st, rw, re ? &*re : nullptr)) break;
+    // The worker thread's exception barrier: a throw (bad_alloc from locked memory, say)
+    // fails the run, which is checkpointed and resumable, instead of ending the daemon.
+    bool more = false;
+    std::string thrown;
+    try {
+      more = pass(st, rw, re ? &*re : nullptr);
+    } catch (const std::exception& e) {
+      thrown = e.what();
+    } catch (...) {
+      thrown = "unknown exception";
+    }
+    if (!thrown.empty()) {
+      spdlog::error("rotation: internal error ({}); the run stops as failed and can be resumed", thrown);
+      std::lock_guard lock(mu_);
+      state_.phase = RotationPhase::kFailed;
+      state_.message = "internal error: " + thrown;
+      break;
+    }
+    if (!more) break;
     std::lock_guard lock(mu_);
     // The whole pass counts, also what it moved before a restart (a pass resumed from its
     // checkpoint may find nothing left after it, yet have missed a file renamed behind it).

@@ -34,6 +34,11 @@ std::optional<KeyMode> key_mode_from_name(std::string_view name) noexcept {
   return std::nullopt;
 }
 
+std::vector<TrustedKey> FsConfig::declared_keys() const {
+  if (!trust_keys.empty()) return trust_keys;
+  return {TrustedKey{fs_key_ref.provider, fs_key_ref.key_id}};
+}
+
 Result<EncryptionContext> FsConfig::fs_key_context() const {
   EncryptionContext ctx = user_context;
   RETURN_IF_ERROR(ctx.set(EncryptionContext::kFsIdKey, fs_id_hex()));
@@ -76,6 +81,22 @@ json body_of(const FsConfig& c) {
     body["key_mode"] = {{"mode", std::string(key_mode_name(c.key_mode))},
                         {"intermediate_max_files", c.intermediate_max_files},
                         {"intermediate_max_age_s", c.intermediate_max_age_s}};
+  // Only in configs written since generations exist, so older ones keep their bytes (and
+  // their MACs) until a rotation rewrites them.
+  if (c.generation > 0) {
+    body["generation"] = c.generation;
+    json keys = json::array();
+    for (const auto& k : c.declared_keys())
+      keys.push_back({{"provider", std::string(provider_name(k.provider))}, {"key_id", k.key_id}});
+    body["trust_keys"] = keys;
+    json ends = json::array();
+    for (const auto& e : c.endorsements)
+      ends.push_back({{"provider", std::string(provider_name(e.ref.provider))},
+                      {"key_id", e.ref.key_id},
+                      {"version", e.ref.version},
+                      {"wrapped", to_hex(e.wrapped)}});
+    body["endorsements"] = ends;
+  }
   if (c.encrypted_names())
     body["names"] = {{"encoding", std::string(name_encoding_name(c.name_encoding))}, {"longname_max", c.longname_max}};
   return body;
@@ -179,6 +200,36 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
     c.fs_key_ref = KeyRef{*fprov, fk.at("key_id").get<std::string>(), fk.at("version").get<uint32_t>()};
     if (!from_hex(fk.at("wrapped").get<std::string>(), c.fs_key_wrapped) || c.fs_key_wrapped.empty())
       return bad(where, "fs_key.wrapped is not hex");
+    if (j.contains("generation")) {
+      if (!j["generation"].is_number_unsigned()) return bad(where, "generation is not an unsigned integer");
+      c.generation = j["generation"].get<uint64_t>();
+    }
+    if (j.contains("trust_keys")) {
+      for (const json& k : j.at("trust_keys")) {
+        auto p = provider_from_name(k.at("provider").get<std::string>());
+        if (!p) return bad(where, "trust_keys: unknown provider");
+        c.trust_keys.push_back({*p, k.at("key_id").get<std::string>()});
+      }
+      const TrustedKey fs{c.fs_key_ref.provider, c.fs_key_ref.key_id};
+      if (std::find(c.trust_keys.begin(), c.trust_keys.end(), fs) == c.trust_keys.end())
+        return bad(where, "trust_keys does not list the filesystem key's key");
+    }
+    if (j.contains("endorsements")) {
+      for (const json& e : j.at("endorsements")) {
+        auto p = provider_from_name(e.at("provider").get<std::string>());
+        if (!p) return bad(where, "endorsements: unknown provider");
+        FsConfig::Endorsement en;
+        en.ref = KeyRef{*p, e.at("key_id").get<std::string>(), e.at("version").get<uint32_t>()};
+        if (!from_hex(e.at("wrapped").get<std::string>(), en.wrapped) || en.wrapped.empty())
+          return bad(where, "endorsements: wrapped is not hex");
+        const auto declared = c.declared_keys();
+        if (std::find(declared.begin(), declared.end(), TrustedKey{en.ref.provider, en.ref.key_id}) == declared.end())
+          return bad(where, "an endorsement is under a key trust_keys does not list");
+        c.endorsements.push_back(std::move(en));
+      }
+    }
+    if (c.generation == 0 && (!c.trust_keys.empty() || !c.endorsements.empty()))
+      return bad(where, "trust_keys or endorsements without a generation");
     Bytes mac;
     if (!from_hex(j.at("mac").get<std::string>(), mac) || mac.size() != 32) return bad(where, "mac is not 64 hex digits");
     std::copy(mac.begin(), mac.end(), c.mac.begin());

@@ -14,6 +14,7 @@
 #include "crypto/kdf.h"
 #include "format/key_ref.h"
 #include "format/names.h"
+#include "keys/key_trust.h"
 
 namespace kmsfs {
 
@@ -73,7 +74,24 @@ struct FsConfig {
   // The filesystem key, wrapped.
   KeyRef fs_key_ref;
   Bytes fs_key_wrapped;
+  // Trust (docs/THREAT_MODEL.md, "The trust anchor"). 0 in configs written before
+  // generations existed; init writes 1 and every rewrite adds 1, so a host that has seen
+  // generation N refuses an older config (a rollback to before a rotation).
+  uint64_t generation = 0;
+  // Every key the vault's files and this config may be under (current and retired):
+  // what other hosts learn from an authenticated newer config. Empty = {fs_key's key}.
+  std::vector<TrustedKey> trust_keys;
+  // The filesystem key wrapped under retired keys too, so a host that trusts only an
+  // older key can still authenticate a config a rotation rewrote under a new one.
+  struct Endorsement {
+    KeyRef ref;
+    Bytes wrapped;
+  };
+  std::vector<Endorsement> endorsements;
   Digest32 mac{};
+
+  // trust_keys, or for a config from before them the filesystem key's key alone.
+  std::vector<TrustedKey> declared_keys() const;
 
   // The context the filesystem key is wrapped with. Fails if the user pairs leave no room
   // for the reserved ones (init refuses such a config up front).

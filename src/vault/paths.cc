@@ -53,6 +53,33 @@ Result<std::string> encrypt_path(const Vault& v, std::string_view plain_rel) {
   return join(out);
 }
 
+Result<std::string> prepare_new_file(const Vault& v, std::string_view plain_rel, bool make_parents, mode_t dir_mode) {
+  ASSIGN_OR_RETURN(std::vector<std::string> parts, split(plain_rel));
+  if (parts.empty()) return Status(Code::kInvalidArgument, "the vault root is not a file");
+  NameStore store(v.names());
+  UniqueFd dir(::open(v.dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return Status::Io(errno, v.dir());
+  std::vector<std::string> out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string shown = join({parts.begin(), parts.begin() + long(i) + 1});
+    auto b = store.to_backing(parts[i], i == 0);
+    if (!b.ok()) return b.status().with_context("'" + shown + "'");
+    out.push_back(b->name);
+    RETURN_IF_ERROR(store.prepare(dir.get(), *b));
+    if (i + 1 == parts.size()) break;
+    UniqueFd next(::openat(dir.get(), b->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid() && errno == ENOENT) {
+      if (!make_parents) return Status(Code::kNotFound, "directory '" + shown + "' does not exist in the vault", ENOENT);
+      if (::mkdirat(dir.get(), b->name.c_str(), dir_mode) != 0 && errno != EEXIST)
+        return Status::Io(errno, "creating directory '" + shown + "'");
+      next = UniqueFd(::openat(dir.get(), b->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    }
+    if (!next.valid()) return Status::Io(errno, "directory '" + shown + "'");
+    dir = std::move(next);
+  }
+  return v.dir() + "/" + join(out);
+}
+
 Result<std::string> decrypt_path(const Vault& v, std::string_view backing_rel) {
   ASSIGN_OR_RETURN(std::vector<std::string> parts, split(backing_rel));
   NameStore store(v.names());

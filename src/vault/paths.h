@@ -20,6 +20,13 @@ Result<std::string> encrypt_path(const Vault& v, std::string_view plain_rel);
 // for a long name's side file) is missing.
 Result<std::string> decrypt_path(const Vault& v, std::string_view backing_rel);
 
+// Where a new file at `plain_rel` goes, as the mount would put it: its backing path
+// (absolute), with the long-name side files of it and of every parent written, and the
+// missing parent directories created (mode `dir_mode`, less the umask) when
+// `make_parents`, else kNotFound naming the first missing one. Does not create the file.
+Result<std::string> prepare_new_file(const Vault& v, std::string_view plain_rel, bool make_parents,
+                                     mode_t dir_mode = 0755);
+
 struct PlainEntry {
   std::string name;     // plaintext
   std::string backing;  // the entry's backing name

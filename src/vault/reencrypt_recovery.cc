@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
+#include "base/path_safety.h"
+#include "base/unique_fd.h"
 #include "format/backing_file.h"
 #include "format/header.h"
 #include "format/reencrypt_journal.h"
@@ -18,14 +21,22 @@ namespace {
 // The backing file with this id: at the journaled path unless it was renamed, else
 // wherever the tree has it. nullptr if it is gone (deleted: nothing to restore).
 Result<std::shared_ptr<BackingFile>> find(const std::string& dir, const JournalEntry& e) {
+  auto matches = [&](std::unique_ptr<PosixBackingFile> f) -> std::shared_ptr<BackingFile> {
+    auto h = read_header(*f);
+    if (!h.ok() || h->file_id != e.file_id) return nullptr;
+    return std::shared_ptr<BackingFile>(std::move(f));
+  };
   auto at = [&](const std::string& path) -> std::shared_ptr<BackingFile> {
     auto f = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
-    if (!f.ok()) return nullptr;
-    auto h = read_header(**f);
-    if (!h.ok() || h->file_id != e.file_id) return nullptr;
-    return std::shared_ptr<BackingFile>(std::move(*f));
+    return f.ok() ? matches(std::move(*f)) : nullptr;
   };
-  if (auto f = at(dir + "/" + e.path)) return f;
+  // The journaled path is a hint read from the backing directory: resolved only beneath
+  // the vault, through no symlink, so a forged entry cannot point recovery at a file
+  // anywhere else (another vault's file with a known id, say). Otherwise: the search.
+  UniqueFd root(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Status::Io(errno, "vault directory " + dir);
+  if (auto fd = open_beneath(root.get(), e.path, O_RDWR); fd.ok())
+    if (auto f = matches(std::make_unique<PosixBackingFile>(std::move(*fd), dir + "/" + e.path))) return f;
   std::error_code ec;
   for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;

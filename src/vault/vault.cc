@@ -132,18 +132,90 @@ Result<FsConfig> Vault::peek_config(const std::string& dir) {
   return parse_config(text, config_path(dir));
 }
 
-Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders& providers) {
+Result<TrustAnchor> load_trust_anchor(const std::string& dir, const TrustStore& store) {
+  ASSIGN_OR_RETURN(FsConfig c, Vault::peek_config(dir));
+  ASSIGN_OR_RETURN(std::optional<TrustRecord> r, store.load(c.fs_id));
+  if (!r)
+    return Status(Code::kPermissionDenied,
+                  "vault " + dir + " (fs id " + c.fs_id_hex() + ") is not trusted on this host: no record in " +
+                      store.dir() + "; if it is the vault you expect, accept it once with 'kmsfs trust accept " + dir +
+                      " --fs-id " + c.fs_id_hex() + " " +
+                      (c.fs_key_ref.provider == ProviderId::kKeyring ? "--keyring PATH --key NAME" : "--kms-key ARN") +
+                      "' (docs/OPERATIONS.md, \"A second host, a restore\")");
+  return TrustAnchor{store, std::move(*r)};
+}
+
+Result<std::pair<KeyRef, Bytes>> trusted_config_wrap(const FsConfig& c, const TrustRecord& r, const std::string& dir) {
+  const std::string path = config_path(dir);
+  if (r.fs_id != c.fs_id)
+    return Status(Code::kPermissionDenied, "vault config " + path + " names fs id " + c.fs_id_hex() +
+                                               ", not the trusted " + r.fs_id_hex() + ": it was replaced");
+  if (c.generation < r.generation)
+    return Status(Code::kPermissionDenied,
+                  "vault config " + path + " is generation " + std::to_string(c.generation) + ", older than the " +
+                      std::to_string(r.generation) + " this host has seen: a rollback (an old copy put back) is "
+                      "refused; to restore an older generation on purpose: kmsfs trust accept " + dir + " --fs-id " +
+                      c.fs_id_hex() + " ... --allow-older");
+  // Its own wrap, or an endorsement under a key this host already trusts (a rotation
+  // made on another host).
+  const KeyTrust trust = r.key_trust();
+  if (trust.trusts(c.fs_key_ref)) return std::make_pair(c.fs_key_ref, c.fs_key_wrapped);
+  for (const auto& e : c.endorsements)
+    if (trust.trusts(e.ref)) return std::make_pair(e.ref, e.wrapped);
+  return Status(Code::kPermissionDenied,
+                "vault config " + path + " is under key " + c.fs_key_ref.to_string() +
+                    ", which this host does not trust (trusted: " + (trust.keys().empty() ? "none" : trust.describe()) +
+                    "), and no key it trusts endorses it: it was replaced, or rotated by a kmsfs without trust "
+                    "records; if the change was deliberate, accept it with 'kmsfs trust accept'");
+}
+
+Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, KeyProviders& providers, TrustAnchor anchor) {
+  return open_impl(dir, providers, std::move(anchor));
+}
+
+Result<std::unique_ptr<Vault>> Vault::open_unanchored(const std::string& dir, KeyProviders& providers) {
+  return open_impl(dir, providers, std::nullopt);
+}
+
+Result<std::unique_ptr<Vault>> Vault::open_impl(const std::string& dir, KeyProviders& providers,
+                                                std::optional<TrustAnchor> anchor) {
   const std::string path = config_path(dir);
   ASSIGN_OR_RETURN(Bytes text, read_config_text(dir));
   ASSIGN_OR_RETURN(FsConfig c, parse_config(text, path));
-  ASSIGN_OR_RETURN(KeyProvider * p, providers.get(c.fs_key_ref.provider));
+  KeyRef auth_ref = c.fs_key_ref;
+  Bytes auth_wrapped = c.fs_key_wrapped;
+  if (anchor) {
+    providers.set_trust(anchor->record.key_trust());
+    ASSIGN_OR_RETURN(auto wrap, trusted_config_wrap(c, anchor->record, dir));
+    auth_ref = std::move(wrap.first);
+    auth_wrapped = std::move(wrap.second);
+  }
+  ASSIGN_OR_RETURN(KeyProvider * p, providers.get(auth_ref.provider));
   ASSIGN_OR_RETURN(EncryptionContext fs_ctx, c.fs_key_context());
-  auto fs_key = p->unwrap(c.fs_key_ref, c.fs_key_wrapped, fs_ctx);
+  auto fs_key = p->unwrap(auth_ref, auth_wrapped, fs_ctx);
   if (!fs_key.ok())
-    return fs_key.status().with_context("vault " + dir + ": filesystem key (" + c.fs_key_ref.to_string() + ")");
+    return fs_key.status().with_context("vault " + dir + ": filesystem key (" + auth_ref.to_string() + ")");
   ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->span(), c.fs_id));
   RETURN_IF_ERROR(verify_config(text, c, mac_key.span(), path));
+  if (anchor) {
+    // Authentic: a holder of a key this host trusts wrote it. A newer generation teaches
+    // the record its key set (never a key this host withdrew trust from).
+    TrustRecord& r = anchor->record;
+    bool changed = r.vault_dir != dir;
+    if (c.generation > r.generation) {
+      // Added to what the host trusts, never replacing it: a key leaves only by the
+      // operator's 'kmsfs trust distrust', and a distrusted one never comes back.
+      for (const auto& k : c.declared_keys())
+        if (std::find(r.keys.begin(), r.keys.end(), k) == r.keys.end()) r.keys.push_back(k);
+      r.generation = c.generation;
+      changed = true;
+    }
+    r.vault_dir = dir;
+    if (changed) RETURN_IF_ERROR(anchor->store.save(r));
+    providers.set_trust(r.key_trust());
+  }
   std::unique_ptr<Vault> v(new Vault(dir, std::move(c), providers, std::move(mac_key)));
+  v->anchor_ = std::move(anchor);
   RETURN_IF_ERROR(v->init_names(fs_key->span()));
   return v;
 }
@@ -199,6 +271,7 @@ Result<std::unique_ptr<Vault>> Vault::init(const std::string& dir, KeyProviders&
   if (!fs_key.ok()) return fs_key.status().with_context("vault " + dir + ": generating the filesystem key");
   c.fs_key_ref = fs_key->ref;
   c.fs_key_wrapped = fs_key->wrapped;
+  c.generation = 1;
   ASSIGN_OR_RETURN(SecureBuffer mac_key, config_mac_key(fs_key->plaintext.span(), c.fs_id));
   ASSIGN_OR_RETURN(Bytes text, serialize_config(c, mac_key.span()));
   ASSIGN_OR_RETURN(c, parse_config(text, config_path(dir)));  // keeps the MAC field filled
@@ -238,17 +311,54 @@ Status Vault::rotate_config(const KeyRef& to, const std::string& spec) {
     ASSIGN_OR_RETURN(EncryptionContext ctx, next.fs_key_context());
     auto moved = p->rewrap(next.fs_key_ref, next.fs_key_wrapped, ctx, to);
     if (!moved.ok()) return moved.status().with_context("vault " + dir_ + ": re-wrapping the filesystem key");
+    // The old wrap stays as an endorsement under the old key (unless it is the same key,
+    // a newer keyring version), so hosts that trust only that key authenticate this config.
+    const TrustedKey old_key{next.fs_key_ref.provider, next.fs_key_ref.key_id};
+    const TrustedKey new_key{moved->ref.provider, moved->ref.key_id};
+    std::vector<TrustedKey> keys = next.declared_keys();
+    if (std::find(keys.begin(), keys.end(), new_key) == keys.end()) keys.push_back(new_key);
+    next.trust_keys = std::move(keys);
+    std::erase_if(next.endorsements, [&](const FsConfig::Endorsement& e) {
+      return TrustedKey{e.ref.provider, e.ref.key_id} == new_key || TrustedKey{e.ref.provider, e.ref.key_id} == old_key;
+    });
+    if (!(old_key == new_key)) next.endorsements.push_back({next.fs_key_ref, next.fs_key_wrapped});
     next.fs_key_ref = moved->ref;
     next.fs_key_wrapped = std::move(moved->wrapped);
   }
   std::lock_guard lock(config_mu_);
   if (next.key_spec == config_.key_spec && next.fs_key_ref == config_.fs_key_ref) return Status::Ok();
+  next.trust_keys = next.declared_keys();  // a config from before trust_keys gets them now
+  next.generation = std::max<uint64_t>(config_.generation, anchor_ ? anchor_->record.generation : 0) + 1;
   ASSIGN_OR_RETURN(Bytes text, serialize_config(next, config_mac_key_.span()));
   RETURN_IF_ERROR(write_file_atomic(config_path(dir_), text, 0644));
+  if (anchor_) {
+    TrustRecord& r = anchor_->record;
+    for (const auto& k : next.trust_keys)
+      if (std::find(r.keys.begin(), r.keys.end(), k) == r.keys.end()) r.keys.push_back(k);
+    r.generation = next.generation;
+    // The config is written: a record left behind by a failed save only makes this host
+    // learn the same thing again from the config at its next open.
+    Status saved = anchor_->store.save(r);
+    if (!saved.ok()) return saved.with_context("vault " + dir_ + ": the config is rotated, but the trust record");
+  }
   config_.key_spec = std::move(next.key_spec);
   config_.fs_key_ref = std::move(next.fs_key_ref);
   config_.fs_key_wrapped = std::move(next.fs_key_wrapped);
+  config_.generation = next.generation;
+  config_.trust_keys = std::move(next.trust_keys);
+  config_.endorsements = std::move(next.endorsements);
   return Status::Ok();
+}
+
+Result<KeyRef> Vault::trust_operator_key(const std::string& spec) {
+  ASSIGN_OR_RETURN(KeyRef ref, providers_.resolve_operator_spec(config_.provider, spec));
+  return ref;
+}
+
+std::optional<TrustRecord> Vault::trust_record() const {
+  std::lock_guard lock(config_mu_);
+  if (!anchor_) return std::nullopt;
+  return anchor_->record;
 }
 
 Status Vault::init_names(ByteSpan fs_key) {

@@ -20,6 +20,7 @@
 #include "format/names.h"
 #include "vault/config.h"
 #include "vault/open_files.h"
+#include "vault/trust_store.h"
 
 namespace kmsfs {
 
@@ -72,13 +73,39 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
                                                    CryptFile::Options opts = {},
                                                    KeyCache* cache = nullptr);
 
+// What this host trusts for one vault (its record in the trust store) and where to save
+// what it learns: an authenticated newer config (another host's rotation) or this
+// process's own rotation.
+struct TrustAnchor {
+  TrustStore store;
+  TrustRecord record;
+};
+
+// The anchor of the vault in `dir` on this host: its record in `store`, found by the fs id
+// the (not yet authenticated) config claims. kPermissionDenied, with the command that
+// accepts it, if this host has no record of that vault.
+Result<TrustAnchor> load_trust_anchor(const std::string& dir, const TrustStore& store);
+
+// Whether `r` lets this host accept config `c` (read from `dir`), before any key is used:
+// the same fs id, a generation no older than the record's, and a wrap of the filesystem
+// key under a key the record trusts. Returns that wrap. kPermissionDenied otherwise.
+Result<std::pair<KeyRef, Bytes>> trusted_config_wrap(const FsConfig& c, const TrustRecord& r, const std::string& dir);
+
 class Vault {
  public:
   // Writes a new kmsfs.conf into `dir` (which must exist; an existing config is refused).
   static Result<std::unique_ptr<Vault>> init(const std::string& dir, KeyProviders& providers,
                                              const InitOptions& opts);
-  // Loads and authenticates kmsfs.conf. kNotFound if `dir` is not a vault.
-  static Result<std::unique_ptr<Vault>> open(const std::string& dir, KeyProviders& providers);
+  // Loads and authenticates kmsfs.conf against this host's trust anchor: its fs id must be
+  // the record's, its generation at least the record's, and its filesystem key unwrapped
+  // under a key the record trusts (its own wrap, or an endorsement under a retired key).
+  // A newer authenticated config teaches the record its key set and generation (saved).
+  // From then on `providers` serve only the record's keys. kNotFound if `dir` is not a
+  // vault; kPermissionDenied if the config is not one this host trusts.
+  static Result<std::unique_ptr<Vault>> open(const std::string& dir, KeyProviders& providers, TrustAnchor anchor);
+  // Without a trust anchor: whatever keys the config and headers name (unit tests, and
+  // fixtures whose keys the test itself made). Never for a backing directory a user gave.
+  static Result<std::unique_ptr<Vault>> open_unanchored(const std::string& dir, KeyProviders& providers);
   // Parses kmsfs.conf without keys (for messages and to learn the provider before opening).
   static Result<FsConfig> peek_config(const std::string& dir);
 
@@ -115,8 +142,18 @@ class Vault {
   const DataKeyPool* key_pool() const { return pool_.get(); }
   const IntermediateKeys* intermediate_keys() const { return intermediates_.get(); }
   // Rotation: re-wraps the filesystem key under `to` (kept if it is there already) and
-  // makes `spec` the key of new files from now on; rewrites kmsfs.conf atomically.
+  // makes `spec` the key of new files from now on; rewrites kmsfs.conf atomically with the
+  // next generation, `to` added to its trusted keys and the old wrap kept as an
+  // endorsement (other hosts that trust only the old key learn the new one from it), and
+  // records the same in the trust anchor.
   Status rotate_config(const KeyRef& to, const std::string& spec);
+  // Trusts the key an operator named (a rotation target given on a command line or the
+  // control socket, never a spec read from the backing directory): resolves `spec` with
+  // the vault's provider and adds the key to the providers' trust set. The trust record
+  // learns it when rotate_config writes the config naming it.
+  Result<KeyRef> trust_operator_key(const std::string& spec);
+  // The trust record in force (nullopt for an unanchored vault).
+  std::optional<TrustRecord> trust_record() const;
   // The wrap `from` (of a file with header `h`) moved to key `to` by the provider (KMS
   // ReEncrypt; keyring: unwrap and wrap): the DEK's wrap, or in intermediate mode the
   // intermediate key's (the sealed DEK stays), and a re-encryption's second DEK with it.
@@ -146,6 +183,8 @@ class Vault {
   // `mac_key` authenticates kmsfs.conf; kept so rotation can rewrite it.
   Vault(std::string dir, FsConfig config, KeyProviders& providers, SecureBuffer mac_key)
       : dir_(std::move(dir)), config_(std::move(config)), config_mac_key_(std::move(mac_key)), providers_(providers) {}
+  static Result<std::unique_ptr<Vault>> open_impl(const std::string& dir, KeyProviders& providers,
+                                                  std::optional<TrustAnchor> anchor);
 
   std::string dir_;
   FsConfig config_;                  // key_spec, fs_key_ref and fs_key_wrapped under config_mu_
@@ -159,6 +198,7 @@ class Vault {
   std::unique_ptr<IntermediateKeys> intermediates_;  // intermediate mode only
   std::unique_ptr<DataKeyPool> pool_;                // per-file mode with a remote provider
   std::optional<ReencryptRunId> reencrypt_run_;      // under config_mu_
+  std::optional<TrustAnchor> anchor_;                // under config_mu_
 
   Status init_names(ByteSpan fs_key);
   // A per-file data key for a new file: a fresh file id, its context, one provider call.

@@ -124,7 +124,8 @@ void CliTest::encrypt(const std::string& vault, const std::string& dest, const s
   const std::string plain = p("plain-" + std::to_string(std::hash<std::string>{}(dest)));
   write_file(plain, data);
   // Options first, then "--": an encrypted DEST name may begin with '-' (and "-h..." is --help).
-  std::vector<std::string> args{"encrypt-file"};
+  // --backing-path: these tests name and damage the backing file itself.
+  std::vector<std::string> args{"encrypt-file", "--backing-path"};
   args.insert(args.end(), extra.begin(), extra.end());
   args.insert(args.end(), {"--", vault, plain, dest});
   auto r = kmsfs(args);

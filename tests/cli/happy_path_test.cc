@@ -3,6 +3,8 @@
 
 #include <regex>
 
+#include <algorithm>
+
 #include "cli_fixture.h"
 
 namespace kmsfs::testing {
@@ -31,10 +33,11 @@ TEST_F(HappyPathTest, CreateInitEncryptCatInspect) {
   const std::string big = random_bytes((1 << 20) + 12345, 1);
   write_file(p("big.plain"), big);
   write_file(p("empty.plain"), "");
-  auto enc = kmsfs({"encrypt-file", "vault", "big.plain", "big.bin"});
+  // --backing-path: this test reads and inspects the backing file by its name.
+  auto enc = kmsfs({"encrypt-file", "--backing-path", "vault", "big.plain", "big.bin"});
   ASSERT_TRUE(Succeeded(enc));
   EXPECT_TRUE(contains(enc.out, std::to_string(big.size()) + " bytes encrypted")) << enc.out;
-  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "vault", "empty.plain", "empty.bin"})));
+  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "--backing-path", "vault", "empty.plain", "empty.bin"})));
 
   // The backing file holds no plaintext.
   EXPECT_FALSE(contains(read_file(p("vault/big.bin")), big.substr(100000, 64)));
@@ -95,13 +98,46 @@ TEST_F(HappyPathTest, CreateInitEncryptCatInspect) {
 TEST_F(HappyPathTest, EncryptFileDestinationsAndMode) {
   make_plain_keyring("keyring");
   make_vault("vault", "keyring");
-  ASSERT_EQ(::mkdir(p("vault/sub").c_str(), 0755), 0);
   write_file(p("plain"), "hello, vault\n");
   ASSERT_EQ(::chmod(p("plain").c_str(), 0640), 0);
+  const auto margs = matrix_init_args();
+  const bool encrypted_names = std::find(margs.begin(), margs.end(), "--plaintext-names") == margs.end();
 
-  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "vault", "plain", "sub/rel.txt"})));
-  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", p("vault"), p("plain"), p("vault/sub/abs.txt")})));
+  // DEST is a plaintext path: parents are created, names encrypted as the mount does
+  // (a long one out of line), and ls, cat and inspect find it by the same path.
+  const std::string long_name(180, 'n');
+  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "vault", "plain", "reports/q3/report.pdf"})));
+  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "vault", "plain", "reports/" + long_name})));
+  EXPECT_EQ(::access(p("vault/reports").c_str(), F_OK) == 0, !encrypted_names);
+  auto ls = kmsfs({"ls", "vault/reports"});
+  ASSERT_TRUE(Succeeded(ls));
+  EXPECT_TRUE(contains(ls.out, "q3")) << ls.out;
+  EXPECT_TRUE(contains(ls.out, long_name)) << ls.out;
+  EXPECT_FALSE(contains(ls.out, "does not decrypt")) << ls.out;
+  for (const std::string& f : std::vector<std::string>{"vault/reports/q3/report.pdf", "vault/reports/" + long_name}) {
+    auto cat = kmsfs({"cat", f});
+    ASSERT_TRUE(Succeeded(cat)) << f;
+    EXPECT_EQ(cat.out, "hello, vault\n");
+    auto inspect = kmsfs({"inspect", f});
+    ASSERT_TRUE(Succeeded(inspect)) << f;
+    EXPECT_TRUE(contains(inspect.out, "plaintext size: 13")) << inspect.out;
+  }
+  auto backing = kmsfs({"encrypt-path", "vault", "reports/q3/report.pdf"});
+  ASSERT_TRUE(Succeeded(backing));
   struct stat st;
+  ASSERT_EQ(::stat(p(backing.out.substr(0, backing.out.size() - 1)).c_str(), &st), 0) << backing.out;
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "plain", "reports/q3/report.pdf"}), kExists,
+                         {"encrypt-file: ", "reports/q3/report.pdf", "already exists"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "plain", "../escape.txt"}), kUsage, {"'..'"}));
+  EXPECT_NE(::access(p("escape.txt").c_str(), F_OK), 0);
+  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "no-such-plain", "x.txt"}), kNotFound,
+                         {"no-such-plain"}));
+
+  // --backing-path: DEST is a backing path, absolute or relative to the vault, as is.
+  ASSERT_EQ(::mkdir(p("vault/sub").c_str(), 0755), 0);
+  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "--backing-path", "vault", "plain", "sub/rel.txt"})));
+  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "--backing-path", p("vault"), p("plain"), p("vault/sub/abs.txt")})));
   ASSERT_EQ(::stat(p("vault/sub/rel.txt").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0640u);
   for (const char* f : {"vault/sub/rel.txt", "vault/sub/abs.txt"}) {
@@ -109,14 +145,11 @@ TEST_F(HappyPathTest, EncryptFileDestinationsAndMode) {
     ASSERT_TRUE(Succeeded(cat));
     EXPECT_EQ(cat.out, "hello, vault\n");
   }
-  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "plain", p("outside.txt")}), kUsage,
+  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "--backing-path", "vault", "plain", p("outside.txt")}), kUsage,
                          {"encrypt-file: ", "outside the vault"}));
-  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "plain", "../escape.txt"}), kUsage,
+  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "--backing-path", "vault", "plain", "../escape.txt"}), kUsage,
                          {"outside the vault"}));
   EXPECT_NE(::access(p("escape.txt").c_str(), F_OK), 0);
-  EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "no-such-plain", "x.txt"}), kNotFound,
-                         {"no-such-plain"}));
-  EXPECT_NE(::access(p("vault/x.txt").c_str(), F_OK), 0);
 }
 
 TEST_F(HappyPathTest, KeyringDiscovery) {
@@ -137,16 +170,20 @@ TEST_F(HappyPathTest, KeyringDiscovery) {
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "deep data");
 
-  // A file copied out of the vault: no kmsfs.conf above it.
+  // A file copied out of the vault: no kmsfs.conf above it, so no trust record says which
+  // key it may be under: the operator names it.
   write_file(p("copy.bin"), read_file(p("vault/a/b/deep.txt")));
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "copy.bin"}), kUsage, {"cat: ", "copy.bin", "no keyring: pass --keyring"}));
-  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "copy.bin", "--verify"}), kUsage, {"no keyring: pass --keyring"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "copy.bin"}), kUsage, {"cat: ", "copy.bin", "is not inside a vault", "--key"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "copy.bin", "--verify"}), kUsage, {"is not inside a vault"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "copy.bin", "--key", "main"}), kUsage, {"no keyring: pass --keyring"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "copy.bin", "--keyring", "keyring", "--key", "other"}), kCorrupt,
+                         {"names key keyring:main", "does not trust"}));
   SpawnOptions env;
   env.env.emplace_back("KMSFS_KEYRING", p("keyring"));
-  cat = kmsfs({"cat", "copy.bin"}, env);
+  cat = kmsfs({"cat", "copy.bin", "--key", "main"}, env);
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "deep data");
-  cat = kmsfs({"cat", "copy.bin", "--keyring", "keyring"});
+  cat = kmsfs({"cat", "copy.bin", "--keyring", "keyring", "--key", "main"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "deep data");
 

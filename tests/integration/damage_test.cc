@@ -12,6 +12,7 @@
 #include <memory>
 #include <regex>
 
+#include "crypto/kdf.h"
 #include "posix_util.h"
 
 namespace kmsfs::testing {
@@ -252,6 +253,47 @@ TEST(Damage, BackingFileCutInsideTheLastBlocks) {
   // Reading to the end must not quietly look like a shorter, valid file.
   drop_caches();
   EXPECT_THROW(read_file(d.v->at("torn")), std::runtime_error);
+}
+
+// Issue 16's crash and key choice: a storage writer edits both slots of a header to name a
+// key of the other provider whose id ends in a byte that is not UTF-8 (and fixes the
+// unkeyed slot checksums). The vault's trust anchor does not trust it: opening the file
+// is EIO with a log line naming the backing file and the key, no provider is asked (the
+// request builder of the AWS one used to throw on such an id and abort the daemon), and
+// the mount goes on serving the other files.
+TEST(Damage, AHeaderNamingAnUntrustedKeyIsEioAndTheDaemonLives) {
+  Damaged d = make_file("victim");
+  d.v->mount();  // make_file unmounted it
+  write_file(d.v->at("other"), "still here");
+  ASSERT_EQ(d.v->unmount(), 0);
+  for (uint64_t slot : {1024u, 2560u}) {
+    patch_backing(d.backing_file, slot, [](std::string& b) {
+      // Slot: magic u32, len u32, seq u64; record type u16, len u16; then provider u8,
+      // version u32, u16 key-id length, key id.
+      ASSERT_EQ(static_cast<uint8_t>(b[16]), 0x01);
+      ASSERT_EQ(static_cast<uint8_t>(b[17]), 0x80);
+      b[20] = b[20] == 1 ? 2 : 1;
+      const size_t id_len = static_cast<uint8_t>(b[25]) | static_cast<size_t>(static_cast<uint8_t>(b[26])) << 8;
+      ASSERT_GT(id_len, 0u);
+      b[27 + id_len - 1] = static_cast<char>(0xff);
+      auto sum = sha256({reinterpret_cast<const uint8_t*>(b.data()), 1536 - 32});
+      std::copy(sum.begin(), sum.end(), b.begin() + (1536 - 32));
+    }, 1536);
+  }
+  d.v->mount();
+  Fd fd(d.v->at("victim"), O_RDONLY);
+  EXPECT_FALSE(fd.ok());
+  EXPECT_EQ(errno, EIO) << err_str(errno);
+  EXPECT_EQ(read_file(d.v->at("other")), "still here");
+  Fd again(d.v->at("victim"), O_RDONLY);
+  EXPECT_FALSE(again.ok());
+  EXPECT_TRUE(d.v->mounted());
+  const std::string log = d.v->log();
+  EXPECT_NE(log.find(d.backing_file), std::string::npos) << log;
+  // Refused by the trust anchor, or already by the header decoder (not UTF-8).
+  EXPECT_TRUE(log.find("no request was made") != std::string::npos || log.find("UTF-8") != std::string::npos) << log;
+  EXPECT_EQ(log.find('\xff'), std::string::npos) << "a raw attacker byte in the log";
+  EXPECT_EQ(d.v->unmount(), 0);
 }
 
 TEST(Damage, NonKmsfsFileGivesEioWithoutCrashing) {

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <chrono>
 #include <regex>
 #include <thread>
@@ -145,6 +147,26 @@ TEST(Lifecycle, MountOfANonVaultFailsClearlyAndMountsNothing) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("nonexistent"), std::string::npos) << r.err;
   EXPECT_FALSE(cv.is_mountpoint());
+}
+
+// A second vault onto a live mountpoint would hide the first mount (and its control
+// socket) under it: refused. `status` lists the live one.
+TEST(Lifecycle, MountOntoALiveMountIsRefusedAndStatusListsIt) {
+  CliVault a;
+  CliVault b;
+  Subreaper reaper;
+  ASSERT_EQ(kmsfs({"mount", a.backing, a.mnt, "--keyring", a.keyring}, false).exit_code, 0);
+  ASSERT_TRUE(a.answers());
+  ProcessResult r = kmsfs({"mount", b.backing, a.mnt, "--keyring", b.keyring}, false);
+  EXPECT_EQ(r.exit_code, 8) << r.err;
+  EXPECT_NE(r.err.find("already mounted at " + a.mnt), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(mount_line(a.mnt).find(b.backing), std::string::npos) << mount_line(a.mnt);
+  ProcessResult st = kmsfs({"status"}, false);
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find(a.mnt), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(a.backing), std::string::npos) << st.out;
+  EXPECT_EQ(kmsfs({"umount", a.mnt}, false).exit_code, 0);
 }
 
 TEST(Lifecycle, KilledDaemonLeavesEnotconnAndMountRecovers) {

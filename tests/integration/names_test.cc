@@ -244,5 +244,32 @@ TEST(Names, OfflineToolsFindAndRestoreOneFile) {
   v.mount();
 }
 
+// encrypt-file DEST is a plaintext path: the file lands where the mount shows it, under
+// parents it creates, with names encrypted (a long one out of line) as the mount does. While
+// the vault is mounted it refuses rather than race the daemon.
+TEST(Names, EncryptFileLandsWhereTheMountShowsIt) {
+  PosixVault v;
+  TempDir t("kmsfs-encrypt-file");
+  const std::string plain = t.path() + "/report.pdf";
+  write_file(plain, "quarterly numbers");
+  auto busy = kmsfs({"encrypt-file", v.backing(), plain, "reports/q3.pdf", "--keyring", v.keyring()}, false);
+  EXPECT_EQ(busy.exit_code, 8) << busy.err;
+  EXPECT_NE(busy.err.find("in use"), std::string::npos) << busy.err;
+  ASSERT_EQ(::mkdir(v.at("reports").c_str(), 0755), 0);  // one parent exists, the next does not
+  v.unmount();
+  const std::string longname(230, 'l');
+  for (const std::string& dest : {std::string("reports/2026/q3.pdf"), "reports/2026/" + longname})
+    ASSERT_EQ(kmsfs({"encrypt-file", v.backing(), plain, dest, "--keyring", v.keyring()}).exit_code, 0) << dest;
+  v.mount();
+  EXPECT_EQ(read_file(v.at("reports/2026/q3.pdf")), "quarterly numbers");
+  EXPECT_EQ(read_file(v.at("reports/2026/" + longname)), "quarterly numbers");
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(v.at("reports/2026"))) names.insert(e.path().filename());
+  EXPECT_EQ(names, (std::set<std::string>{"q3.pdf", longname}));
+  // And the mount can change them like any other file.
+  write_file(v.at("reports/2026/q3.pdf"), "revised");
+  EXPECT_EQ(read_file(v.at("reports/2026/q3.pdf")), "revised");
+}
+
 }  // namespace
 }  // namespace kmsfs::testing

@@ -65,6 +65,16 @@ namespace kmsfs::testing {
 namespace {
 
 using nlohmann::json;
+
+// `kmsfs rotate --wait --json` prints one JSON object per line while the run goes on, the
+// final status last.
+json last_json_line(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  const size_t nl = s.rfind('\n');
+  return json::parse(nl == std::string::npos ? s : s.substr(nl + 1), nullptr, false);
+}
+
 using namespace std::chrono_literals;
 
 constexpr int kIterations = 4;
@@ -622,7 +632,7 @@ class RotationPowerLoss : public ::testing::Test {
     } else {
       ProcessResult r = kmsfs(rotate_cmd(spec, true), false);
       EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-      done = json::parse(r.out, nullptr, false);
+      done = last_json_line(r.out);
     }
     const double resume_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_resume).count();
     daemon_log_after_cut_ = daemon_->log();

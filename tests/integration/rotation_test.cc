@@ -29,6 +29,16 @@ namespace kmsfs::testing {
 namespace {
 
 using nlohmann::json;
+
+// `kmsfs rotate --wait --json` prints one JSON object per line while the run goes on, the
+// final status last.
+json last_json_line(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  const size_t nl = s.rfind('\n');
+  return json::parse(nl == std::string::npos ? s : s.substr(nl + 1), nullptr, false);
+}
+
 using namespace std::chrono_literals;
 
 std::string rel(int i) { return "d" + std::to_string(i % 13) + "/file-" + std::to_string(i); }
@@ -166,7 +176,7 @@ TEST(RotationOnline, EveryFileMovesWhileAWriterAndAReaderRunAndEveryByteReadsBac
   writer.join();
   reader.join();
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const json j = json::parse(r.out, nullptr, false);
+  const json j = last_json_line(r.out);
   EXPECT_EQ(j.value("phase", ""), "done");
   EXPECT_EQ(j.value("failed", -1), 0);
   EXPECT_GE(j.value("rotated", 0), n + 1);
@@ -410,7 +420,7 @@ TEST(RotationReencrypt, EveryFileGetsAFreshDataKeyWhileAWriterAndAReaderRunAndEv
   writer.join();
   reader.join();
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const json j = json::parse(r.out, nullptr, false);
+  const json j = last_json_line(r.out);
   EXPECT_EQ(j.value("mode", ""), "reencrypt");
   EXPECT_EQ(j.value("failed", -1), 0);
   EXPECT_GE(j.value("bytes", 0.0), 5.0 * (1 << 20));
@@ -547,7 +557,7 @@ TEST(RotationKms, AnotherKeyByReEncryptAloneThroughThrottlingThenTheOldKeyCanGo)
   ASSERT_EQ(kms.admin("POST", "/__admin/faults", R"({"throttle_rate":0.3,"operations":["ReEncrypt"],"count":20})").first, 200);
   ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "alias/rot-new", "--wait", "--json", "--kms-rate", "0"}, false);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const json j = json::parse(r.out, nullptr, false);
+  const json j = last_json_line(r.out);
   EXPECT_EQ(j.value("failed", -1), 0);
   EXPECT_EQ(j.value("target", ""), "aws-kms:" + new_arn);
   const json stats = json::parse(kms.admin("GET", "/__admin/stats").second);

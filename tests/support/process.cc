@@ -1,4 +1,5 @@
 #include "process.h"
+#include "trust_dir.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -49,6 +50,7 @@ ProcessResult sh(const std::string& script, const ProcessOptions& opts) {
 Background::Background(const std::vector<std::string>& argv, const std::string& log_path) {
   int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) throw std::runtime_error("cannot open " + log_path);
+  private_trust_dir();  // the child inherits it
   pid_ = ::fork();
   if (pid_ == 0) {
     int null = ::open("/dev/null", O_RDONLY);

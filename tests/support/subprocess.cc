@@ -1,4 +1,5 @@
 #include "subprocess.h"
+#include "trust_dir.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -52,6 +53,7 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
 Subprocess::Subprocess(const std::vector<std::string>& argv, const SpawnOptions& opts)
     : stdin_data_(opts.stdin_data), timeout_(opts.timeout) {
   if (argv.empty()) throw std::runtime_error("Subprocess: empty argv");
+  private_trust_dir();  // before the environment is copied for the child
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::vector<std::string> args = argv;
   std::vector<std::string> envs = child_environment(opts);

@@ -1,5 +1,8 @@
 #include "keys/cache/key_cache.h"
 
+#include <exception>
+#include <new>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -233,9 +236,17 @@ void KeyCache::fetch_worker(std::stop_token st) {
 }
 
 void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f) {
+  // The fetch thread's exception barrier: a throw from a provider becomes this fetch's
+  // error, so its waiters are answered and the thread lives on.
   Result<SecureBuffer> r = [&]() -> Result<SecureBuffer> {
-    ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(f->ref.provider));
-    return p->unwrap(f->ref, f->wrapped, f->ctx);
+    try {
+      ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(f->ref.provider));
+      return p->unwrap(f->ref, f->wrapped, f->ctx);
+    } catch (const std::bad_alloc&) {
+      return Status(Code::kInternal, "out of memory (or locked memory) unwrapping " + f->ref.to_string());
+    } catch (const std::exception& e) {
+      return Status(Code::kInternal, "internal error unwrapping " + f->ref.to_string() + ": " + e.what());
+    }
   }();
   std::shared_ptr<const SecureBuffer> key;
   Clock::time_point valid_until{};

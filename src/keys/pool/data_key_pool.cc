@@ -52,7 +52,13 @@ void DataKeyPool::filler(std::stop_token st) {
     const KeyRef ref = *ref_;
     const uint64_t epoch = epoch_;
     lock.unlock();
-    auto r = gen_(ref);
+    // The filler's exception barrier: a throw is one failed fill (backoff, then retry).
+    Result<PooledDataKey> r = Status(Code::kInternal, "not generated");
+    try {
+      r = gen_(ref);
+    } catch (const std::exception& e) {
+      r = Status(Code::kInternal, std::string("internal error: ") + e.what());
+    }
     lock.lock();
     --inflight_;
     if (!r.ok()) {

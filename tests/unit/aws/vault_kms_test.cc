@@ -95,7 +95,7 @@ TEST(VaultOnKms, InitCreateReopen) {
   auto providers2 = providers_over(http2);
   http2->answer(200, R"({"KeyId":")" + kArn + R"(","Plaintext":")" + kFsKey + R"("})");
   http2->answer(200, R"({"KeyId":")" + kArn + R"(","Plaintext":")" + kFileKey + R"("})");
-  auto v2 = Vault::open(dir.path, *providers2);
+  auto v2 = Vault::open_unanchored(dir.path, *providers2);
   ASSERT_TRUE(v2.ok()) << v2.status().to_string();
   auto g = (*v2)->open_file(dir.path + "/a", false);
   ASSERT_TRUE(g.ok()) << g.status().to_string();
@@ -118,13 +118,13 @@ TEST(VaultOnKms, InitCreateReopen) {
   auto http3 = std::make_shared<FakeTransport>();
   auto providers3 = providers_over(http3);
   http3->answer(200, R"({"KeyId":")" + kArn + R"(","Plaintext":")" + kFileKey + R"("})");
-  EXPECT_EQ(Vault::open(dir.path, *providers3).status().code(), Code::kCorrupt);
+  EXPECT_EQ(Vault::open_unanchored(dir.path, *providers3).status().code(), Code::kCorrupt);
 
   // And a denial reads as one, naming the key.
   auto http4 = std::make_shared<FakeTransport>();
   auto providers4 = providers_over(http4);
   http4->answer(400, R"({"__type":"AccessDeniedException","message":"not for you"})");
-  Status denied = Vault::open(dir.path, *providers4).status();
+  Status denied = Vault::open_unanchored(dir.path, *providers4).status();
   EXPECT_EQ(denied.code(), Code::kPermissionDenied);
   EXPECT_NE(denied.message().find(kArn), std::string::npos) << denied.message();
 }

@@ -4,7 +4,9 @@
 
 #include <thread>
 
+#include "crypto/kdf.h"
 #include "format/block_codec.h"
+#include "format/header.h"
 #include "format_fixture.h"
 
 namespace kmsfs {
@@ -138,6 +140,30 @@ TEST(CryptFile, FilesPastFourGiB) {
     w.insert(w.end(), data.begin(), data.begin() + 10);
     return w;
   }());
+}
+
+// A slot's seq is not authenticated: one set near 2^64 by whoever writes the backing
+// store would make the next slot write wrap to a low seq that loses to the stale slot
+// (the update silently undone at the next open). The write is refused instead; what the
+// file holds stays readable.
+TEST(CryptFile, ASlotSeqAtItsLimitRefusesTheWriteInsteadOfWrapping) {
+  TestFile t;
+  ASSERT_TRUE(t.file->write(pattern(5000, 3), 0).ok());
+  Bytes slot = t.backing->peek(header::kSlotOffset[1], header::kSlotSize);
+  const uint64_t seq = ~uint64_t{0} - 1;
+  for (int i = 0; i < 8; ++i) slot[8 + i] = static_cast<uint8_t>(seq >> (8 * i));
+  const Digest32 sum = sha256({slot.data(), header::kSlotSize - 32});
+  std::copy(sum.begin(), sum.end(), slot.end() - 32);
+  t.backing->poke(header::kSlotOffset[1], slot);
+  auto f = t.reopen();
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  const Status grown = (*f)->truncate(uint64_t{1} << 30);  // a hole: a new file state, a slot write
+  ASSERT_FALSE(grown.ok());
+  EXPECT_EQ(grown.code(), Code::kCorrupt) << grown.message();
+  EXPECT_NE(grown.message().find("at its limit"), std::string::npos) << grown.message();
+  auto again = t.reopen();
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*read_range(**again, 0, 5000), pattern(5000, 3));
 }
 
 TEST(CryptFile, TruncateDownAndUpKeepsContent) {

@@ -79,7 +79,7 @@ TEST(RotationWorker, MovesTheTreeTheFilesystemKeyAndNewFilesAndReportsDamage) {
   EXPECT_EQ((*saved)->phase, RotationPhase::kDone);
   EXPECT_EQ((*saved)->target, kV2.to_string());
   cv.disable_version(1);
-  auto reopened = Vault::open(cv.backing, cv.providers);
+  auto reopened = Vault::open_unanchored(cv.backing, cv.providers);
   ASSERT_TRUE(reopened.ok()) << reopened.status().message();
   EXPECT_EQ((*reopened)->fs_key_ref(), kV2);
   for (int i : {0, 50, 199}) {
@@ -113,7 +113,7 @@ TEST(RotationWorker, AStoppedRunContinuesFromItsCheckpoint) {
   EXPECT_GT(moved, 0);
   EXPECT_LT(moved, 300);
 
-  auto v2 = Vault::open(cv.backing, cv.providers);
+  auto v2 = Vault::open_unanchored(cv.backing, cv.providers);
   ASSERT_TRUE(v2.ok());
   const int rewraps_before = cv.counter->rewraps;
   RotationWorker w(**v2);
@@ -228,7 +228,7 @@ TEST(RotationWorker, AResumedPassThatMovesNothingStillLeadsToTheNextPass) {
   ASSERT_EQ((*saved)->cursor.rfind("d6/zz", 0), 0u) << (*saved)->cursor;
   EXPECT_FALSE(under(cv.backing + "/0moved", kV2));
 
-  auto v2 = Vault::open(cv.backing, cv.providers);
+  auto v2 = Vault::open_unanchored(cv.backing, cv.providers);
   ASSERT_TRUE(v2.ok());
   RotationWorker w(**v2);
   ASSERT_TRUE(w.resume_saved().ok());

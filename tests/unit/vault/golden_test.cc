@@ -44,7 +44,7 @@ void check_vault(const std::string& vault, const std::string& keyring, bool seal
   ASSERT_TRUE(kp.ok()) << kp.status().message();
   KeyProviders providers(nullptr);
   providers.add(std::move(*kp));
-  auto v = Vault::open(kDir + "/" + vault, providers);
+  auto v = Vault::open_unanchored(kDir + "/" + vault, providers);
   ASSERT_TRUE(v.ok()) << vault << ": " << v.status().message();
   EXPECT_EQ(v->get()->config().user_context.get("app").value_or(""), "golden");
   const std::pair<const char*, size_t> files[] = {{"empty", 0},    {"one", 1},     {"b4095", 4095},
@@ -56,7 +56,7 @@ TEST(GoldenV1, AesGcm4KiB) {
   check_vault("vault-aes-4k", "keyring", false);
   KeyProviders providers(nullptr);
   providers.add(std::move(*KeyringProvider::open(kDir + "/keyring", nullptr)));
-  auto v = *Vault::open(kDir + "/vault-aes-4k", providers);
+  auto v = *Vault::open_unanchored(kDir + "/vault-aes-4k", providers);
   // The sparse file: "head" at 0, an authenticated 3 MiB hole, "tail" at 3 MiB.
   Bytes want(3 * 1024 * 1024 + 4, 0);
   std::copy_n("head", 4, want.begin());

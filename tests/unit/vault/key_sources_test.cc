@@ -95,7 +95,7 @@ TEST(IntermediateMode, FilesShareKeysThatRollAndReadBackAfterReopen) {
   EXPECT_EQ(cv.counter->generates - init_generates, 4);
   EXPECT_EQ(v->intermediate_keys()->stats().files, 100u);
 
-  auto v2 = Vault::open(cv.backing, cv.providers);
+  auto v2 = Vault::open_unanchored(cv.backing, cv.providers);
   ASSERT_TRUE(v2.ok()) << v2.status().message();
   KeyCache cache(cv.providers, KeyCacheOptions{});
   (*v2)->use_key_cache(&cache);
@@ -326,7 +326,7 @@ TEST(KeyPool, VaultCreatesUsePooledKeys) {
   EXPECT_EQ(v->key_pool()->stats().taken, 10u);
   // Creates took pooled keys; the fillers may have topped the pool up meanwhile.
   EXPECT_LE(cv.counter->generates - generates, 10);
-  auto v2 = Vault::open(cv.backing, cv.providers);
+  auto v2 = Vault::open_unanchored(cv.backing, cv.providers);
   ASSERT_TRUE(v2.ok());
   for (int i = 1; i <= 10; ++i) {
     auto f = (*v2)->open_file(cv.path(i), false);

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "format/reencrypt_journal.h"
 #include "vault/config.h"
@@ -153,6 +155,54 @@ TEST(Reencrypt, FilesCreatedDuringARunAreMarkedAsBornInIt) {
   auto g = v.vault->create_file(v.backing + "/d/newer", 0600);
   ASSERT_TRUE(g.ok());
   EXPECT_FALSE((*g)->header().slots[0]->dek_run);
+}
+
+// The journal is in the backing directory, so its path is attacker-written: an entry that
+// points outside the vault (by "..", or through a symlink planted in the vault) at a file
+// with the journaled id and state must not be written to. Recovery finds no such file in
+// the vault and touches nothing.
+TEST_P(ReencryptModes, AJournalPathOutsideTheVaultIsNeverFollowed) {
+  for (const bool by_symlink : {false, true}) {
+    SCOPED_TRACE(by_symlink ? "symlink in the vault" : "'..' in the path");
+    ReencryptVault v(GetParam());
+    const std::string path = v.backing + "/d/f";
+    auto posix = PosixBackingFile::open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_TRUE(posix.ok());
+    auto cut = std::make_shared<CutBacking>(std::shared_ptr<BackingFile>(std::move(*posix)));
+    auto f = v.vault->create_file(cut);
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    ASSERT_TRUE((*f)->write(pattern(40000, 2), 0).ok());
+    ASSERT_TRUE(v.vault->begin_reencrypt(**f, v.run).ok());
+    ReencryptJournal j = v.journal();
+    cut->cut = true;
+    ASSERT_FALSE((*f)->reencrypt_step(j, "d/f", 2).ok());
+    f->reset();
+    // The file leaves the vault (another vault's file, as far as recovery can tell).
+    const std::string outside = v.backing + ".outside";
+    std::filesystem::remove_all(outside);
+    std::filesystem::create_directories(outside);
+    std::filesystem::rename(path, outside + "/f");
+    auto e = j.load();
+    ASSERT_TRUE(e.ok() && e->has_value());
+    if (by_symlink) {
+      std::filesystem::create_directory_symlink(outside, v.backing + "/link");
+      (*e)->path = "link/f";
+    } else {
+      (*e)->path = "../" + std::filesystem::path(outside).filename().string() + "/f";
+    }
+    ASSERT_TRUE(j.save(**e).ok());
+    const std::string before = [&] {
+      std::ifstream in(outside + "/f", std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+
+    auto done = recover_reencryption(v.backing);
+    ASSERT_TRUE(done.ok()) << done.status().message();
+    EXPECT_NE(done->find("is gone; nothing to restore"), std::string::npos) << *done;
+    std::ifstream in(outside + "/f", std::ios::binary);
+    EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(in), {}) == before) << "a file outside the vault was written";
+    std::filesystem::remove_all(outside);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(KeyModes, ReencryptModes, ::testing::Values(KeyMode::kPerFile, KeyMode::kIntermediate),

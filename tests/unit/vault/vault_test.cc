@@ -30,7 +30,7 @@ TEST(Vault, InitOpenCreateReopen) {
   ASSERT_TRUE((*f)->write(data, 0).ok());
   f->reset();
 
-  auto v2 = Vault::open(kv.backing, kv.providers);
+  auto v2 = Vault::open_unanchored(kv.backing, kv.providers);
   ASSERT_TRUE(v2.ok()) << v2.status().message();
   EXPECT_EQ((*v2)->config().fs_id, (*v)->config().fs_id);
   auto g = (*v2)->open_file(kv.backing + "/a", false);
@@ -58,7 +58,7 @@ TEST(Vault, InitRefusesAnExistingVaultAndReservedContext) {
 
 TEST(Vault, NotAVault) {
   KeyringVault kv;
-  auto v = Vault::open(kv.backing, kv.providers);
+  auto v = Vault::open_unanchored(kv.backing, kv.providers);
   EXPECT_EQ(v.status().code(), Code::kNotFound);
   EXPECT_NE(v.status().message().find("is not a kmsfs vault"), std::string::npos);
 }
@@ -82,24 +82,24 @@ TEST(Vault, TamperedConfigIsDetected) {
     ASSERT_NE(pos, std::string::npos) << from;
     t.replace(pos, from.size(), to);
     ASSERT_TRUE(write_file_atomic(path, as_bytes(t), 0644).ok());
-    auto v = Vault::open(kv.backing, kv.providers);
+    auto v = Vault::open_unanchored(kv.backing, kv.providers);
     EXPECT_EQ(v.status().code(), Code::kCorrupt) << from << " -> " << to << ": " << v.status().message();
   }
   // Newer versions and unknown features are refused as unsupported, with a clear message.
   std::string t = text;
   t.replace(t.find("\"kmsfs_config\": 1"), 17, "\"kmsfs_config\": 2");
   ASSERT_TRUE(write_file_atomic(path, as_bytes(t), 0644).ok());
-  auto v = Vault::open(kv.backing, kv.providers);
+  auto v = Vault::open_unanchored(kv.backing, kv.providers);
   EXPECT_EQ(v.status().code(), Code::kUnsupported);
   EXPECT_NE(v.status().message().find("newer than this kmsfs supports"), std::string::npos);
   t = text;
   t.replace(t.find("\"features\": []"), 14, "\"features\": [\"quantum-names\"]");
   ASSERT_TRUE(write_file_atomic(path, as_bytes(t), 0644).ok());
-  v = Vault::open(kv.backing, kv.providers);
+  v = Vault::open_unanchored(kv.backing, kv.providers);
   EXPECT_EQ(v.status().code(), Code::kUnsupported);
   EXPECT_NE(v.status().message().find("quantum-names"), std::string::npos);
   ASSERT_TRUE(write_file_atomic(path, as_bytes("{ not json"), 0644).ok());
-  EXPECT_EQ(Vault::open(kv.backing, kv.providers).status().code(), Code::kCorrupt);
+  EXPECT_EQ(Vault::open_unanchored(kv.backing, kv.providers).status().code(), Code::kCorrupt);
 }
 
 TEST(Vault, FileFromAnotherVaultIsRefusedButOpensStandalone) {
