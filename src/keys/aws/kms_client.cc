@@ -9,6 +9,14 @@
 
 namespace kmsfs::aws {
 
+namespace {
+template <typename T>
+Result<T> with_op(std::string_view op, Result<T> r) {
+  if (!r.ok()) return r.status().with_context("KMS " + std::string(op));
+  return r;
+}
+}  // namespace
+
 std::string region_of_arn(std::string_view key_id) {
   // arn:PARTITION:kms:REGION:ACCOUNT:RESOURCE
   if (!key_id.starts_with("arn:")) return {};
@@ -100,8 +108,17 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
       return r;
     }
 
-    ErrorAnswer err = parse_error(std::string_view(r->body.data(), r->body.size()));
+    const std::string_view body_text(r->body.data(), r->body.size());
+    ErrorAnswer err = parse_error(body_text);
     if (err.type.empty()) err.type = r->header("x-amzn-errortype");
+    if (err.type.empty() && err.message.empty()) {
+      // A proxy's or load balancer's page (HTML, XML, text): classified by the status
+      // alone, and never repeated (it can be large, multi-line, or say too much).
+      const size_t first = body_text.find_first_not_of(" \t\r\n");
+      if (first != std::string_view::npos && body_text[first] != '{') {
+        err.message = "not a KMS answer (an HTML, XML or text page: a proxy or load balancer?)";
+      }
+    }
     const std::string_view short_type = short_error_code(err.type);
     stats_->record(op, short_type.empty() ? "HTTP " + std::to_string(r->status) : std::string(short_type), seconds);
     last = map_kms_error(r->status, err.type, err.message, op, key_id);
@@ -117,9 +134,11 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
 
 Result<PlaintextAnswer> KmsClient::generate_data_key(const std::string& key_id,
                                                      const EncryptionContext& ctx) {
-  ASSIGN_OR_RETURN(HttpResponse r, call("GenerateDataKey", key_id, generate_data_key_body(key_id, ctx)));
+  ASSIGN_OR_RETURN(std::string body, generate_data_key_body(key_id, ctx));
+  ASSIGN_OR_RETURN(HttpResponse r, call("GenerateDataKey", key_id, std::move(body)));
   Result<PlaintextAnswer> a = parse_generate_data_key(r.body);
   wipe(r.body);
+  if (!a.ok()) return a.status().with_context("KMS GenerateDataKey");
   if (a.ok() && a->plaintext.size() != 32) {
     return Status(Code::kCorrupt, "KMS GenerateDataKey returned a " +
                                       std::to_string(a->plaintext.size()) + "-byte key, not 32");
@@ -129,9 +148,11 @@ Result<PlaintextAnswer> KmsClient::generate_data_key(const std::string& key_id,
 
 Result<PlaintextAnswer> KmsClient::decrypt(const std::string& key_id, ByteSpan blob,
                                            const EncryptionContext& ctx) {
-  ASSIGN_OR_RETURN(HttpResponse r, call("Decrypt", key_id, decrypt_body(key_id, blob, ctx)));
+  ASSIGN_OR_RETURN(std::string body, decrypt_body(key_id, blob, ctx));
+  ASSIGN_OR_RETURN(HttpResponse r, call("Decrypt", key_id, std::move(body)));
   Result<PlaintextAnswer> a = parse_decrypt(r.body);
   wipe(r.body);
+  if (!a.ok()) return a.status().with_context("KMS Decrypt");
   return a;
 }
 
@@ -140,24 +161,25 @@ Result<BlobAnswer> KmsClient::reencrypt(const std::string& source_key_id, ByteSp
                                         const std::string& dest_key_id,
                                         const EncryptionContext& dest_ctx) {
   // Sent to the destination key's region: ReEncrypt is a call on the destination key.
-  ASSIGN_OR_RETURN(HttpResponse r,
-                   call("ReEncrypt", dest_key_id,
-                        reencrypt_body(source_key_id, blob, source_ctx, dest_key_id, dest_ctx)));
-  return parse_blob_answer(r.body);
+  ASSIGN_OR_RETURN(std::string body,
+                   reencrypt_body(source_key_id, blob, source_ctx, dest_key_id, dest_ctx));
+  ASSIGN_OR_RETURN(HttpResponse r, call("ReEncrypt", dest_key_id, std::move(body)));
+  return with_op("ReEncrypt", parse_blob_answer(r.body));
 }
 
 Result<BlobAnswer> KmsClient::encrypt(const std::string& key_id, ByteSpan plaintext,
                                       const EncryptionContext& ctx) {
-  WipedString body = encrypt_body(key_id, plaintext, ctx);
+  ASSIGN_OR_RETURN(WipedString body, encrypt_body(key_id, plaintext, ctx));
   std::string copy(body.data(), body.size());  // call() wipes this copy once sent
   wipe(body);
   ASSIGN_OR_RETURN(HttpResponse r, call("Encrypt", key_id, std::move(copy)));
-  return parse_blob_answer(r.body);
+  return with_op("Encrypt", parse_blob_answer(r.body));
 }
 
 Result<KeyMetadata> KmsClient::describe_key(const std::string& key_id) {
-  ASSIGN_OR_RETURN(HttpResponse r, call("DescribeKey", key_id, describe_key_body(key_id)));
-  return parse_describe_key(r.body);
+  ASSIGN_OR_RETURN(std::string body, describe_key_body(key_id));
+  ASSIGN_OR_RETURN(HttpResponse r, call("DescribeKey", key_id, std::move(body)));
+  return with_op("DescribeKey", parse_describe_key(r.body));
 }
 
 }  // namespace kmsfs::aws
