@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "keys/aws/kms_errors.h"
@@ -18,22 +19,8 @@ Result<T> with_op(std::string_view op, Result<T> r) {
 }  // namespace
 
 std::string region_of_arn(std::string_view key_id) {
-  // arn:PARTITION:kms:REGION:ACCOUNT:RESOURCE
-  if (!key_id.starts_with("arn:")) return {};
-  size_t pos = 0;
-  for (int field = 0; field < 3; ++field) {
-    pos = key_id.find(':', pos);
-    if (pos == std::string_view::npos) return {};
-    ++pos;
-  }
-  size_t end = key_id.find(':', pos);
-  if (end == std::string_view::npos) return {};
-  return std::string(key_id.substr(pos, end - pos));
-}
-
-std::string default_kms_endpoint(std::string_view region) {
-  std::string domain = region.starts_with("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
-  return "https://kms." + std::string(region) + "." + domain;
+  Result<KmsArn> arn = parse_kms_arn(key_id);
+  return arn.ok() ? arn->region : std::string();
 }
 
 KmsClient::KmsClient(std::shared_ptr<HttpTransport> http,
@@ -42,29 +29,81 @@ KmsClient::KmsClient(std::shared_ptr<HttpTransport> http,
   if (!opts_.random) opts_.random = default_random01;
   if (!opts_.sleep) opts_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   if (!opts_.clock) opts_.clock = [] { return std::chrono::system_clock::now(); };
+  // Malformed regions are simply not allowed; region_for says so when one is needed.
+  if (valid_region(opts_.region)) allowed_.push_back(opts_.region);
+  for (const std::string& r : opts_.allowed_regions) {
+    if (!allow_region(r).ok()) spdlog::warn("KMS: ignoring malformed allowed region");
+  }
+  if (!opts_.endpoint.empty()) {
+    Result<Url> url = parse_url(opts_.endpoint);
+    endpoint_status_ = url.ok() ? check_endpoint_security(*url, opts_.allow_insecure_endpoint)
+                                : url.status();
+  }
+}
+
+Status KmsClient::allow_region(std::string_view region) {
+  if (!valid_region(region)) {
+    return Status(Code::kInvalidArgument, "not a valid AWS region name");
+  }
+  std::lock_guard g(region_mu_);
+  if (std::find(allowed_.begin(), allowed_.end(), region) == allowed_.end()) {
+    allowed_.emplace_back(region);
+  }
+  return Status::Ok();
+}
+
+Status KmsClient::allow_key_arn(std::string_view key_arn) {
+  ASSIGN_OR_RETURN(KmsArn arn, parse_kms_arn(key_arn));
+  return allow_region(arn.region);
+}
+
+std::vector<std::string> KmsClient::allowed_regions() const {
+  std::lock_guard g(region_mu_);
+  return allowed_;
 }
 
 Result<std::string> KmsClient::region_for(std::string_view key_id) const {
-  std::string r = region_of_arn(key_id);
-  std::lock_guard g(region_mu_);
-  if (!r.empty()) {
-    if (learned_region_.empty()) learned_region_ = r;
-    return r;
+  if (key_id.starts_with("arn:")) {
+    ASSIGN_OR_RETURN(KmsArn arn, parse_kms_arn(key_id));
+    std::lock_guard g(region_mu_);
+    if (std::find(allowed_.begin(), allowed_.end(), arn.region) != allowed_.end()) return arn.region;
+    std::string allowed;
+    for (const std::string& r : allowed_) allowed += (allowed.empty() ? "" : ", ") + r;
+    // The ARN is well-formed (no spaces, no control characters), so it can be shown.
+    return Status(Code::kPermissionDenied,
+                  "refused KMS key " + std::string(key_id) + ": region " + arn.region +
+                      " is not one this client was configured for (" +
+                      (allowed.empty() ? std::string("none") : allowed) +
+                      "); pass --region or name the key to allow it");
   }
-  r = opts_.region.empty() ? learned_region_ : opts_.region;
-  if (r.empty()) {
+  RETURN_IF_ERROR(check_kms_key_name(key_id));
+  if (!opts_.region.empty()) {
+    if (!valid_region(opts_.region)) {
+      return Status(Code::kInvalidArgument,
+                    "the configured AWS region '" + opts_.region + "' is not a valid region name");
+    }
+    return opts_.region;
+  }
+  std::lock_guard g(region_mu_);
+  if (allowed_.empty()) {
     return Status(Code::kInvalidArgument,
                   "no AWS region for KMS key '" + std::string(key_id) +
                       "': pass --region, set AWS_REGION, or use the key ARN");
   }
-  return r;
+  return allowed_.front();
 }
 
 Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key_id,
                                      std::string body) {
   WipeOnExit wipe_body(body);
+  RETURN_IF_ERROR(endpoint_status_.with_context("KMS " + std::string(op)));
   ASSIGN_OR_RETURN(std::string region, region_for(key_id));
-  std::string endpoint = opts_.endpoint.empty() ? default_kms_endpoint(region) : opts_.endpoint;
+  // The host comes from the operator's endpoint, or from a checked region and its
+  // partition's DNS suffix: never from the key name's text.
+  std::string endpoint = opts_.endpoint;
+  if (endpoint.empty()) {
+    ASSIGN_OR_RETURN(endpoint, default_kms_endpoint(region));
+  }
   ASSIGN_OR_RETURN(Url url, parse_url(endpoint));
 
   Status last;
@@ -161,6 +200,8 @@ Result<BlobAnswer> KmsClient::reencrypt(const std::string& source_key_id, ByteSp
                                         const std::string& dest_key_id,
                                         const EncryptionContext& dest_ctx) {
   // Sent to the destination key's region: ReEncrypt is a call on the destination key.
+  // The source key must be usable too: its name is in the request.
+  if (source_key_id.starts_with("arn:")) RETURN_IF_ERROR(region_for(source_key_id).status());
   ASSIGN_OR_RETURN(std::string body,
                    reencrypt_body(source_key_id, blob, source_ctx, dest_key_id, dest_ctx));
   ASSIGN_OR_RETURN(HttpResponse r, call("ReEncrypt", dest_key_id, std::move(body)));
