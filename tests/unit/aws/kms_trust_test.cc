@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
 
 #include "fake_transport.h"
 #include "keys/aws/aws_kms_provider.h"
@@ -164,6 +165,31 @@ TEST(KmsArn, KeyIdsAliasesRegionsEndpoints) {
   EXPECT_EQ(*default_kms_endpoint("us-isob-east-1"), "https://kms.us-isob-east-1.sc2s.sgov.gov");
   EXPECT_FALSE(default_kms_endpoint("evil.com/x").ok());
   EXPECT_FALSE(default_kms_endpoint("us-east-1@evil").ok());
+}
+
+// Whatever the bytes: no exception, and an accepted ARN yields an endpoint whose host is
+// kms.REGION.SUFFIX with only [a-z0-9.-] in it. Mutations of a valid ARN (one character
+// replaced by any byte) are the interesting neighbourhood.
+RC_GTEST_PROP(KmsArnProperty, AcceptedArnsGiveOnlyPlainHostNames, ()) {
+  const std::string base = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab";
+  std::string s = *rc::gen::oneOf(
+      rc::gen::arbitrary<std::string>(),
+      rc::gen::map(rc::gen::pair(rc::gen::inRange<size_t>(0, base.size()), rc::gen::arbitrary<char>()),
+                   [&](const std::pair<size_t, char>& m) {
+                     std::string t = base;
+                     t[m.first] = m.second;
+                     return t;
+                   }));
+  Result<KmsArn> a = parse_kms_arn(s);
+  RC_ASSERT(check_kms_key_name(s).ok() == a.ok() || !s.starts_with("arn:"));
+  if (!a.ok()) return;
+  Result<std::string> e = default_kms_endpoint(a->region);
+  RC_ASSERT(e.ok());
+  const std::string host = e->substr(std::string("https://").size());
+  RC_ASSERT(host.starts_with("kms." + a->region + "."));
+  for (char c : host) RC_ASSERT((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-');
+  RC_ASSERT(s == "arn:" + a->partition + ":kms:" + a->region + ":" + a->account + ":" +
+                     (a->alias ? "alias/" : "key/") + a->resource);
 }
 
 // --- Region confinement ---
