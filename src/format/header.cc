@@ -74,6 +74,9 @@ Result<KeyRef> decode_key_ref(ByteSpan b) {
   if (p != static_cast<uint8_t>(ProviderId::kKeyring) && p != static_cast<uint8_t>(ProviderId::kAwsKms))
     return Status(Code::kUnsupported, "header: unknown key provider id " + std::to_string(p));
   if (len == 0 || len > kMaxKeyIdSize) return corrupt("key id length out of range");
+  // Key ids go into KMS requests (JSON strings: UTF-8 only), logs and error messages.
+  if (!is_utf8(as_chars(id))) return corrupt("key reference is not UTF-8");
+  if (has_control_chars(as_chars(id))) return corrupt("key reference contains control characters");
   k.provider = static_cast<ProviderId>(p);
   k.key_id.assign(as_chars(id));
   return k;

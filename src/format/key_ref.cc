@@ -16,6 +16,51 @@ std::optional<ProviderId> provider_from_name(std::string_view name) noexcept {
   return std::nullopt;
 }
 
+bool is_utf8(std::string_view s) noexcept {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      return false;  // continuation byte, overlong C0/C1, or F5..FF
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+bool has_control_chars(std::string_view s) noexcept {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7F) return true;
+    if (c == 0xC2 && i + 1 < s.size()) {
+      const auto d = static_cast<unsigned char>(s[i + 1]);
+      if (d >= 0x80 && d <= 0x9F) return true;
+    }
+  }
+  return false;
+}
+
 std::string KeyRef::to_string() const {
   std::string s(provider_name(provider));
   s += ':';
@@ -29,6 +74,8 @@ std::string KeyRef::to_string() const {
 
 Status EncryptionContext::set(std::string_view key, std::string_view value) {
   if (key.empty()) return Status(Code::kInvalidArgument, "encryption context: empty key");
+  if (!is_utf8(key) || !is_utf8(value))
+    return Status(Code::kInvalidArgument, "encryption context: a key or value is not UTF-8");
   if (key.size() > kMaxKeySize)
     return Status(Code::kInvalidArgument, "encryption context: key longer than 128 bytes");
   if (value.size() > kMaxValueSize)
@@ -80,6 +127,7 @@ Result<EncryptionContext> EncryptionContext::decode(ByteSpan canonical) {
     ByteSpan k, v;
     if (!r.u16(kl) || !r.raw(kl, k) || !r.u16(vl) || !r.raw(vl, v)) return bad("truncated");
     std::string key(as_chars(k));
+    if (!is_utf8(key) || !is_utf8(as_chars(v))) return bad("a key or value is not UTF-8");
     if (i > 0 && !(prev < key)) return bad("keys not in canonical order");
     Status s = ctx.set(key, as_chars(v));
     if (!s.ok()) return bad(s.message().c_str());

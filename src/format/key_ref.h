@@ -35,6 +35,13 @@ struct KeyRef {
 
 constexpr size_t kMaxKeyIdSize = 512;
 
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+// Key ids and encryption contexts are sent to KMS as JSON strings, which must be UTF-8.
+bool is_utf8(std::string_view s) noexcept;
+// Any C0 control (U+0000-U+001F), DEL, or C1 control (U+0080-U+009F) in UTF-8 text: a key
+// id is printed in logs and error messages, where these could forge or hide lines.
+bool has_control_chars(std::string_view utf8) noexcept;
+
 // String pairs bound into every wrap (keyring AAD, KMS EncryptionContext). Always holds
 // the filesystem id and the file id; never a path (paths change on rename and KMS logs
 // the context in clear).
@@ -48,7 +55,8 @@ class EncryptionContext {
   static constexpr size_t kMaxValueSize = 256;
   static constexpr size_t kMaxEncodedSize = 900;  // fits the header's immutable area
 
-  // Refuses empty keys, over-long keys/values and too many pairs.
+  // Refuses empty keys, keys or values that are not UTF-8, over-long keys/values and too
+  // many pairs.
   Status set(std::string_view key, std::string_view value);
   std::optional<std::string_view> get(std::string_view key) const;
   const std::map<std::string, std::string>& pairs() const { return pairs_; }

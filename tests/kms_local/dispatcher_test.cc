@@ -275,6 +275,60 @@ TEST_F(DispatcherTest, FaultsAndCounters) {
   EXPECT_EQ(stats["total"], 7);
 }
 
+// Answer quirks: what a client meets from something that is not quite KMS.
+TEST_F(DispatcherTest, QuirksServeTolerableAndBrokenAnswers) {
+  json key = ok_json(send(kms_request("CreateKey")));
+  const std::string id = key["KeyMetadata"]["KeyId"];
+
+  faults_.set(FaultConfig{.quirk = Quirk::kNulls});
+  json gen = ok_json(send(kms_request("GenerateDataKey", {{"KeyId", id}, {"KeySpec", "AES_256"}})));
+  EXPECT_TRUE(gen["EncryptionAlgorithm"].is_null());
+  EXPECT_TRUE(gen["KmsLocalUnknownMember"].is_object());
+  EXPECT_TRUE(gen["Plaintext"].is_string());
+  json desc = ok_json(send(kms_request("DescribeKey", {{"KeyId", id}})));
+  EXPECT_TRUE(desc["KeyMetadata"]["Enabled"].is_null());
+  EXPECT_TRUE(desc["KeyMetadata"]["Description"].is_null());
+  EXPECT_EQ(desc["KeyMetadata"]["KeyState"], "Enabled");
+
+  faults_.set(FaultConfig{.operations = {"Decrypt", "DescribeKey"}, .quirk = Quirk::kMissingField});
+  json dec = ok_json(send(kms_request("Decrypt", {{"KeyId", id}, {"CiphertextBlob", gen["CiphertextBlob"]}})));
+  EXPECT_FALSE(dec.contains("Plaintext"));
+  EXPECT_TRUE(dec.contains("KeyId"));
+  desc = ok_json(send(kms_request("DescribeKey", {{"KeyId", id}})));
+  EXPECT_FALSE(desc["KeyMetadata"].contains("Arn"));
+  gen = ok_json(send(kms_request("GenerateDataKey", {{"KeyId", id}, {"KeySpec", "AES_256"}})));
+  EXPECT_TRUE(gen.contains("CiphertextBlob"));  // not a quirked operation
+
+  faults_.set(FaultConfig{.quirk = Quirk::kHtmlError, .quirk_status = 503});
+  Outcome html = send(kms_request("Decrypt", {{"KeyId", id}, {"CiphertextBlob", gen["CiphertextBlob"]}}));
+  EXPECT_EQ(html.reply.status, 503);
+  EXPECT_EQ(html.reply.content_type, "text/html");
+  EXPECT_NE(html.reply.body.find("<html>"), std::string::npos);
+  EXPECT_EQ(html.result, "QuirkHtmlError");
+  // STS is never quirked.
+  Outcome sts = send(sts_request("Action=GetCallerIdentity&Version=2011-06-15"));
+  EXPECT_EQ(sts.reply.status, 200);
+
+  faults_.set(FaultConfig{.count = 1, .quirk = Quirk::kXmlError});
+  Outcome xml = send(kms_request("ListKeys"));
+  EXPECT_EQ(xml.reply.status, 403);
+  EXPECT_EQ(xml.reply.content_type, "application/xml");
+  EXPECT_NE(xml.reply.body.find("<Error>"), std::string::npos);
+  ok_json(send(kms_request("ListKeys")));  // count spent
+  EXPECT_EQ(faults_.get().quirk, Quirk::kNone);
+
+  // The JSON form (POST /__admin/faults) and its checks.
+  Result<FaultConfig> c = fault_config_from_json(json{{"quirk", "html_error"}, {"quirk_status", 502}});
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->quirk, Quirk::kHtmlError);
+  EXPECT_EQ(to_json(*c)["quirk"], "html_error");
+  EXPECT_EQ(fault_config_from_json(to_json(*c))->quirk_status, 502);
+  EXPECT_FALSE(fault_config_from_json(json{{"quirk", "sometimes"}}).ok());
+  EXPECT_FALSE(fault_config_from_json(json{{"quirk", 1}}).ok());
+  EXPECT_FALSE(fault_config_from_json(json{{"quirk_status", 200}}).ok());
+  EXPECT_FALSE(fault_config_from_json(json{{"quirk_status", "502"}}).ok());
+}
+
 TEST_F(DispatcherTest, JournalNamesKeyContextAndCallerButNoKeyMaterial) {
   json key = ok_json(send(kms_request("CreateKey")));
   const std::string id = key["KeyMetadata"]["KeyId"];

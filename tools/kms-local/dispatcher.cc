@@ -52,6 +52,36 @@ ApiError kms_auth_error(const AuthError& e) {
   return {400, "AccessDeniedException", e.message};
 }
 
+void apply_answer_quirk(Quirk q, std::string_view op, nlohmann::json& answer) {
+  if (!answer.is_object()) return;
+  if (q == Quirk::kNulls) {
+    // Members a newer KMS may send as null, and members this server has never heard of.
+    for (const char* m : {"EncryptionAlgorithm", "KeyMaterialId", "CiphertextForRecipient",
+                          "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm"}) {
+      answer[m] = nullptr;
+    }
+    answer["KmsLocalUnknownMember"] = {{"nested", {1, nullptr, "x"}}, {"flag", true}};
+    if (auto m = answer.find("KeyMetadata"); m != answer.end() && m->is_object()) {
+      for (const char* f : {"Description", "MultiRegionConfiguration", "ValidTo", "Enabled",
+                            "CustomerMasterKeySpec", "KmsLocalUnknownMember"}) {
+        (*m)[f] = nullptr;
+      }
+    }
+    return;
+  }
+  if (q == Quirk::kMissingField) {
+    if (op == "Decrypt") {
+      answer.erase("Plaintext");
+    } else if (op == "GenerateDataKey" || op == "Encrypt" || op == "ReEncrypt") {
+      answer.erase("CiphertextBlob");
+    } else if (auto m = answer.find("KeyMetadata"); m != answer.end() && m->is_object()) {
+      m->erase("Arn");
+    } else {
+      answer.erase("KeyId");
+    }
+  }
+}
+
 std::map<std::string, std::string> parse_form(std::string_view text) {
   std::map<std::string, std::string> out;
   auto decode = [](std::string_view s) {
@@ -75,8 +105,9 @@ Dispatcher::Dispatcher(AuthPolicy auth, KmsService& kms, StsService& sts,
                        const CredentialStore& creds, Faults& faults, Stats& stats)
     : auth_(std::move(auth)), kms_(kms), sts_(sts), creds_(creds), faults_(faults), stats_(stats) {}
 
-std::optional<ApiError> Dispatcher::inject(const std::string& op, bool& drop) {
-  FaultDecision d = faults_.draw(op, uniform01());
+std::optional<ApiError> Dispatcher::inject(const std::string& op, bool& drop, FaultDecision* quirk) {
+  FaultDecision d = faults_.draw(op, uniform01(), quirk != nullptr);
+  if (quirk) *quirk = d;
   if (d.latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(d.latency_ms));
   drop = d.kind == FaultKind::kDrop;
   if (d.kind == FaultKind::kThrottle) return kms_errors::throttling();
@@ -118,14 +149,35 @@ Outcome Dispatcher::handle_kms(const aws::HttpRequest& req, const std::string& o
     return out;
   };
   out.detail = journaled_fields(req.body);
-  if (auto injected = inject(op, out.drop)) return finish(*injected);
+  FaultDecision quirk;
+  if (auto injected = inject(op, out.drop, &quirk)) return finish(*injected);
+  if (quirk.kind == FaultKind::kQuirk &&
+      (quirk.quirk == Quirk::kHtmlError || quirk.quirk == Quirk::kXmlError)) {
+    // What a proxy or load balancer in front of KMS answers: not KMS's JSON at all.
+    const std::string status = std::to_string(quirk.quirk_status);
+    if (quirk.quirk == Quirk::kHtmlError) {
+      out.reply = HttpReply{quirk.quirk_status, "text/html",
+                            "<html>\r\n<head><title>" + status + " Error</title></head>\r\n<body>\r\n<center><h1>" +
+                                status + " Error</h1></center>\r\n<hr><center>kms-local quirk</center>\r\n</body>\r\n</html>\r\n",
+                            id};
+    } else {
+      out.reply = HttpReply{quirk.quirk_status, "application/xml",
+                            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
+                            "<Message>kms-local quirk: not a KMS answer</Message></Error>\n",
+                            id};
+    }
+    out.result = quirk.quirk == Quirk::kHtmlError ? "QuirkHtmlError" : "QuirkXmlError";
+    return out;
+  }
   AuthResult auth = authenticate(req, "kms", auth_, creds_, now_seconds());
   if (auth.error) return finish(kms_auth_error(*auth.error));
   out.detail["caller"] = auth.principal.arn;
   if (!KmsService::has_operation(op)) return finish(kms_errors::unknown_operation(""));
   auto result = kms_.call(op, req.body);
   if (!result.ok()) return finish(result.error());
-  out.reply = HttpReply{200, kJsonType, result.value().dump(), id};
+  nlohmann::json answer = result.value();
+  if (quirk.kind == FaultKind::kQuirk) apply_answer_quirk(quirk.quirk, op, answer);
+  out.reply = HttpReply{200, kJsonType, answer.dump(), id};
   return out;
 }
 

@@ -44,8 +44,9 @@ class Dispatcher {
   Outcome handle_kms(const aws::HttpRequest& req, const std::string& op, const std::string& id);
   Outcome handle_sts(const aws::HttpRequest& req, const std::map<std::string, std::string>& form,
                      const std::string& id);
-  // Latency, then maybe an injected error (returned) or a drop (noted in `drop`).
-  std::optional<ApiError> inject(const std::string& op, bool& drop);
+  // Latency, then maybe an injected error (returned) or a drop (noted in `drop`). With
+  // `quirk` (KMS requests), an answer quirk may be drawn too and is left there.
+  std::optional<ApiError> inject(const std::string& op, bool& drop, FaultDecision* quirk = nullptr);
 
   const AuthPolicy auth_;
   KmsService& kms_;
@@ -58,6 +59,10 @@ class Dispatcher {
 // Authentication failures in KMS's words (UnrecognizedClientException,
 // InvalidSignatureException, ...). All HTTP 400, as the JSON services answer them.
 ApiError kms_auth_error(const AuthError& e);
+
+// A quirk (faults.h) applied to a successful KMS answer: null and unknown members added,
+// or the required member removed. Error-page quirks do not touch answers.
+void apply_answer_quirk(Quirk q, std::string_view op, nlohmann::json& answer);
 
 // application/x-www-form-urlencoded (and query strings): '+' is a space, %XX a byte.
 std::map<std::string, std::string> parse_form(std::string_view text);

@@ -4,6 +4,24 @@
 
 namespace kmsfs::kms_local {
 
+std::string_view quirk_name(Quirk q) {
+  switch (q) {
+    case Quirk::kNone: return "none";
+    case Quirk::kNulls: return "nulls";
+    case Quirk::kMissingField: return "missing_field";
+    case Quirk::kHtmlError: return "html_error";
+    case Quirk::kXmlError: return "xml_error";
+  }
+  return "none";
+}
+
+std::optional<Quirk> quirk_from_name(std::string_view name) {
+  for (Quirk q : {Quirk::kNone, Quirk::kNulls, Quirk::kMissingField, Quirk::kHtmlError, Quirk::kXmlError}) {
+    if (quirk_name(q) == name) return q;
+  }
+  return std::nullopt;
+}
+
 bool FaultConfig::applies_to(std::string_view op) const {
   return operations.empty() || std::find(operations.begin(), operations.end(), op) != operations.end();
 }
@@ -18,6 +36,9 @@ Status validate(const FaultConfig& c) {
     return bad("throttle_rate + error_rate + drop_rate must not exceed 1");
   }
   if (c.count && *c.count < 1) return bad("count must be at least 1");
+  if (c.quirk_status != 0 && (c.quirk_status < 400 || c.quirk_status > 599)) {
+    return bad("quirk_status must be 400..599");
+  }
   return Status::Ok();
 }
 
@@ -45,6 +66,13 @@ Result<FaultConfig> fault_config_from_json(const nlohmann::json& j) {
         if (!op.is_string()) return bad("operations must be a list of strings");
         c.operations.push_back(op.get<std::string>());
       }
+    } else if (k == "quirk") {
+      std::optional<Quirk> q = v.is_string() ? quirk_from_name(v.get<std::string>()) : std::nullopt;
+      if (!q) return bad("quirk must be one of none, nulls, missing_field, html_error, xml_error");
+      c.quirk = *q;
+    } else if (k == "quirk_status") {
+      if (!v.is_number_integer()) return bad("quirk_status must be an integer");
+      c.quirk_status = v.get<int64_t>();
     } else {
       return bad("unknown member '" + k + "'");
     }
@@ -60,6 +88,8 @@ nlohmann::json to_json(const FaultConfig& c) {
                       {"drop_rate", c.drop_rate},
                       {"operations", c.operations}};
   if (c.count) j["count"] = *c.count;
+  j["quirk"] = std::string(quirk_name(c.quirk));
+  if (c.quirk_status != 0) j["quirk_status"] = c.quirk_status;
   return j;
 }
 
@@ -73,7 +103,7 @@ FaultConfig Faults::get() const {
   return config_;
 }
 
-FaultDecision Faults::draw(std::string_view op, double u) {
+FaultDecision Faults::draw(std::string_view op, double u, bool quirks_apply) {
   std::lock_guard lock(mu_);
   FaultDecision d;
   if (!config_.applies_to(op)) return d;
@@ -84,6 +114,12 @@ FaultDecision Faults::draw(std::string_view op, double u) {
     d.kind = FaultKind::kServerError;
   } else if (u < config_.drop_rate + config_.error_rate + config_.throttle_rate) {
     d.kind = FaultKind::kThrottle;
+  } else if (quirks_apply && config_.quirk != Quirk::kNone) {
+    d.kind = FaultKind::kQuirk;
+    d.quirk = config_.quirk;
+    d.quirk_status = static_cast<int>(config_.quirk_status != 0 ? config_.quirk_status
+                                      : config_.quirk == Quirk::kXmlError ? 403
+                                                                          : 502);
   }
   if (d.kind != FaultKind::kNone && config_.count && --*config_.count == 0) config_ = {};
   return d;

@@ -10,8 +10,23 @@
 //                                client cannot know)
 //    "operations": ["Decrypt"],  only these (X-Amz-Target operation or STS Action); empty
 //                                or absent: all
-//    "count": 3}                 inject at most this many faults, then clear the whole
+//    "count": 3,                 inject at most this many faults, then clear the whole
 //                                configuration (absent: no limit)
+//    "quirk": "nulls",           answer quirks: what a client must tolerate (or refuse
+//                                clearly) from something that is not quite KMS, on every
+//                                matching KMS request the rates leave alone (not STS):
+//                                  "nulls"          the answer gains null optional members
+//                                                   (DescribeKey: Enabled too) and unknown
+//                                                   members, as newer KMS versions add
+//                                  "missing_field"  the answer loses its required member
+//                                                   (Plaintext, CiphertextBlob, KeyMetadata.Arn,
+//                                                   else KeyId)
+//                                  "html_error"     an HTML page (a proxy, a load balancer)
+//                                                   instead of the operation
+//                                  "xml_error"      an XML error document instead of it
+//                                  "none"           (the default)
+//    "quirk_status": 503}        the HTTP status of html_error (default 502) and xml_error
+//                                (default 403): 400..599
 //
 // The three rates share one draw, so they must add up to at most 1.
 #pragma once
@@ -29,6 +44,10 @@
 
 namespace kmsfs::kms_local {
 
+enum class Quirk { kNone, kNulls, kMissingField, kHtmlError, kXmlError };
+std::string_view quirk_name(Quirk q);
+std::optional<Quirk> quirk_from_name(std::string_view name);
+
 struct FaultConfig {
   int64_t latency_ms = 0;
   double throttle_rate = 0;
@@ -36,6 +55,8 @@ struct FaultConfig {
   double drop_rate = 0;
   std::vector<std::string> operations{};
   std::optional<int64_t> count{};
+  Quirk quirk = Quirk::kNone;
+  int64_t quirk_status = 0;  // 0: the quirk's default
 
   bool applies_to(std::string_view op) const;
 };
@@ -45,11 +66,13 @@ Result<FaultConfig> fault_config_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const FaultConfig& c);
 Status validate(const FaultConfig& c);
 
-enum class FaultKind { kNone, kThrottle, kServerError, kDrop };
+enum class FaultKind { kNone, kThrottle, kServerError, kDrop, kQuirk };
 
 struct FaultDecision {
   int64_t latency_ms = 0;
   FaultKind kind = FaultKind::kNone;
+  Quirk quirk = Quirk::kNone;  // with kQuirk
+  int quirk_status = 0;        // with kQuirk: the status of an error page
 };
 
 class Faults {
@@ -58,8 +81,8 @@ class Faults {
   void set(FaultConfig c);
   FaultConfig get() const;
   // What to do to one request for operation `op`. `uniform01` is a draw in [0, 1) (a
-  // parameter so tests can pin it).
-  FaultDecision draw(std::string_view op, double uniform01);
+  // parameter so tests can pin it). Quirks only where `quirks_apply` (KMS requests).
+  FaultDecision draw(std::string_view op, double uniform01, bool quirks_apply = true);
 
  private:
   mutable std::mutex mu_;

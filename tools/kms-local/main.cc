@@ -163,6 +163,15 @@ int main(int argc, char** argv) {
   app.add_option("--fault-operations", f.faults.operations, "fault: only these operations")
       ->delimiter(',');
   app.add_option("--fault-count", f.faults.count, "fault: inject at most this many, then clear");
+  app.add_option_function<std::string>(
+         "--quirk",
+         [&f](const std::string& name) {
+           std::optional<kmsfs::kms_local::Quirk> q = kmsfs::kms_local::quirk_from_name(name);
+           if (!q) throw CLI::ValidationError("--quirk", "one of none, nulls, missing_field, html_error, xml_error");
+           f.faults.quirk = *q;
+         },
+         "answer quirk (faults.h): nulls, missing_field, html_error, xml_error");
+  app.add_option("--quirk-status", f.faults.quirk_status, "HTTP status of html_error / xml_error");
   app.add_flag("--quiet", f.quiet, "no per-request log lines on stderr");
   try {
     app.parse(argc, argv);

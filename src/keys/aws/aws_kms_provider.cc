@@ -17,6 +17,8 @@ AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env) {
   s.endpoint = o.endpoint;
   if (s.endpoint.empty()) s.endpoint = env.get("AWS_ENDPOINT_URL_KMS").value_or("");
   if (s.endpoint.empty()) s.endpoint = env.get("AWS_ENDPOINT_URL").value_or("");
+  s.allow_insecure_endpoint =
+      o.allow_insecure_endpoint || env.get("KMSFS_KMS_ALLOW_INSECURE_ENDPOINT").value_or("") == "1";
   return s;
 }
 
@@ -33,7 +35,9 @@ Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptio
   KmsClientOptions ko;
   ko.region = s.region;
   ko.endpoint = s.endpoint;
+  ko.allow_insecure_endpoint = s.allow_insecure_endpoint;
   auto client = std::make_shared<KmsClient>(http, make_default_chain(std::move(chain)), std::move(ko));
+  RETURN_IF_ERROR(client->check_endpoint());
   return std::make_unique<AwsKmsProvider>(std::move(client));
 }
 
@@ -48,9 +52,11 @@ Status AwsKmsProvider::check_ref(const KeyRef& key) const {
 }
 
 KeyRef AwsKmsProvider::ref_from_answer(const std::string& answered, const KeyRef& asked) const {
-  // KMS answers with the key ARN; a server that answers otherwise does not get to change
-  // what the header records.
-  return KeyRef{ProviderId::kAwsKms, answered.starts_with("arn:") ? answered : asked.key_id, 0};
+  // KMS answers with the key ARN; a server that answers otherwise (not a well-formed key
+  // ARN, or one in a region this client may not use) does not get to change what the
+  // header records.
+  const bool usable = parse_kms_arn(answered).ok() && client_->region_for(answered).ok();
+  return KeyRef{ProviderId::kAwsKms, usable ? answered : asked.key_id, 0};
 }
 
 Result<KeyRef> AwsKmsProvider::resolve(std::string_view spec) {
@@ -65,10 +71,15 @@ Result<KeyRef> AwsKmsProvider::resolve(std::string_view spec) {
       return it->second.first;
     }
   }
+  RETURN_IF_ERROR(check_kms_key_name(spec));
   std::string key(spec);
   ASSIGN_OR_RETURN(KeyMetadata m, client_->describe_key(key));
-  if (!m.arn.starts_with("arn:")) {
-    return Status(Code::kCorrupt, "KMS DescribeKey of " + key + " returned no key ARN");
+  if (!parse_kms_arn(m.arn).ok()) {
+    return Status(Code::kCorrupt, "KMS DescribeKey of " + key + " returned no well-formed key ARN");
+  }
+  if (Result<std::string> r = client_->region_for(m.arn); !r.ok()) {
+    return Status(Code::kCorrupt, "KMS DescribeKey of " + key +
+                                      " answered a key in a region this client may not use");
   }
   if (m.key_state == "PendingDeletion" || m.key_state == "PendingReplicaDeletion") {
     return Status(Code::kPermissionDenied, "KMS key " + m.arn + " is pending deletion");

@@ -21,15 +21,19 @@ struct AwsKmsOptions {
   std::string region;    // --region
   std::string endpoint;  // --kms-endpoint
   std::string profile;   // overrides AWS_PROFILE
+  // Accept a plain http:// endpoint that is not loopback (also
+  // KMSFS_KMS_ALLOW_INSECURE_ENDPOINT=1 in the environment).
+  bool allow_insecure_endpoint = false;
 };
 
-// Region: explicit, AWS_REGION, AWS_DEFAULT_REGION, the profile's "region" (else, later,
-// the region of the first key ARN used). Endpoint: explicit, AWS_ENDPOINT_URL_KMS,
+// Region: explicit, AWS_REGION, AWS_DEFAULT_REGION, the profile's "region" (else the first
+// region allowed with allow_region; never one learnt from a file header). Endpoint: explicit, AWS_ENDPOINT_URL_KMS,
 // AWS_ENDPOINT_URL (else https://kms.REGION.amazonaws.com per request).
 struct AwsSettings {
   std::string region;
   std::string endpoint;
   std::string profile;
+  bool allow_insecure_endpoint = false;
 };
 AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env);
 
@@ -53,6 +57,13 @@ class AwsKmsProvider final : public KeyProvider {
   Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped, const EncryptionContext& ctx,
                            const KeyRef& to) override;
   bool remote() const override { return true; }
+
+  // Region confinement (KmsClient::allow_region): a key ARN is used only in the configured
+  // region or a region allowed here. The layer that knows which keys the OPERATOR named
+  // (command line, trusted key list) calls allow_key for each of them before any file is
+  // opened; a key reference read from a header must never be passed here.
+  Status allow_region(std::string_view region) { return client_->allow_region(region); }
+  Status allow_key(std::string_view key_arn) { return client_->allow_key_arn(key_arn); }
   const RequestStats* request_stats() const override { return &client_->stats(); }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "keys/aws/kms_errors.h"
@@ -9,23 +10,17 @@
 
 namespace kmsfs::aws {
 
-std::string region_of_arn(std::string_view key_id) {
-  // arn:PARTITION:kms:REGION:ACCOUNT:RESOURCE
-  if (!key_id.starts_with("arn:")) return {};
-  size_t pos = 0;
-  for (int field = 0; field < 3; ++field) {
-    pos = key_id.find(':', pos);
-    if (pos == std::string_view::npos) return {};
-    ++pos;
-  }
-  size_t end = key_id.find(':', pos);
-  if (end == std::string_view::npos) return {};
-  return std::string(key_id.substr(pos, end - pos));
+namespace {
+template <typename T>
+Result<T> with_op(std::string_view op, Result<T> r) {
+  if (!r.ok()) return r.status().with_context("KMS " + std::string(op));
+  return r;
 }
+}  // namespace
 
-std::string default_kms_endpoint(std::string_view region) {
-  std::string domain = region.starts_with("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
-  return "https://kms." + std::string(region) + "." + domain;
+std::string region_of_arn(std::string_view key_id) {
+  Result<KmsArn> arn = parse_kms_arn(key_id);
+  return arn.ok() ? arn->region : std::string();
 }
 
 KmsClient::KmsClient(std::shared_ptr<HttpTransport> http,
@@ -34,29 +29,81 @@ KmsClient::KmsClient(std::shared_ptr<HttpTransport> http,
   if (!opts_.random) opts_.random = default_random01;
   if (!opts_.sleep) opts_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   if (!opts_.clock) opts_.clock = [] { return std::chrono::system_clock::now(); };
+  // Malformed regions are simply not allowed; region_for says so when one is needed.
+  if (valid_region(opts_.region)) allowed_.push_back(opts_.region);
+  for (const std::string& r : opts_.allowed_regions) {
+    if (!allow_region(r).ok()) spdlog::warn("KMS: ignoring malformed allowed region");
+  }
+  if (!opts_.endpoint.empty()) {
+    Result<Url> url = parse_url(opts_.endpoint);
+    endpoint_status_ = url.ok() ? check_endpoint_security(*url, opts_.allow_insecure_endpoint)
+                                : url.status();
+  }
+}
+
+Status KmsClient::allow_region(std::string_view region) {
+  if (!valid_region(region)) {
+    return Status(Code::kInvalidArgument, "not a valid AWS region name");
+  }
+  std::lock_guard g(region_mu_);
+  if (std::find(allowed_.begin(), allowed_.end(), region) == allowed_.end()) {
+    allowed_.emplace_back(region);
+  }
+  return Status::Ok();
+}
+
+Status KmsClient::allow_key_arn(std::string_view key_arn) {
+  ASSIGN_OR_RETURN(KmsArn arn, parse_kms_arn(key_arn));
+  return allow_region(arn.region);
+}
+
+std::vector<std::string> KmsClient::allowed_regions() const {
+  std::lock_guard g(region_mu_);
+  return allowed_;
 }
 
 Result<std::string> KmsClient::region_for(std::string_view key_id) const {
-  std::string r = region_of_arn(key_id);
-  std::lock_guard g(region_mu_);
-  if (!r.empty()) {
-    if (learned_region_.empty()) learned_region_ = r;
-    return r;
+  if (key_id.starts_with("arn:")) {
+    ASSIGN_OR_RETURN(KmsArn arn, parse_kms_arn(key_id));
+    std::lock_guard g(region_mu_);
+    if (std::find(allowed_.begin(), allowed_.end(), arn.region) != allowed_.end()) return arn.region;
+    std::string allowed;
+    for (const std::string& r : allowed_) allowed += (allowed.empty() ? "" : ", ") + r;
+    // The ARN is well-formed (no spaces, no control characters), so it can be shown.
+    return Status(Code::kPermissionDenied,
+                  "refused KMS key " + std::string(key_id) + ": region " + arn.region +
+                      " is not one this client was configured for (" +
+                      (allowed.empty() ? std::string("none") : allowed) +
+                      "); pass --region or name the key to allow it");
   }
-  r = opts_.region.empty() ? learned_region_ : opts_.region;
-  if (r.empty()) {
+  RETURN_IF_ERROR(check_kms_key_name(key_id));
+  if (!opts_.region.empty()) {
+    if (!valid_region(opts_.region)) {
+      return Status(Code::kInvalidArgument,
+                    "the configured AWS region '" + opts_.region + "' is not a valid region name");
+    }
+    return opts_.region;
+  }
+  std::lock_guard g(region_mu_);
+  if (allowed_.empty()) {
     return Status(Code::kInvalidArgument,
                   "no AWS region for KMS key '" + std::string(key_id) +
                       "': pass --region, set AWS_REGION, or use the key ARN");
   }
-  return r;
+  return allowed_.front();
 }
 
 Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key_id,
                                      std::string body) {
   WipeOnExit wipe_body(body);
+  RETURN_IF_ERROR(endpoint_status_.with_context("KMS " + std::string(op)));
   ASSIGN_OR_RETURN(std::string region, region_for(key_id));
-  std::string endpoint = opts_.endpoint.empty() ? default_kms_endpoint(region) : opts_.endpoint;
+  // The host comes from the operator's endpoint, or from a checked region and its
+  // partition's DNS suffix: never from the key name's text.
+  std::string endpoint = opts_.endpoint;
+  if (endpoint.empty()) {
+    ASSIGN_OR_RETURN(endpoint, default_kms_endpoint(region));
+  }
   ASSIGN_OR_RETURN(Url url, parse_url(endpoint));
 
   Status last;
@@ -100,8 +147,17 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
       return r;
     }
 
-    ErrorAnswer err = parse_error(std::string_view(r->body.data(), r->body.size()));
+    const std::string_view body_text(r->body.data(), r->body.size());
+    ErrorAnswer err = parse_error(body_text);
     if (err.type.empty()) err.type = r->header("x-amzn-errortype");
+    if (err.type.empty() && err.message.empty()) {
+      // A proxy's or load balancer's page (HTML, XML, text): classified by the status
+      // alone, and never repeated (it can be large, multi-line, or say too much).
+      const size_t first = body_text.find_first_not_of(" \t\r\n");
+      if (first != std::string_view::npos && body_text[first] != '{') {
+        err.message = "not a KMS answer (an HTML, XML or text page: a proxy or load balancer?)";
+      }
+    }
     const std::string_view short_type = short_error_code(err.type);
     stats_->record(op, short_type.empty() ? "HTTP " + std::to_string(r->status) : std::string(short_type), seconds);
     last = map_kms_error(r->status, err.type, err.message, op, key_id);
@@ -117,9 +173,11 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
 
 Result<PlaintextAnswer> KmsClient::generate_data_key(const std::string& key_id,
                                                      const EncryptionContext& ctx) {
-  ASSIGN_OR_RETURN(HttpResponse r, call("GenerateDataKey", key_id, generate_data_key_body(key_id, ctx)));
+  ASSIGN_OR_RETURN(std::string body, generate_data_key_body(key_id, ctx));
+  ASSIGN_OR_RETURN(HttpResponse r, call("GenerateDataKey", key_id, std::move(body)));
   Result<PlaintextAnswer> a = parse_generate_data_key(r.body);
   wipe(r.body);
+  if (!a.ok()) return a.status().with_context("KMS GenerateDataKey");
   if (a.ok() && a->plaintext.size() != 32) {
     return Status(Code::kCorrupt, "KMS GenerateDataKey returned a " +
                                       std::to_string(a->plaintext.size()) + "-byte key, not 32");
@@ -129,9 +187,11 @@ Result<PlaintextAnswer> KmsClient::generate_data_key(const std::string& key_id,
 
 Result<PlaintextAnswer> KmsClient::decrypt(const std::string& key_id, ByteSpan blob,
                                            const EncryptionContext& ctx) {
-  ASSIGN_OR_RETURN(HttpResponse r, call("Decrypt", key_id, decrypt_body(key_id, blob, ctx)));
+  ASSIGN_OR_RETURN(std::string body, decrypt_body(key_id, blob, ctx));
+  ASSIGN_OR_RETURN(HttpResponse r, call("Decrypt", key_id, std::move(body)));
   Result<PlaintextAnswer> a = parse_decrypt(r.body);
   wipe(r.body);
+  if (!a.ok()) return a.status().with_context("KMS Decrypt");
   return a;
 }
 
@@ -140,24 +200,27 @@ Result<BlobAnswer> KmsClient::reencrypt(const std::string& source_key_id, ByteSp
                                         const std::string& dest_key_id,
                                         const EncryptionContext& dest_ctx) {
   // Sent to the destination key's region: ReEncrypt is a call on the destination key.
-  ASSIGN_OR_RETURN(HttpResponse r,
-                   call("ReEncrypt", dest_key_id,
-                        reencrypt_body(source_key_id, blob, source_ctx, dest_key_id, dest_ctx)));
-  return parse_blob_answer(r.body);
+  // The source key must be usable too: its name is in the request.
+  if (source_key_id.starts_with("arn:")) RETURN_IF_ERROR(region_for(source_key_id).status());
+  ASSIGN_OR_RETURN(std::string body,
+                   reencrypt_body(source_key_id, blob, source_ctx, dest_key_id, dest_ctx));
+  ASSIGN_OR_RETURN(HttpResponse r, call("ReEncrypt", dest_key_id, std::move(body)));
+  return with_op("ReEncrypt", parse_blob_answer(r.body));
 }
 
 Result<BlobAnswer> KmsClient::encrypt(const std::string& key_id, ByteSpan plaintext,
                                       const EncryptionContext& ctx) {
-  WipedString body = encrypt_body(key_id, plaintext, ctx);
+  ASSIGN_OR_RETURN(WipedString body, encrypt_body(key_id, plaintext, ctx));
   std::string copy(body.data(), body.size());  // call() wipes this copy once sent
   wipe(body);
   ASSIGN_OR_RETURN(HttpResponse r, call("Encrypt", key_id, std::move(copy)));
-  return parse_blob_answer(r.body);
+  return with_op("Encrypt", parse_blob_answer(r.body));
 }
 
 Result<KeyMetadata> KmsClient::describe_key(const std::string& key_id) {
-  ASSIGN_OR_RETURN(HttpResponse r, call("DescribeKey", key_id, describe_key_body(key_id)));
-  return parse_describe_key(r.body);
+  ASSIGN_OR_RETURN(std::string body, describe_key_body(key_id));
+  ASSIGN_OR_RETURN(HttpResponse r, call("DescribeKey", key_id, std::move(body)));
+  return with_op("DescribeKey", parse_describe_key(r.body));
 }
 
 }  // namespace kmsfs::aws

@@ -31,16 +31,70 @@ json context_json(const EncryptionContext& ctx) {
   return out;
 }
 
+// What dump() would throw on (type_error 316), checked first so that it never does.
+Status check_key_id(std::string_view what, std::string_view id) {
+  if (!is_utf8(id)) return Status(Code::kInvalidArgument, "KMS request: " + std::string(what) + " is not UTF-8");
+  if (has_control_chars(id)) {
+    return Status(Code::kInvalidArgument,
+                  "KMS request: " + std::string(what) + " contains control characters");
+  }
+  return Status::Ok();
+}
+
+Status check_context(const EncryptionContext& ctx) {
+  for (const auto& [k, v] : ctx.pairs()) {
+    if (!is_utf8(k) || !is_utf8(v)) {
+      return Status(Code::kInvalidArgument, "KMS request: encryption context is not UTF-8");
+    }
+  }
+  return Status::Ok();
+}
+
+// The last line of defence: nothing nlohmann throws leaves the request builder.
+template <typename Build>
+auto no_throw(Build build) -> decltype(build()) {
+  try {
+    return build();
+  } catch (const json::exception& e) {
+    return Status(Code::kInvalidArgument, std::string("KMS request: cannot encode JSON (nlohmann error ") +
+                                              std::to_string(e.id) + ")");
+  }
+}
+
 Result<json> parse_object(std::string_view body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  json j;
+  try {
+    j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  } catch (const json::exception&) {
+    return malformed("not a JSON object");
+  }
   if (j.is_discarded() || !j.is_object()) return malformed("not a JSON object");
   return j;
 }
 
 Result<std::string> string_field(const json& j, const char* name) {
   auto it = j.find(name);
-  if (it == j.end() || !it->is_string()) return malformed(std::string("no string ") + name);
-  return it->get<std::string>();
+  if (it == j.end() || it->is_null()) return malformed(std::string("no ") + name);
+  if (!it->is_string()) return malformed(std::string(name) + " is not a string");
+  return it->get_ref<const std::string&>();
+}
+
+// An optional string member: missing or null is "", any other non-string type too (an
+// answer's optional members are informational; the required ones are checked above).
+std::string optional_string(const json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && it->is_string() ? it->get_ref<const std::string&>() : std::string();
+}
+
+// One line, at most `max` bytes, control characters as '?'; never the whole of a body.
+std::string one_line(std::string_view s, size_t max = 200) {
+  std::string out;
+  for (char ch : s.substr(0, max)) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += c < 0x20 || c == 0x7F ? '?' : ch;
+  }
+  if (s.size() > max) out += "...";
+  return out;
 }
 
 Result<Bytes> blob_field(const json& j, const char* name) {
@@ -151,33 +205,52 @@ Result<Bytes> base64_decode(std::string_view b64) {
   return out;
 }
 
-std::string generate_data_key_body(std::string_view key_id, const EncryptionContext& ctx) {
-  return json{{"KeyId", key_id}, {"KeySpec", "AES_256"}, {"EncryptionContext", context_json(ctx)}}
-      .dump();
+Result<std::string> generate_data_key_body(std::string_view key_id, const EncryptionContext& ctx) {
+  RETURN_IF_ERROR(check_key_id("key id", key_id));
+  RETURN_IF_ERROR(check_context(ctx));
+  return no_throw([&]() -> Result<std::string> {
+    return json{{"KeyId", key_id}, {"KeySpec", "AES_256"}, {"EncryptionContext", context_json(ctx)}}
+        .dump();
+  });
 }
 
-std::string decrypt_body(std::string_view key_id, ByteSpan blob, const EncryptionContext& ctx) {
-  return json{{"KeyId", key_id},
-              {"CiphertextBlob", base64_encode(blob)},
-              {"EncryptionContext", context_json(ctx)}}
-      .dump();
+Result<std::string> decrypt_body(std::string_view key_id, ByteSpan blob, const EncryptionContext& ctx) {
+  RETURN_IF_ERROR(check_key_id("key id", key_id));
+  RETURN_IF_ERROR(check_context(ctx));
+  return no_throw([&]() -> Result<std::string> {
+    return json{{"KeyId", key_id},
+                {"CiphertextBlob", base64_encode(blob)},
+                {"EncryptionContext", context_json(ctx)}}
+        .dump();
+  });
 }
 
-std::string reencrypt_body(std::string_view source_key_id, ByteSpan blob,
-                           const EncryptionContext& source_ctx, std::string_view dest_key_id,
-                           const EncryptionContext& dest_ctx) {
-  return json{{"SourceKeyId", source_key_id},
-              {"CiphertextBlob", base64_encode(blob)},
-              {"SourceEncryptionContext", context_json(source_ctx)},
-              {"DestinationKeyId", dest_key_id},
-              {"DestinationEncryptionContext", context_json(dest_ctx)}}
-      .dump();
+Result<std::string> reencrypt_body(std::string_view source_key_id, ByteSpan blob,
+                                   const EncryptionContext& source_ctx, std::string_view dest_key_id,
+                                   const EncryptionContext& dest_ctx) {
+  RETURN_IF_ERROR(check_key_id("source key id", source_key_id));
+  RETURN_IF_ERROR(check_key_id("destination key id", dest_key_id));
+  RETURN_IF_ERROR(check_context(source_ctx));
+  RETURN_IF_ERROR(check_context(dest_ctx));
+  return no_throw([&]() -> Result<std::string> {
+    return json{{"SourceKeyId", source_key_id},
+                {"CiphertextBlob", base64_encode(blob)},
+                {"SourceEncryptionContext", context_json(source_ctx)},
+                {"DestinationKeyId", dest_key_id},
+                {"DestinationEncryptionContext", context_json(dest_ctx)}}
+        .dump();
+  });
 }
 
-WipedString encrypt_body(std::string_view key_id, ByteSpan plaintext, const EncryptionContext& ctx) {
+Result<WipedString> encrypt_body(std::string_view key_id, ByteSpan plaintext,
+                                 const EncryptionContext& ctx) {
+  RETURN_IF_ERROR(check_key_id("key id", key_id));
+  RETURN_IF_ERROR(check_context(ctx));
   // The non-secret members through nlohmann, the plaintext spliced in by hand so that it
   // only ever sits in wiped memory.
-  std::string head = json{{"KeyId", key_id}, {"EncryptionContext", context_json(ctx)}}.dump();
+  ASSIGN_OR_RETURN(std::string head, no_throw([&]() -> Result<std::string> {
+                     return json{{"KeyId", key_id}, {"EncryptionContext", context_json(ctx)}}.dump();
+                   }));
   WipedString b64 = base64_encode_secret(plaintext);
   WipeOnExit wipe_b64(b64);
   WipedString out;
@@ -189,10 +262,22 @@ WipedString encrypt_body(std::string_view key_id, ByteSpan plaintext, const Encr
   return out;
 }
 
-std::string describe_key_body(std::string_view key_id) { return json{{"KeyId", key_id}}.dump(); }
+Result<std::string> describe_key_body(std::string_view key_id) {
+  RETURN_IF_ERROR(check_key_id("key id", key_id));
+  return no_throw([&]() -> Result<std::string> { return json{{"KeyId", key_id}}.dump(); });
+}
+
+namespace {
+// A 200 without its Plaintext is a malformed answer (kCorrupt), not a missing key.
+Result<SecureBuffer> required_plaintext(WipedString& body) {
+  Result<SecureBuffer> pt = take_base64_field(body, "Plaintext");
+  if (pt.status().code() == Code::kNotFound) return malformed("no Plaintext");
+  return pt;
+}
+}  // namespace
 
 Result<PlaintextAnswer> parse_generate_data_key(WipedString& body) {
-  ASSIGN_OR_RETURN(SecureBuffer pt, take_base64_field(body, "Plaintext"));
+  ASSIGN_OR_RETURN(SecureBuffer pt, required_plaintext(body));
   ASSIGN_OR_RETURN(json j, parse_object(std::string_view(body.data(), body.size())));
   PlaintextAnswer a{std::move(pt), {}, {}};
   ASSIGN_OR_RETURN(a.blob, blob_field(j, "CiphertextBlob"));
@@ -201,7 +286,7 @@ Result<PlaintextAnswer> parse_generate_data_key(WipedString& body) {
 }
 
 Result<PlaintextAnswer> parse_decrypt(WipedString& body) {
-  ASSIGN_OR_RETURN(SecureBuffer pt, take_base64_field(body, "Plaintext"));
+  ASSIGN_OR_RETURN(SecureBuffer pt, required_plaintext(body));
   ASSIGN_OR_RETURN(json j, parse_object(std::string_view(body.data(), body.size())));
   PlaintextAnswer a{std::move(pt), {}, {}};
   ASSIGN_OR_RETURN(a.key_id, string_field(j, "KeyId"));
@@ -224,26 +309,34 @@ Result<KeyMetadata> parse_describe_key(const WipedString& body) {
   KeyMetadata k;
   ASSIGN_OR_RETURN(k.arn, string_field(m, "Arn"));
   ASSIGN_OR_RETURN(k.key_id, string_field(m, "KeyId"));
+  k.key_state = optional_string(m, "KeyState");
+  k.key_usage = optional_string(m, "KeyUsage");
+  k.key_spec = optional_string(m, "KeySpec");
+  if (k.key_spec.empty()) k.key_spec = optional_string(m, "CustomerMasterKeySpec");
+  // Optional in the KMS model: without it, the state says whether the key is enabled.
   auto en = m.find("Enabled");
-  if (en == m.end() || !en->is_boolean()) return malformed("no boolean Enabled");
-  k.enabled = en->get<bool>();
-  k.key_state = m.value("KeyState", "");
-  k.key_usage = m.value("KeyUsage", "");
-  k.key_spec = m.value("KeySpec", m.value("CustomerMasterKeySpec", ""));
+  if (en != m.end() && en->is_boolean()) {
+    k.enabled = en->get<bool>();
+  } else if (en == m.end() || en->is_null()) {
+    k.enabled = k.key_state == "Enabled";
+  } else {
+    return malformed("Enabled is not a boolean");
+  }
   return k;
 }
 
 ErrorAnswer parse_error(std::string_view body) {
   ErrorAnswer e;
-  json j = json::parse(body, nullptr, false);
+  json j;
+  try {
+    j = json::parse(body, nullptr, false);
+  } catch (const json::exception&) {
+    return e;
+  }
   if (j.is_discarded() || !j.is_object()) return e;
-  auto str = [&](const char* name) {
-    auto it = j.find(name);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  e.type = str("__type");
-  e.message = str("message");
-  if (e.message.empty()) e.message = str("Message");
+  e.type = one_line(optional_string(j, "__type"), 100);
+  e.message = one_line(optional_string(j, "message"));
+  if (e.message.empty()) e.message = one_line(optional_string(j, "Message"));
   return e;
 }
 

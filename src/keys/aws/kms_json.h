@@ -29,15 +29,18 @@ std::string base64_encode(ByteSpan bytes);
 WipedString base64_encode_secret(ByteSpan bytes);
 Result<Bytes> base64_decode(std::string_view b64);
 
-// Request bodies. The context always goes as a JSON object of strings.
-std::string generate_data_key_body(std::string_view key_id, const EncryptionContext& ctx);
-std::string decrypt_body(std::string_view key_id, ByteSpan blob, const EncryptionContext& ctx);
-std::string reencrypt_body(std::string_view source_key_id, ByteSpan blob,
-                           const EncryptionContext& source_ctx, std::string_view dest_key_id,
-                           const EncryptionContext& dest_ctx);
+// Request bodies. The context always goes as a JSON object of strings. Never throw: a key
+// id or context key/value that is not UTF-8 (JSON strings cannot carry it) or a key id
+// with control characters is kInvalidArgument, and any nlohmann exception is caught here.
+Result<std::string> generate_data_key_body(std::string_view key_id, const EncryptionContext& ctx);
+Result<std::string> decrypt_body(std::string_view key_id, ByteSpan blob, const EncryptionContext& ctx);
+Result<std::string> reencrypt_body(std::string_view source_key_id, ByteSpan blob,
+                                   const EncryptionContext& source_ctx, std::string_view dest_key_id,
+                                   const EncryptionContext& dest_ctx);
 // Carries the plaintext (base64): the caller wipes it once sent.
-WipedString encrypt_body(std::string_view key_id, ByteSpan plaintext, const EncryptionContext& ctx);
-std::string describe_key_body(std::string_view key_id);
+Result<WipedString> encrypt_body(std::string_view key_id, ByteSpan plaintext,
+                                 const EncryptionContext& ctx);
+Result<std::string> describe_key_body(std::string_view key_id);
 
 struct KeyMetadata {
   std::string arn;
@@ -58,7 +61,9 @@ struct BlobAnswer {
   std::string key_id;
 };
 
-// kCorrupt ("malformed KMS answer") when a field is missing or of the wrong type.
+// kCorrupt ("malformed KMS answer") when a required field is missing, null or of the wrong
+// type. Optional fields may be missing or null, unknown fields are ignored (as the AWS SDKs
+// do). Never throw.
 Result<PlaintextAnswer> parse_generate_data_key(WipedString& body);
 Result<PlaintextAnswer> parse_decrypt(WipedString& body);
 Result<BlobAnswer> parse_blob_answer(const WipedString& body);  // Encrypt, ReEncrypt
@@ -68,7 +73,9 @@ struct ErrorAnswer {
   std::string type;  // "__type"
   std::string message;
 };
-// Best effort: an unparsable error body gives an empty type and message.
+// Best effort: an unparsable error body (an HTML or XML page from a proxy or load
+// balancer) gives an empty type and message. The message is cut to one line of at most
+// 200 characters, control characters replaced. Never throws.
 ErrorAnswer parse_error(std::string_view body);
 
 }  // namespace kmsfs::aws

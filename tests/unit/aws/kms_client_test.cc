@@ -86,18 +86,25 @@ TEST(KmsClient, DecryptRequestShape) {
 
 TEST(KmsClient, RegionAndEndpoint) {
   EXPECT_EQ(region_of_arn(kArn), "eu-west-1");
-  EXPECT_EQ(region_of_arn("arn:aws-cn:kms:cn-north-1:1:alias/x"), "cn-north-1");
+  EXPECT_EQ(region_of_arn("arn:aws-cn:kms:cn-north-1:111122223333:alias/x"), "cn-north-1");
+  EXPECT_EQ(region_of_arn("arn:aws-cn:kms:cn-north-1:1:alias/x"), "");  // account: 12 digits
   EXPECT_EQ(region_of_arn("alias/x"), "");
   EXPECT_EQ(region_of_arn("arn:aws:kms"), "");
-  EXPECT_EQ(default_kms_endpoint("us-east-2"), "https://kms.us-east-2.amazonaws.com");
-  EXPECT_EQ(default_kms_endpoint("cn-north-1"), "https://kms.cn-north-1.amazonaws.com.cn");
+  EXPECT_EQ(*default_kms_endpoint("us-east-2"), "https://kms.us-east-2.amazonaws.com");
+  EXPECT_EQ(*default_kms_endpoint("cn-north-1"), "https://kms.cn-north-1.amazonaws.com.cn");
 
-  Rig none("");  // no region configured
+  Rig none("");  // no region configured, none allowed
   EXPECT_EQ(none.client->region_for("alias/x").status().code(), Code::kInvalidArgument);
+  // A key ARN does not teach the client its region any more (headers are untrusted)...
+  EXPECT_EQ(none.client->region_for(kArn).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(none.client->region_for("alias/x").status().code(), Code::kInvalidArgument);
+  // ...the operator allows it, and key ids and aliases then go there too.
+  ASSERT_TRUE(none.client->allow_key_arn(kArn).ok());
   EXPECT_EQ(*none.client->region_for(kArn), "eu-west-1");
-  EXPECT_EQ(*none.client->region_for("alias/x"), "eu-west-1");  // learned from the ARN
+  EXPECT_EQ(*none.client->region_for("alias/x"), "eu-west-1");
 
   Rig other("us-east-1", "http://127.0.0.1:4566/kms");
+  ASSERT_TRUE(other.client->allow_region("eu-west-1").ok());
   other.http->answer(200, R"({"KeyMetadata":{"Arn":")" + kArn + R"(","KeyId":"k","Enabled":true}})");
   ASSERT_TRUE(other.client->describe_key(kArn).ok());
   const HttpCall& c = other.http->calls[0];

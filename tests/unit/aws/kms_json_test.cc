@@ -69,23 +69,23 @@ TEST(KmsJson, RequestBodies) {
   EncryptionContext ctx;
   ASSERT_TRUE(ctx.set("kmsfs:fs-id", "00ff").ok());
   ASSERT_TRUE(ctx.set("team", "ops").ok());
-  auto j = nlohmann::json::parse(decrypt_body("arn:k", Bytes{1, 2, 3}, ctx));
+  auto j = nlohmann::json::parse(*decrypt_body("arn:k", Bytes{1, 2, 3}, ctx));
   EXPECT_EQ(j["KeyId"], "arn:k");
   EXPECT_EQ(j["CiphertextBlob"], "AQID");
   EXPECT_EQ(j["EncryptionContext"]["kmsfs:fs-id"], "00ff");
   EXPECT_EQ(j["EncryptionContext"]["team"], "ops");
 
-  j = nlohmann::json::parse(generate_data_key_body("arn:k", ctx));
+  j = nlohmann::json::parse(*generate_data_key_body("arn:k", ctx));
   EXPECT_EQ(j["KeySpec"], "AES_256");
   EXPECT_EQ(j["EncryptionContext"].size(), 2u);
 
-  j = nlohmann::json::parse(reencrypt_body("arn:a", Bytes{9}, ctx, "arn:b", ctx));
+  j = nlohmann::json::parse(*reencrypt_body("arn:a", Bytes{9}, ctx, "arn:b", ctx));
   EXPECT_EQ(j["SourceKeyId"], "arn:a");
   EXPECT_EQ(j["DestinationKeyId"], "arn:b");
   EXPECT_EQ(j["SourceEncryptionContext"], j["DestinationEncryptionContext"]);
 
   Bytes pt = {0, 1, 2, 3};
-  WipedString enc = encrypt_body("arn:k", pt, ctx);
+  WipedString enc = *encrypt_body("arn:k", pt, ctx);
   j = nlohmann::json::parse(std::string_view(enc.data(), enc.size()));
   EXPECT_EQ(j["Plaintext"], "AAECAw==");
   EXPECT_EQ(j["KeyId"], "arn:k");
@@ -94,7 +94,7 @@ TEST(KmsJson, RequestBodies) {
   // Context values are JSON-escaped, not spliced.
   EncryptionContext tricky;
   ASSERT_TRUE(tricky.set("a\"b", "c\\d\n").ok());
-  j = nlohmann::json::parse(generate_data_key_body("k", tricky));
+  j = nlohmann::json::parse(*generate_data_key_body("k", tricky));
   EXPECT_EQ(j["EncryptionContext"]["a\"b"], "c\\d\n");
 }
 
@@ -120,6 +120,87 @@ TEST(KmsJson, DescribeKeyAndErrors) {
   EXPECT_EQ(e.message, "M");
   e = parse_error("<html>");
   EXPECT_EQ(e.type, "");
+}
+
+// What the AWS SDKs accept: null or missing optional members, unknown members. Required
+// members missing or null are a clear kCorrupt; nothing throws.
+TEST(KmsJson, TolerantAnswers) {
+  WipedString body = ws(R"({"KeyMetadata":{"Arn":"arn:aws:kms:r:1:key/k","KeyId":"k","Enabled":null,)"
+                        R"("KeyState":"Enabled","KeyUsage":null,"KeySpec":null,"CustomerMasterKeySpec":"SYMMETRIC_DEFAULT",)"
+                        R"("Description":null,"MultiRegionConfiguration":{"X":[1,null]},"NewThing":7},"Extra":null})");
+  Result<KeyMetadata> m = parse_describe_key(body);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_TRUE(m->enabled);  // from KeyState
+  EXPECT_EQ(m->key_usage, "");
+  EXPECT_EQ(m->key_spec, "SYMMETRIC_DEFAULT");
+  WipedString no_enabled = ws(R"({"KeyMetadata":{"Arn":"a","KeyId":"k","KeyState":"Disabled"}})");
+  ASSERT_TRUE(parse_describe_key(no_enabled).ok());
+  EXPECT_FALSE(parse_describe_key(no_enabled)->enabled);
+  WipedString bad_enabled = ws(R"({"KeyMetadata":{"Arn":"a","KeyId":"k","Enabled":"yes"}})");
+  EXPECT_EQ(parse_describe_key(bad_enabled).status().code(), Code::kCorrupt);
+  WipedString null_arn = ws(R"({"KeyMetadata":{"Arn":null,"KeyId":"k","Enabled":true}})");
+  Status s = parse_describe_key(null_arn).status();
+  EXPECT_EQ(s.code(), Code::kCorrupt);
+  EXPECT_NE(s.message().find("no Arn"), std::string::npos) << s.message();
+
+  WipedString dec = ws(R"({"KeyId":"arn:k","Plaintext":")" + kKey32B64 +
+                       R"(","EncryptionAlgorithm":null,"KeyMaterialId":null,"CiphertextForRecipient":null,"Z":{}})");
+  ASSERT_TRUE(parse_decrypt(dec).ok());
+  WipedString gen = ws(R"({"KeyId":"arn:k","Plaintext":")" + kKey32B64 + R"(","CiphertextBlob":null})");
+  s = parse_generate_data_key(gen).status();
+  EXPECT_EQ(s.code(), Code::kCorrupt);
+  EXPECT_NE(s.message().find("no CiphertextBlob"), std::string::npos) << s.message();
+  WipedString null_key = ws(R"({"KeyId":null,"CiphertextBlob":"AQID"})");
+  EXPECT_EQ(parse_blob_answer(null_key).status().code(), Code::kCorrupt);
+  WipedString num_key = ws(R"({"KeyId":5,"CiphertextBlob":"AQID"})");
+  EXPECT_EQ(parse_blob_answer(num_key).status().code(), Code::kCorrupt);
+  WipedString null_pt = ws(R"({"KeyId":"arn:k","Plaintext":null})");
+  EXPECT_EQ(parse_decrypt(null_pt).status().code(), Code::kCorrupt);
+  for (const char* junk : {"<html><body>502 Bad Gateway</body></html>", "<?xml version=\"1.0\"?><Error/>",
+                           "", "null", "[]", "\xff\xfe{", "{\"KeyId\":\"\xff\"}"}) {
+    WipedString j = ws(junk);
+    EXPECT_EQ(parse_blob_answer(j).status().code(), Code::kCorrupt) << junk;
+    EXPECT_EQ(parse_describe_key(j).status().code(), Code::kCorrupt) << junk;
+    WipedString j2 = ws(junk);
+    EXPECT_FALSE(parse_decrypt(j2).ok()) << junk;
+    EXPECT_EQ(parse_error(junk).type, "") << junk;
+  }
+  // An error message is one bounded line.
+  ErrorAnswer e = parse_error(R"({"__type":"X","message":"line1\nline2)" + std::string(500, 'm') + R"("})");
+  EXPECT_EQ(e.message.find('\n'), std::string::npos);
+  EXPECT_LE(e.message.size(), 203u);
+  e = parse_error(R"({"__type":null,"message":5})");
+  EXPECT_EQ(e.type, "");
+  EXPECT_EQ(e.message, "");
+}
+
+// A key id or context that JSON cannot carry is a Status from the builder, never a throw
+// (nlohmann's dump() throws type_error 316 on invalid UTF-8).
+TEST(KmsJson, BuildersRefuseNonUtf8WithoutThrowing) {
+  EncryptionContext ctx;
+  ASSERT_TRUE(ctx.set("kmsfs:fs-id", "00ff").ok());
+  const std::string bad_ids[] = {std::string("arn:aws:kms:us-east-1:111122223333:key/\xff"),
+                                 std::string("\xc0\xaf"), std::string("a\xed\xa0\x80"),
+                                 std::string("k\nInjected log line"), std::string("k\0k", 3)};
+  for (const std::string& id : bad_ids) {
+    EXPECT_NO_THROW({
+      EXPECT_EQ(decrypt_body(id, Bytes{1}, ctx).status().code(), Code::kInvalidArgument);
+      EXPECT_EQ(generate_data_key_body(id, ctx).status().code(), Code::kInvalidArgument);
+      EXPECT_EQ(describe_key_body(id).status().code(), Code::kInvalidArgument);
+      EXPECT_EQ(encrypt_body(id, Bytes{1}, ctx).status().code(), Code::kInvalidArgument);
+      EXPECT_EQ(reencrypt_body("arn:a", Bytes{1}, ctx, id, ctx).status().code(), Code::kInvalidArgument);
+      EXPECT_EQ(reencrypt_body(id, Bytes{1}, ctx, "arn:b", ctx).status().code(), Code::kInvalidArgument);
+    });
+  }
+  // EncryptionContext::set refuses non-UTF-8 too, so a context cannot even hold it.
+  EncryptionContext c2;
+  EXPECT_EQ(c2.set("k", "\xff").code(), Code::kInvalidArgument);
+  EXPECT_EQ(c2.set("\xfe", "v").code(), Code::kInvalidArgument);
+  // Non-ASCII but valid UTF-8 is fine.
+  EXPECT_TRUE(c2.set("team", "\xc3\xa9quipe").ok());
+  Result<std::string> b = decrypt_body("k", Bytes{1}, c2);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(nlohmann::json::parse(*b)["EncryptionContext"]["team"], "\xc3\xa9quipe");
 }
 
 TEST(KmsJson, Base64) {

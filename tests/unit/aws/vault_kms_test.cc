@@ -23,7 +23,8 @@ const std::string kFileKey = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";  //
 
 std::unique_ptr<KeyProviders> providers_over(std::shared_ptr<FakeTransport> http) {
   KmsClientOptions o;
-  o.region = "";  // learned from the ARN, as a mount without --region does
+  o.region = "";  // none configured: the operator named the key, so its region is allowed
+  o.allowed_regions = {"eu-west-1"};
   o.sleep = [](std::chrono::milliseconds) {};
   auto client = std::make_shared<KmsClient>(
       http, make_static_provider(Credentials::make("AKIDTEST", "sekrit")), std::move(o));

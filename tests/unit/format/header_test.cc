@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "format_fixture.h"
 
 namespace kmsfs {
@@ -167,6 +169,112 @@ TEST(Header, TruncatedOrForeignInput) {
   auto h = parse_header(no_slots);
   EXPECT_EQ(h.status().code(), Code::kCorrupt);
   EXPECT_NE(h.status().message().find("no valid key slot"), std::string::npos);
+}
+
+// Key references and encryption contexts come from the backing directory, which an
+// attacker may write. A key id that is not UTF-8 (JSON, so KMS requests, cannot carry it)
+// or holds control characters (it is logged), and a context that is not UTF-8, are
+// refused when the header is read: kCorrupt, so the file is EIO, never a crash later.
+TEST(Header, KeyRefMustBeUtf8WithoutControlCharacters) {
+  TestFile t;
+  Bytes good = t.backing->peek(0, header::kSize);
+  struct Case {
+    std::string key_id;
+    const char* says;
+  };
+  for (const Case& c : {Case{"arn:aws:kms:us-east-1:111122223333:key/\xff", "not UTF-8"},
+                        Case{"\xc0\xaf", "not UTF-8"},             // overlong '/'
+                        Case{"a\xed\xa0\x80", "not UTF-8"},       // surrogate
+                        Case{"a\xf4\x90\x80\x80", "not UTF-8"},  // past U+10FFFF
+                        Case{"a\xe2\x82", "not UTF-8"},            // truncated
+                        Case{"main\nforged log line", "control characters"},
+                        Case{std::string("ma\0in", 5), "control characters"},
+                        Case{"k\x1b[31m", "control characters"},
+                        Case{"k\xc2\x85", "control characters"}}) {  // U+0085 (NEL)
+    HeaderSlot s;
+    s.seq = 9;
+    s.key = KeyRef{ProviderId::kAwsKms, c.key_id, 0};
+    s.wrapped_dek = {1, 2, 3};
+    Result<Bytes> slot = encode_slot(s);
+    ASSERT_TRUE(slot.ok()) << slot.status().message();
+    // One bad slot: the other is used and the problem noted.
+    Bytes raw = good;
+    std::copy(slot->begin(), slot->end(), raw.begin() + header::kSlotOffset[1]);
+    auto h = parse_header(raw);
+    ASSERT_TRUE(h.ok()) << h.status().message();
+    EXPECT_FALSE(h->slots[1].has_value());
+    EXPECT_NE(h->slot_problem[1].find(c.says), std::string::npos) << h->slot_problem[1];
+    // Both bad: the file is corrupt, with the reason.
+    std::copy(slot->begin(), slot->end(), raw.begin() + header::kSlotOffset[0]);
+    h = parse_header(raw);
+    EXPECT_EQ(h.status().code(), Code::kCorrupt);
+    EXPECT_NE(h.status().message().find("header: key reference"), std::string::npos) << h.status().message();
+    EXPECT_NE(h.status().message().find(c.says), std::string::npos) << h.status().message();
+  }
+  // Non-ASCII UTF-8 is allowed (the AWS provider then refuses it as a key name).
+  HeaderSlot s;
+  s.seq = 9;
+  s.key = KeyRef{ProviderId::kKeyring, "cl\xc3\xa9", 1};
+  s.wrapped_dek = {1};
+  Bytes raw = good;
+  Bytes slot = *encode_slot(s);
+  std::copy(slot.begin(), slot.end(), raw.begin() + header::kSlotOffset[1]);
+  auto h = parse_header(raw);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(h->slots[1].has_value()) << h->slot_problem[1];
+  EXPECT_EQ(h->slots[1]->key.key_id, "cl\xc3\xa9");
+}
+
+TEST(Header, EncryptionContextMustBeUtf8) {
+  // Encode a valid context, then turn its value into bytes that are not UTF-8.
+  FileHeader fh;
+  ASSERT_TRUE(fh.context.set("team", "QQQQ").ok());
+  HeaderSlot s;
+  s.seq = 1;
+  s.key = KeyRef{ProviderId::kKeyring, "k", 1};
+  s.wrapped_dek = {9};
+  Bytes raw(header::kSize, 0);
+  Bytes imm = *encode_immutable(fh, Bytes(32, 0));
+  Bytes slot = *encode_slot(s);
+  std::copy(imm.begin(), imm.end(), raw.begin());
+  std::copy(slot.begin(), slot.end(), raw.begin() + header::kSlotOffset[0]);
+  ASSERT_TRUE(parse_header(raw).ok());
+  auto at = std::search(raw.begin(), raw.end(), std::begin("QQQQ"), std::end("QQQQ") - 1);
+  ASSERT_NE(at, raw.end());
+  for (std::string_view bad : {"\xff\xfe\xfd\xfc", "\xc3(QQ", "Q\xed\xb0\x80"}) {
+    std::copy(bad.begin(), bad.end(), at);
+    auto h = parse_header(raw);
+    EXPECT_EQ(h.status().code(), Code::kCorrupt);
+    EXPECT_NE(h.status().message().find("header: encryption context: a key or value is not UTF-8"),
+              std::string::npos)
+        << h.status().message();
+  }
+  // The same through the decoder and the setter.
+  EncryptionContext ok;
+  ASSERT_TRUE(ok.set("k", "v\xc3\xa9").ok());
+  Bytes canon = ok.canonical();
+  canon.back() = 0xff;  // now "v\xc3\xff"
+  EXPECT_EQ(EncryptionContext::decode(canon).status().code(), Code::kCorrupt);
+  EncryptionContext c;
+  EXPECT_EQ(c.set("k", "\xff").code(), Code::kInvalidArgument);
+  EXPECT_EQ(c.set("\x80", "v").code(), Code::kInvalidArgument);
+}
+
+TEST(KeyRefText, Utf8AndControlCharacters) {
+  for (std::string_view ok : {"", "ascii", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x94\x91", "\xef\xbf\xbf",
+                              "\xf4\x8f\xbf\xbf"}) {
+    EXPECT_TRUE(is_utf8(ok)) << ok;
+  }
+  for (std::string_view bad : {"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xe0\x9f\xbf",
+                               "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x80\x80\x80", "\xf4\x90\x80\x80",
+                               "\xf5\x80\x80\x80", "\xff", "\xc3", "\xe2\x82", "\xf0\x9f\x94", "a\xc3 "}) {
+    EXPECT_FALSE(is_utf8(bad)) << ::testing::PrintToString(std::string(bad));
+  }
+  EXPECT_FALSE(has_control_chars("arn:aws:kms:us-east-1:111122223333:key/k \xc3\xa9"));
+  for (std::string_view bad : {"\n", "\t", "\x7f", "\x1b", "\xc2\x80", "\xc2\x9f"}) {
+    EXPECT_TRUE(has_control_chars(bad)) << ::testing::PrintToString(std::string(bad));
+  }
+  EXPECT_TRUE(has_control_chars(std::string_view("a\0b", 3)));
 }
 
 }  // namespace
