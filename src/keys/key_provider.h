@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "base/bytes.h"
 #include "base/status.h"
@@ -53,6 +54,15 @@ class KeyProvider {
   // providers on its own threads (callers wait with a deadline) and those of local ones
   // in the caller's thread (a hand-off would cost more than the unwrap).
   virtual bool remote() const { return false; }
+
+  // The operator trusts these keys of this provider (exact key ids: a trust record, a key
+  // named on the command line). A provider that confines where it sends requests (the AWS
+  // one: only to allowed Regions) opens up for them; never called with a key read from
+  // the backing directory.
+  virtual Status allow_keys(const std::vector<std::string>& key_ids) {
+    (void)key_ids;
+    return Status::Ok();
+  }
 
   // Picks up key changes made outside this process (a keyring file changed by `kmsfs
   // keyring rotate` while a mount runs). Remote providers see changes on every call.

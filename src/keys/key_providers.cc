@@ -45,6 +45,7 @@ void KeyProviders::add(std::unique_ptr<KeyProvider> p) {
   std::lock_guard lock(mu_);
   ProviderId id = p->id();
   checked_.erase(id);
+  inform_locked(id, *p);
   providers_[id] = std::move(p);
 }
 
@@ -59,6 +60,7 @@ Result<KeyProvider*> KeyProviders::raw_locked(ProviderId id) {
   ASSIGN_OR_RETURN(auto p, factory_(id));
   KeyProvider* raw = p.get();
   providers_[id] = std::move(p);
+  inform_locked(id, *raw);
   return raw;
 }
 
@@ -89,15 +91,29 @@ std::vector<std::pair<ProviderId, const RequestStats*>> KeyProviders::request_st
   return out;
 }
 
+void KeyProviders::inform_locked(ProviderId id, KeyProvider& p) {
+  if (!trust_) return;
+  std::vector<std::string> ids;
+  for (const auto& k : trust_->keys())
+    if (k.provider == id) ids.push_back(k.key_id);
+  if (ids.empty()) return;
+  Status s = p.allow_keys(ids);
+  // A trusted key the provider cannot take (a malformed ARN in a record) only means
+  // requests for it are refused later, with the provider's own message.
+  (void)s;
+}
+
 void KeyProviders::set_trust(KeyTrust trust) {
   std::lock_guard lock(mu_);
   trust_ = std::move(trust);
+  for (auto& [id, p] : providers_) inform_locked(id, *p);
 }
 
 void KeyProviders::trust_key(const TrustedKey& k) {
   std::lock_guard lock(mu_);
   if (!trust_) return;
   trust_->add(k);
+  if (auto it = providers_.find(k.provider); it != providers_.end()) inform_locked(k.provider, *it->second);
 }
 
 Result<KeyRef> KeyProviders::resolve_operator_spec(ProviderId id, std::string_view spec) {
@@ -108,6 +124,8 @@ Result<KeyRef> KeyProviders::resolve_operator_spec(ProviderId id, std::string_vi
   }
   // A keyring changed on disk since the provider was opened (a new version) must be seen.
   RETURN_IF_ERROR(raw->refresh());
+  // The operator named it: an ARN's Region may be asked.
+  RETURN_IF_ERROR(raw->allow_keys({std::string(spec)}));
   ASSIGN_OR_RETURN(KeyRef ref, raw->resolve(spec));
   trust_key({ref.provider, ref.key_id});
   return ref;

@@ -58,6 +58,8 @@ class KeyProviders {
   std::map<ProviderId, std::unique_ptr<KeyProvider>> providers_;  // under mu_
   std::map<ProviderId, std::unique_ptr<Checked>> checked_;        // under mu_
   std::optional<KeyTrust> trust_;                                 // under mu_
+  // Tells a provider which of its keys are trusted (KeyProvider::allow_keys).
+  void inform_locked(ProviderId id, KeyProvider& p);
   Result<KeyProvider*> raw_locked(ProviderId id);
 };
 

@@ -64,6 +64,12 @@ class AwsKmsProvider final : public KeyProvider {
   // opened; a key reference read from a header must never be passed here.
   Status allow_region(std::string_view region) { return client_->allow_region(region); }
   Status allow_key(std::string_view key_arn) { return client_->allow_key_arn(key_arn); }
+  // Every ARN among them (a key id or alias names no Region and needs none allowed).
+  Status allow_keys(const std::vector<std::string>& key_ids) override {
+    for (const auto& k : key_ids)
+      if (k.starts_with("arn:")) RETURN_IF_ERROR(client_->allow_key_arn(k));
+    return Status::Ok();
+  }
   const RequestStats* request_stats() const override { return &client_->stats(); }
 
  private:
