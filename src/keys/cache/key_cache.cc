@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "crypto/kdf.h"
+#include "keys/call_priority.h"
 
 namespace kmsfs {
 
@@ -235,6 +236,9 @@ void KeyCache::fetch_worker(std::stop_token st) {
 void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f) {
   Result<SecureBuffer> r = [&]() -> Result<SecureBuffer> {
     ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(f->ref.provider));
+    // A refresh ahead of expiry is work nobody waits on: one attempt, and none while the
+    // KMS's breaker is open (the key stays valid until its TTL; a reader then asks).
+    CallPriorityScope priority(f->refresh ? CallPriority::kBackground : CallPriority::kUser);
     return p->unwrap(f->ref, f->wrapped, f->ctx);
   }();
   std::shared_ptr<const SecureBuffer> key;
