@@ -45,8 +45,6 @@ struct DataKeyPoolOptions {
   size_t initial_target = 16;
   size_t fillers = 16;  // concurrent provider calls while filling (16 at 10 ms: 1,600 keys/s)
   std::chrono::milliseconds ttl{std::chrono::seconds(300)};
-  // Unused since filling stops at a failure (kept so option sets still compile).
-  std::chrono::milliseconds failure_backoff{std::chrono::seconds(1)};
 };
 
 struct DataKeyPoolStats {
