@@ -301,6 +301,19 @@ TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
   EXPECT_EQ(sample("kmsfs_key_cache_keys"), 1);
   EXPECT_GE(sample("kmsfs_key_cache_evictions_total"), 5);
   EXPECT_GE(sample("kmsfs_kms_request_duration_seconds_count"), 7);
+  // The load control, on a KMS that answered everything: breaker closed, quota full.
+  int breakers = 0;
+  for (const auto& [k, val] : m) {
+    if (!k.starts_with("kmsfs_kms_breaker_state{")) continue;
+    ++breakers;
+    EXPECT_EQ(val, 0) << k;
+  }
+  EXPECT_EQ(breakers, 1);
+  EXPECT_EQ(sample("kmsfs_kms_breaker_opened_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_breaker_rejected_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_throttled_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_retries_refused_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_retry_quota"), 500);
   EXPECT_EQ(v.unmount(), 0);
   EXPECT_EQ(kmsfs({"stats", v.mnt()}, /*check=*/false).exit_code, 3) << "stats of an unmounted path must fail";
 }
