@@ -33,6 +33,13 @@ std::string human_stats(const json& j) {
   for (const auto& r : k["requests"])
     t += fmt::format("  {:<32} {:<28} {}\n", r.value("operation", ""), r.value("result", ""), r.value("count", 0));
   for (const auto& [op, n] : k["retries"].items()) t += fmt::format("  retried {:<24} {}\n", op, n.get<uint64_t>());
+  if (k.value("throttled", 0) > 0 || k.value("breaker_opened", 0) > 0 || k.value("retries_refused", 0) > 0)
+    t += fmt::format("  throttled {}, retries refused (quota spent) {}, breaker opened {} times, calls not sent {}\n",
+                     k.value("throttled", 0), k.value("retries_refused", 0), k.value("breaker_opened", 0),
+                     k.value("breaker_rejected", 0));
+  if (k.contains("breakers"))
+    for (const auto& [endpoint, state] : k["breakers"].items())
+      if (state != "closed") t += fmt::format("  circuit breaker {} for {}: calls fail fast\n", state.get<std::string>(), endpoint);
   const json& l = k["latency_seconds"];
   if (l.value("count", 0) > 0)
     t += fmt::format("  mean latency {:.1f} ms over {} requests\n", 1000 * l.value("sum", 0.0) / l.value("count", 1),

@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "keys/circuit_breaker.h"
+
 #include "control/rotation_control.h"
 
 namespace kmsfs {
@@ -20,6 +24,12 @@ RequestStats::Snapshot merged(KeyProviders& providers) {
     for (size_t i = 0; i < all.buckets.size(); ++i) all.buckets[i] += s.buckets[i];
     all.latency_sum += s.latency_sum;
     all.latency_count += s.latency_count;
+    all.throttled += s.throttled;
+    all.retries_refused += s.retries_refused;
+    all.breaker_opened += s.breaker_opened;
+    all.breaker_rejected += s.breaker_rejected;
+    if (s.retry_quota >= 0) all.retry_quota = all.retry_quota < 0 ? s.retry_quota : std::min(all.retry_quota, s.retry_quota);
+    for (const auto& [k, v] : s.breaker_state) all.breaker_state[k] = std::max(all.breaker_state[k], v);
   }
   return all;
 }
@@ -99,8 +109,17 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
         {"requests_total", r.total_requests()},
         {"retries", r.retries},
         {"latency_seconds", {{"buckets", buckets}, {"sum", r.latency_sum}, {"count", r.latency_count}}},
-        {"estimated_cost_usd", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest}}},
+        {"estimated_cost_usd", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest},
+        {"throttled", r.throttled},
+        {"retries_refused", r.retries_refused},
+        {"breaker_opened", r.breaker_opened},
+        {"breaker_rejected", r.breaker_rejected}}},
   };
+  if (r.retry_quota >= 0) out["kms"]["retry_quota"] = r.retry_quota;
+  json breakers = json::object();
+  for (const auto& [endpoint, state] : r.breaker_state)
+    breakers[endpoint] = breaker_state_name(static_cast<BreakerState>(state));
+  out["kms"]["breakers"] = breakers;
   if (s.cache) {
     const KeyCacheStats c = s.cache->stats();
     const KeyCacheOptions& o = s.cache->options();
@@ -164,6 +183,18 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
   t += fmt::format("kmsfs_kms_estimated_cost_dollars {}\n", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest);
   auto counter = [&t](std::string_view name, std::string_view help, uint64_t v) { sample(t, name, "counter", help, v); };
   auto gauge = [&t](std::string_view name, std::string_view help, uint64_t v) { sample(t, name, "gauge", help, v); };
+  // How the client spares a struggling KMS (docs/OPERATIONS.md "When the KMS struggles").
+  head(t, "kmsfs_kms_breaker_state", "gauge", "Circuit breaker of each KMS endpoint: 0 closed, 1 open, 2 half-open.");
+  for (const auto& [endpoint, state] : r.breaker_state)
+    t += fmt::format("kmsfs_kms_breaker_state{{endpoint=\"{}\"}} {}\n", label(endpoint), state);
+  counter("kmsfs_kms_breaker_opened_total", "Times a KMS endpoint's circuit breaker opened.", r.breaker_opened);
+  counter("kmsfs_kms_breaker_rejected_total", "KMS calls failed without being sent: the endpoint's breaker was open.",
+          r.breaker_rejected);
+  counter("kmsfs_kms_throttled_total", "KMS answers that were throttling errors.", r.throttled);
+  if (r.retry_quota >= 0)
+    gauge("kmsfs_kms_retry_quota", "Tokens left in the retry quota (500 full; a retry costs 5, 10 after a timeout).",
+          static_cast<uint64_t>(r.retry_quota));
+  counter("kmsfs_kms_retries_refused_total", "KMS retries not made because the retry quota was spent.", r.retries_refused);
   if (s.cache) {
     const KeyCacheStats c = s.cache->stats();
     counter("kmsfs_key_cache_hits_total", "Key lookups answered from the cache.", c.hits);
@@ -183,6 +214,9 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     counter("kmsfs_key_pool_expired_total", "Pre-generated data keys dropped unused at their TTL.", ps.expired);
     counter("kmsfs_key_pool_discarded_total", "Pre-generated data keys dropped by flush-keys or a key change.", ps.discarded);
     gauge("kmsfs_key_pool_keys", "Pre-generated data keys waiting now.", ps.size);
+    gauge("kmsfs_key_pool_target", "How many pre-generated data keys the pool aims to hold.", ps.target);
+    counter("kmsfs_key_pool_failures_total", "Pool fills the KMS did not serve (filling then stops until a create succeeds).",
+            ps.failures);
   }
   if (const IntermediateKeys* ik = s.vault ? s.vault->intermediate_keys() : nullptr) {
     const IntermediateKeyStats is = ik->stats();

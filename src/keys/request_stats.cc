@@ -24,9 +24,26 @@ void RequestStats::record_retry(std::string_view operation) {
   ++s_.retries[std::string(operation)];
 }
 
-RequestStats::Snapshot RequestStats::snapshot() const {
+void RequestStats::record_throttled() {
   std::lock_guard lk(mu_);
-  return s_;
+  ++s_.throttled;
+}
+
+void RequestStats::set_live_source(std::function<void(Snapshot&)> source) {
+  std::lock_guard lk(mu_);
+  live_ = std::move(source);
+}
+
+RequestStats::Snapshot RequestStats::snapshot() const {
+  Snapshot out;
+  std::function<void(Snapshot&)> live;
+  {
+    std::lock_guard lk(mu_);
+    out = s_;
+    live = live_;
+  }
+  if (live) live(out);
+  return out;
 }
 
 }  // namespace kmsfs

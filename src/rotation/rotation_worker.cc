@@ -9,6 +9,7 @@
 
 #include "base/unique_fd.h"
 #include "crypto/random.h"
+#include "keys/call_priority.h"
 #include "rotation/reencryptor.h"
 #include "rotation/rewrapper.h"
 #include "rotation/tree_walk.h"
@@ -23,6 +24,10 @@ constexpr uint32_t kMaxPasses = 5;
 constexpr uint64_t kCheckpointFiles = 1000;
 constexpr auto kCheckpointInterval = std::chrono::seconds(1);
 constexpr auto kRateWindow = std::chrono::seconds(10);
+// Files deferred because the KMS could not serve them (throttled, unreachable).
+constexpr size_t kMaxDeferred = 64;
+constexpr auto kFirstDeferBackoff = std::chrono::milliseconds(500);
+constexpr auto kMaxDeferBackoff = std::chrono::milliseconds(30000);
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -259,20 +264,37 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
     ++state_.failed;
     record_error(rel, s);
   };
-  auto visit = [&](const std::string& rel) {
-    {
-      std::unique_lock lock(mu_);
-      if (!files_limit_.acquire(lock, cv_, [&] { return interrupted(st); })) return !(stopped = true);
-    }
-    auto rewrapped = retrying(st, [&] {
+
+  // Files the KMS could not serve (throttled, unreachable: the rotation's one attempt
+  // failed) wait here while the walk moves on, and are tried again once their backoff
+  // ends; at most kMaxDeferred, then the walk waits for the oldest. In walk order, so the
+  // checkpoint never passes the first of them: a restart walks them again.
+  struct Deferred {
+    std::string rel;
+    std::string before;  // the cursor just before it
+    Clock::time_point retry_at;
+    std::chrono::milliseconds backoff;
+  };
+  std::deque<Deferred> deferred;
+  std::string walked = after;  // the last file the walk reached
+  auto set_cursor = [&] {      // caller holds mu_
+    state_.cursor = deferred.empty() ? walked : deferred.front().before;
+  };
+
+  enum class Step { kDone, kDeferred, kStopped };
+  auto process = [&](const std::string& rel) -> Step {
+    Result<RewrapResult> r = [&] {
       const uint64_t calls_before = rw.calls();
-      Result<RewrapResult> r = rw.rewrap(rel);
+      Result<RewrapResult> x = rw.rewrap(rel);
       std::lock_guard lock(mu_);
       state_.kms_calls += rw.calls() - calls_before;
-      return r;
-    });
-    if (!rewrapped) return !(stopped = true);
-    Result<RewrapResult>& r = *rewrapped;
+      return x;
+    }();
+    if (!r.ok() && r.status().code() == Code::kUnavailable) {
+      std::lock_guard lock(mu_);
+      state_.message = "waiting for the key provider: " + r.status().message();
+      return Step::kDeferred;
+    }
     // Re-encryption follows the re-wrap, so the new DEK goes under the target at once.
     std::optional<Result<ReencryptResult>> re_r;
     if (re && r.ok() && (r->outcome == RewrapOutcome::kRotated || r->outcome == RewrapOutcome::kAlready)) {
@@ -288,53 +310,103 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
           std::lock_guard lock(mu_);
           state_.bytes += (**re_r).bytes;
         }
-        return !(stopped = true);
+        return Step::kStopped;
       }
     }
+    std::lock_guard lock(mu_);
+    if (!r.ok()) {
+      ++state_.failed;
+      record_error(rel, r.status());
+    } else if (re_r) {
+      if (!re_r->ok()) {
+        ++state_.failed;
+        record_error(rel, re_r->status());
+      } else {
+        state_.bytes += (**re_r).bytes;
+        switch ((**re_r).outcome) {
+          case ReencryptOutcome::kDone:
+            ++state_.rotated, ++state_.pass_rotated;
+            break;
+          case ReencryptOutcome::kAlready:
+            if (r->outcome == RewrapOutcome::kRotated) ++state_.rotated, ++state_.pass_rotated;
+            else ++state_.already;
+            break;
+          case ReencryptOutcome::kNotKmsfs:
+          case ReencryptOutcome::kGone:
+          case ReencryptOutcome::kStopped: ++state_.skipped; break;
+        }
+      }
+    } else {
+      switch (r->outcome) {
+        case RewrapOutcome::kRotated:
+          ++state_.rotated, ++state_.pass_rotated;
+          state_.bytes += r->bytes;
+          break;
+        case RewrapOutcome::kAlready: ++state_.already; break;
+        case RewrapOutcome::kNotKmsfs:
+        case RewrapOutcome::kGone: ++state_.skipped; break;
+      }
+    }
+    ++state_.seen;
+    ++since_checkpoint_;
+    const auto now = Clock::now();
+    progress_.emplace_back(now, state_.rotated + state_.already + state_.skipped + state_.failed);
+    while (progress_.size() > 2 && now - progress_.front().first > kRateWindow) progress_.pop_front();
+    return Step::kDone;
+  };
+
+  // Tries the deferred files whose backoff has ended. False if stopped.
+  auto retry_due = [&]() -> bool {
+    for (auto it = deferred.begin(); it != deferred.end();) {
+      if (Clock::now() < it->retry_at) {
+        ++it;
+        continue;
+      }
+      const Step step = process(it->rel);
+      if (step == Step::kStopped) return false;
+      if (step == Step::kDeferred) {
+        it->backoff = std::min<std::chrono::milliseconds>(it->backoff * 2, kMaxDeferBackoff);
+        it->retry_at = Clock::now() + it->backoff;
+        ++it;
+        continue;
+      }
+      it = deferred.erase(it);
+      std::lock_guard lock(mu_);
+      if (deferred.empty()) state_.message.clear();
+      set_cursor();
+    }
+    return true;
+  };
+  // Waits for the earliest deferred file's turn. False if stopped meanwhile.
+  auto wait_for_deferred = [&]() -> bool {
+    auto next = Clock::time_point::max();
+    for (const auto& d : deferred) next = std::min(next, d.retry_at);
+    std::unique_lock lock(mu_);
+    return !cv_.wait_until(lock, next, [&] { return interrupted(st); });
+  };
+
+  auto visit = [&](const std::string& rel) {
+    {
+      std::unique_lock lock(mu_);
+      if (!files_limit_.acquire(lock, cv_, [&] { return interrupted(st); })) return !(stopped = true);
+    }
+    if (!retry_due()) return !(stopped = true);
+    const std::string before = walked;
+    const Step step = process(rel);
+    if (step == Step::kStopped) return !(stopped = true);
+    walked = rel;
+    if (step == Step::kDeferred)
+      deferred.push_back({rel, before, Clock::now() + kFirstDeferBackoff, kFirstDeferBackoff});
     {
       std::lock_guard lock(mu_);
-      state_.message.clear();
-      if (!r.ok()) {
-        ++state_.failed;
-        record_error(rel, r.status());
-      } else if (re_r) {
-        if (!re_r->ok()) {
-          ++state_.failed;
-          record_error(rel, re_r->status());
-        } else {
-          state_.bytes += (**re_r).bytes;
-          switch ((**re_r).outcome) {
-            case ReencryptOutcome::kDone:
-              ++state_.rotated, ++state_.pass_rotated;
-              break;
-            case ReencryptOutcome::kAlready:
-              if (r->outcome == RewrapOutcome::kRotated) ++state_.rotated, ++state_.pass_rotated;
-              else ++state_.already;
-              break;
-            case ReencryptOutcome::kNotKmsfs:
-            case ReencryptOutcome::kGone:
-            case ReencryptOutcome::kStopped: ++state_.skipped; break;
-          }
-        }
-      } else {
-        switch (r->outcome) {
-          case RewrapOutcome::kRotated:
-            ++state_.rotated, ++state_.pass_rotated;
-            state_.bytes += r->bytes;
-            break;
-          case RewrapOutcome::kAlready: ++state_.already; break;
-          case RewrapOutcome::kNotKmsfs:
-          case RewrapOutcome::kGone: ++state_.skipped; break;
-        }
-      }
-      state_.cursor = rel;
-      ++state_.seen;
-      ++since_checkpoint_;
-      const auto now = Clock::now();
-      progress_.emplace_back(now, state_.rotated + state_.already + state_.skipped + state_.failed);
-      while (progress_.size() > 2 && now - progress_.front().first > kRateWindow) progress_.pop_front();
+      if (step == Step::kDone && deferred.empty()) state_.message.clear();
+      set_cursor();
     }
     checkpoint(false);
+    // Too many held back: the KMS is refusing most calls, so the walk waits for it.
+    while (deferred.size() >= kMaxDeferred) {
+      if (!wait_for_deferred() || !retry_due()) return !(stopped = true);
+    }
     return true;
   };
   Status s = walk_files(vault_.dir(), wo, after, visit, unreadable);
@@ -344,10 +416,19 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
     state_.message = s.message();
     return false;
   }
-  return !stopped;
+  if (stopped) return false;
+  // The walk is done: the pass is not until the deferred files are.
+  while (!deferred.empty()) {
+    if (!wait_for_deferred() || !retry_due()) return false;
+    checkpoint(false);
+  }
+  return true;
 }
 
 void RotationWorker::run(std::stop_token st, KeyRef target) {
+  // One attempt per KMS call: a file the KMS cannot serve now is deferred (pass()), which
+  // spreads the retries out instead of spending them in a burst on a throttling KMS.
+  CallPriorityScope priority(CallPriority::kRotation);
   Rewrapper::Options o;
   o.target = target;
   {

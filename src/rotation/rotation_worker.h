@@ -7,8 +7,10 @@
 // here on nothing new is born under the old key), then pass over the tree re-wrapping
 // each file not yet under the target, then pass again until a pass finds nothing left
 // (files created by a create that had resolved the old key just before the switch). A
-// damaged file is reported and skipped; an unreachable or throttling KMS makes the
-// worker wait and retry, never fail the run.
+// damaged file is reported and skipped; an unreachable or throttling KMS never fails the
+// run: each KMS call gets one attempt (keys/call_priority.h), and a file the KMS could not
+// serve is deferred (up to 64 held, the checkpoint never passing the first) and tried
+// again after a backoff while the walk moves on; the pass ends once they are all done.
 #pragma once
 
 #include <chrono>

@@ -425,6 +425,9 @@ Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<Backin
   std::optional<PooledDataKey> pooled = pool_ ? pool_->take(ref) : std::nullopt;
   if (!pooled) {
     auto fresh = new_data_key(p, ref);
+    // Filling follows the creates' own calls: only a KMS that just served one is asked
+    // for more (data_key_pool.h).
+    if (pool_) pool_->on_create_result(ref, fresh.status());
     if (!fresh.ok()) return fresh.status().with_context(backing->name() + ": new data key under " + ref.to_string());
     pooled = std::move(*fresh);
   }

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kms_local.h"
 #include "mounted_vault.h"
@@ -238,8 +240,9 @@ TEST_F(KmsMount, StaleIfErrorBridgesAnOutageForItsBoundOnly) {
   std::this_thread::sleep_until(t0 + std::chrono::milliseconds(5500));  // past TTL + stale-if-error
   EXPECT_EQ(open_errno(v.at("f"), O_RDONLY), EIO);
   kms_.restart();
-  // A fetch begun during the outage may still be between its retries: allow it to end.
-  EXPECT_EQ(open_errno_within(v.at("f"), O_RDONLY, 0, std::chrono::seconds(10)), 0);
+  // A fetch begun during the outage may still be between its retries, and the endpoint's
+  // circuit breaker may be open (at most 12.5 s): allow both to end.
+  EXPECT_EQ(open_errno_within(v.at("f"), O_RDONLY, 0, std::chrono::seconds(15)), 0);
   EXPECT_EQ(read_file(v.at("f")), "cached\n");
 }
 
@@ -298,6 +301,19 @@ TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
   EXPECT_EQ(sample("kmsfs_key_cache_keys"), 1);
   EXPECT_GE(sample("kmsfs_key_cache_evictions_total"), 5);
   EXPECT_GE(sample("kmsfs_kms_request_duration_seconds_count"), 7);
+  // The load control, on a KMS that answered everything: breaker closed, quota full.
+  int breakers = 0;
+  for (const auto& [k, val] : m) {
+    if (!k.starts_with("kmsfs_kms_breaker_state{")) continue;
+    ++breakers;
+    EXPECT_EQ(val, 0) << k;
+  }
+  EXPECT_EQ(breakers, 1);
+  EXPECT_EQ(sample("kmsfs_kms_breaker_opened_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_breaker_rejected_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_throttled_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_retries_refused_total"), 0);
+  EXPECT_EQ(sample("kmsfs_kms_retry_quota"), 500);
   EXPECT_EQ(v.unmount(), 0);
   EXPECT_EQ(kmsfs({"stats", v.mnt()}, /*check=*/false).exit_code, 3) << "stats of an unmounted path must fail";
 }
@@ -435,6 +451,9 @@ TEST_F(KmsMount, ServerStopGivesEioAndTheMountRecoversWithNothingLost) {
   EXPECT_NE(v.log().find("KMS"), std::string::npos) << v.log();
 
   kms_.restart();  // same port and state file
+  // The failures opened the endpoint's circuit breaker: calls fail fast until its period
+  // (at most 10 s, +25 % jitter) ends and the next one probes.
+  EXPECT_EQ(open_errno_within(v.at("cold"), O_RDONLY, 0, std::chrono::seconds(15)), 0);
   EXPECT_EQ(read_file(v.at("cold")), "cold\n");
   EXPECT_EQ(open_errno(v.at("born"), O_WRONLY | O_CREAT | O_EXCL), 0) << "a failed create left a file behind";
   write_file(v.at("born"), "born\n");
@@ -444,6 +463,194 @@ TEST_F(KmsMount, ServerStopGivesEioAndTheMountRecoversWithNothingLost) {
   EXPECT_EQ(read_file(v.at("cold")), "cold\n");
   EXPECT_EQ(read_file(v.at("born")), "born\n");
   EXPECT_EQ(v.unmount(), 0);
+}
+
+// Issue 17: the mount's own count of its GenerateDataKey requests (every attempt, also
+// those that never reached the server).
+int mount_requests(const MountedVault& v, const std::string& op) {
+  json j = parse(kmsfs({"stats", v.mnt(), "--json"}).out);
+  int n = 0;
+  for (const auto& r : j["kms"]["requests"])
+    if (r["operation"] == op) n += r["count"].get<int>();
+  return n;
+}
+
+// Creates that succeed or fail: errno of each.
+std::vector<int> create_files(const MountedVault& v, const std::string& prefix, int n) {
+  std::vector<int> errs;
+  for (int i = 0; i < n; ++i) {
+    const std::string path = v.at(prefix + std::to_string(i));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    errs.push_back(fd < 0 ? errno : 0);
+    if (fd >= 0) {
+      EXPECT_EQ(::write(fd, "x", 1), 1);
+      ::close(fd);
+    }
+  }
+  return errs;
+}
+
+// Whatever the KMS does, a create costs at most AWS_MAX_ATTEMPTS (3) GenerateDataKey
+// requests, the key pool's fills included: the pool fills only after a create's own
+// success and stops at its first failure, and the circuit breaker stops the rest.
+TEST_F(KmsMount, ACreateCostsAtMostMaxAttemptsRequestsWhateverTheKmsDoes) {
+  constexpr int kCreates = 40;
+  struct Case {
+    std::string name, faults;
+    bool disable = false, down = false;
+  };
+  const std::vector<Case> cases = {{"throttle 10%", R"({"throttle_rate":0.1})"},
+                                   {"throttle 100%", R"({"throttle_rate":1})"},
+                                   {"key disabled", "", true},
+                                   {"server down", "", false, true}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    MountedVault v(vault_options());
+    write_file(v.at("warm"), "warm");  // the key resolved, the pool filling
+    for (int i = 0; i < 200 && parse(kmsfs({"stats", v.mnt(), "--json"}).out)["key_pool"]["size"] < 16; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    if (!c.faults.empty()) faults(c.faults);
+    if (c.disable) key_call("DisableKey");
+    if (c.down) {
+      ASSERT_EQ(kms_.stop(), 0);
+    }
+    const int before = mount_requests(v, "GenerateDataKey");
+    const std::vector<int> errs = create_files(v, "f", kCreates);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // fills the creates set off
+    const int requests = mount_requests(v, "GenerateDataKey") - before;
+    const int failed = static_cast<int>(std::count_if(errs.begin(), errs.end(), [](int e) { return e != 0; }));
+    EXPECT_LE(requests, 3 * kCreates) << requests << " requests for " << kCreates << " creates, " << failed << " failed";
+    if (c.name == "throttle 10%") {
+      EXPECT_LE(failed, 2);
+    } else {
+      EXPECT_GE(failed, kCreates - 16) << "the pool's keys made before the fault may serve some";
+    }
+    if (c.disable) {
+      // The first refusal (a fill's or a create's) drops the pool; from then on each create
+      // costs its one refused request, plus the fills that were already out (at most 16).
+      EXPECT_LE(requests, failed + 16) << requests;
+      key_call("EnableKey");
+    }
+    if (c.down) kms_.restart();
+    kms_.admin("DELETE", "/__admin/faults");
+  }
+}
+
+// flush-keys empties the pool and no longer doubles its target: the next create refills
+// it to the same size.
+TEST_F(KmsMount, FlushKeysDoesNotGrowTheKeyPool) {
+  MountedVault v(vault_options());
+  auto pool = [&] { return parse(kmsfs({"stats", v.mnt(), "--json"}).out)["key_pool"]; };
+  auto wait_full = [&] {
+    for (int i = 0; i < 200; ++i) {
+      json p = pool();
+      if (p["size"] == p["target"]) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  };
+  write_file(v.at("first"), "first");
+  wait_full();
+  const int target = pool()["target"];
+  EXPECT_EQ(target, 16);
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_EQ(kmsfs({"flush-keys", v.mnt()}).exit_code, 0);
+    const int before = mount_requests(v, "GenerateDataKey");
+    write_file(v.at("r" + std::to_string(round)), "round");
+    wait_full();
+    const int requests = mount_requests(v, "GenerateDataKey") - before;
+    EXPECT_EQ(pool()["target"], target) << "round " << round;
+    EXPECT_LE(requests, 1 + target) << "round " << round;
+  }
+}
+
+// With the KMS gone, the circuit breaker lets about one connection attempt through per
+// period (1 s doubling to 10 s) however hard the mount is used, and the mount recovers
+// after the KMS does.
+TEST_F(KmsMount, AnUnreachableKmsGetsAboutOneAttemptPerBreakerPeriod) {
+  MountedVault v(vault_options());
+  write_file(v.at("warm"), "warm");
+  for (int i = 0; i < 200 && parse(kmsfs({"stats", v.mnt(), "--json"}).out)["key_pool"]["size"] < 16; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  auto connection_errors = [&] {
+    json j = parse(kmsfs({"stats", v.mnt(), "--json"}).out);
+    int n = 0;
+    for (const auto& r : j["kms"]["requests"])
+      if (r["result"] == "ConnectionError") n += r["count"].get<int>();
+    return n;
+  };
+  ASSERT_EQ(kms_.stop(), 0);
+  // The pool's keys go first; then every create needs the KMS.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(16);
+  int creates = 0, failed = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    const std::string path = v.at("c" + std::to_string(creates++));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) ++failed;
+    else ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const int attempts = connection_errors();
+  // 5 failures open it; then one probe per period: 1 + 2 + 4 + 8 s (±25 %) fit in 16 s.
+  EXPECT_GE(attempts, 6) << creates << " creates, " << failed << " failed";
+  EXPECT_LE(attempts, 12) << creates << " creates, " << failed << " failed";
+  EXPECT_GT(failed, 100);
+  json k = parse(kmsfs({"stats", v.mnt(), "--json"}).out)["kms"];
+  EXPECT_GE(k["breaker_opened"].get<int>(), 2) << k;
+  EXPECT_GT(k["breaker_rejected"].get<int>(), 100) << k;
+  EXPECT_NE(k["breakers"].dump().find("open"), std::string::npos) << k;
+
+  kms_.restart();
+  EXPECT_EQ(open_errno_within(v.at("after"), O_WRONLY | O_CREAT | O_EXCL, 0, std::chrono::seconds(15)), 0);
+  EXPECT_EQ(parse(kmsfs({"stats", v.mnt(), "--json"}).out)["kms"]["breakers"].dump().find("open"), std::string::npos);
+}
+
+// A rotation's file whose ReEncrypt is throttled is deferred and tried again later while
+// the walk moves on to other files; the run still ends with every file moved.
+TEST_F(KmsMount, RotationDefersAThrottledFileAndMovesOn) {
+  MountedVault v(vault_options());
+  constexpr int kFiles = 80;
+  for (int i = 0; i < kFiles; ++i) write_file(v.at("f" + std::to_string(i)), std::to_string(i));
+  auto [status, body] = kms_.call("CreateKey", R"({"Description":"kmsfs rotated"})");
+  ASSERT_EQ(status, 200) << body;
+  ASSERT_EQ(kms_.call("CreateAlias", json{{"AliasName", "alias/kmsfs-rotated"},
+                                          {"TargetKeyId", parse(body)["KeyMetadata"]["KeyId"]}}.dump()).first,
+            200);
+  faults(R"({"throttle_rate":0.15,"operations":["ReEncrypt"]})");
+  reset_stats();  // and the journal
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "alias/kmsfs-rotated", "--wait", "--json", "--rate", "0",
+                           "--kms-rate", "0"},
+                          false);
+  kms_.admin("DELETE", "/__admin/faults");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json j = parse(r.out);
+  EXPECT_EQ(j.value("phase", ""), "done") << j;
+  EXPECT_EQ(j.value("failed", -1), 0) << j;
+  EXPECT_GE(j.value("rotated", 0), kFiles) << j;
+
+  // The server's journal, in order: each throttled file's next ReEncrypt is not the very
+  // next request (others moved on meanwhile), and it did succeed later.
+  std::vector<std::pair<std::string, std::string>> calls;  // (file id, result)
+  for (const auto& e : journal()) {
+    if (e["operation"] != "ReEncrypt" || !e.contains("SourceEncryptionContext")) continue;
+    const json& ctx = e["SourceEncryptionContext"];
+    if (!ctx.contains("kmsfs:file-id")) continue;
+    calls.emplace_back(ctx["kmsfs:file-id"].get<std::string>(), e["result"].get<std::string>());
+  }
+  int throttled = 0, moved_on = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].second != "ThrottlingException") continue;
+    ++throttled;
+    if (i + 1 < calls.size() && calls[i + 1].first != calls[i].first) ++moved_on;
+    bool later_ok = false;
+    for (size_t k = i + 1; k < calls.size(); ++k)
+      if (calls[k].first == calls[i].first && calls[k].second == "ok") later_ok = true;
+    EXPECT_TRUE(later_ok) << "file " << calls[i].first << " never re-wrapped";
+  }
+  EXPECT_GE(throttled, 3);
+  // (A file throttled again when it is the last one left is retried next, by itself.)
+  EXPECT_GE(moved_on * 2, throttled) << "throttled files were retried at once instead of deferred";
+  v.remount();
+  for (int i = 0; i < kFiles; ++i) EXPECT_EQ(read_file(v.at("f" + std::to_string(i))), std::to_string(i));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "keys/aws/aws_kms_provider.h"
 
+#include <charconv>
+
 namespace kmsfs::aws {
 
 AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env) {
@@ -22,8 +24,26 @@ AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env) {
   return s;
 }
 
+Result<RetrySettings> retry_settings(const Env& env) {
+  RetrySettings r;
+  if (auto v = env.get("AWS_MAX_ATTEMPTS"); v && !v->empty()) {
+    int n = 0;
+    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+    if (ec != std::errc() || end != v->data() + v->size() || n < 1 || n > 20)
+      return Status(Code::kInvalidArgument, "AWS_MAX_ATTEMPTS must be a number from 1 to 20, not '" + *v + "'");
+    r.max_attempts = n;
+  }
+  if (auto v = env.get("AWS_RETRY_MODE"); v && !v->empty()) {
+    if (*v == "adaptive") r.adaptive = true;
+    else if (*v != "standard" && *v != "legacy")
+      return Status(Code::kInvalidArgument, "AWS_RETRY_MODE must be standard, legacy or adaptive, not '" + *v + "'");
+  }
+  return r;
+}
+
 Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptions& o, Env env) {
   AwsSettings s = resolve_settings(o, env);
+  ASSIGN_OR_RETURN(RetrySettings rs, retry_settings(env));
   std::shared_ptr<HttpTransport> http = make_curl_transport();
   ChainOptions chain;
   chain.env = std::move(env);
@@ -36,6 +56,8 @@ Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptio
   ko.region = s.region;
   ko.endpoint = s.endpoint;
   ko.allow_insecure_endpoint = s.allow_insecure_endpoint;
+  ko.retry.max_attempts = rs.max_attempts;
+  ko.adaptive = rs.adaptive;
   auto client = std::make_shared<KmsClient>(http, make_default_chain(std::move(chain)), std::move(ko));
   RETURN_IF_ERROR(client->check_endpoint());
   return std::make_unique<AwsKmsProvider>(std::move(client));

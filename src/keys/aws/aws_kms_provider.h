@@ -37,6 +37,15 @@ struct AwsSettings {
 };
 AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env);
 
+// The SDKs' retry settings from the environment: AWS_MAX_ATTEMPTS (attempts per call a user
+// waits on, default 3) and AWS_RETRY_MODE (standard, the default, legacy is taken as
+// standard; adaptive adds client-side rate limiting). kInvalidArgument for other values.
+struct RetrySettings {
+  int max_attempts = 3;
+  bool adaptive = false;
+};
+Result<RetrySettings> retry_settings(const Env& env);
+
 class AwsKmsProvider final : public KeyProvider {
  public:
   // The real thing: libcurl transport, default credential chain, settings from `env`.

@@ -7,6 +7,7 @@
 
 #include "keys/aws/kms_errors.h"
 #include "keys/aws/url.h"
+#include "keys/call_priority.h"
 
 namespace kmsfs::aws {
 
@@ -39,6 +40,18 @@ KmsClient::KmsClient(std::shared_ptr<HttpTransport> http,
     endpoint_status_ = url.ok() ? check_endpoint_security(*url, opts_.allow_insecure_endpoint)
                                 : url.status();
   }
+  if (opts_.adaptive) limiter_ = std::make_unique<AdaptiveRateLimiter>();
+  stats_->set_live_source([this](RequestStats::Snapshot& s) {
+    s.retry_quota = quota_.available();
+    s.retries_refused = quota_.refused();
+    std::lock_guard g(breakers_mu_);
+    for (const auto& [origin, b] : breakers_) {
+      const CircuitBreaker::Stats bs = b->stats();
+      s.breaker_opened += bs.opened;
+      s.breaker_rejected += bs.rejected;
+      s.breaker_state[origin] = static_cast<int>(b->state());
+    }
+  });
 }
 
 Status KmsClient::allow_region(std::string_view region) {
@@ -60,6 +73,13 @@ Status KmsClient::allow_key_arn(std::string_view key_arn) {
 std::vector<std::string> KmsClient::allowed_regions() const {
   std::lock_guard g(region_mu_);
   return allowed_;
+}
+
+CircuitBreaker& KmsClient::breaker_for(const std::string& origin) {
+  std::lock_guard g(breakers_mu_);
+  auto& b = breakers_[origin];
+  if (!b) b = std::make_unique<CircuitBreaker>(opts_.breaker);
+  return *b;  // never erased: the reference outlives the lock
 }
 
 Result<std::string> KmsClient::region_for(std::string_view key_id) const {
@@ -106,15 +126,52 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
   }
   ASSIGN_OR_RETURN(Url url, parse_url(endpoint));
 
+  CircuitBreaker& breaker = breaker_for(url.origin);
+  // Only a call someone waits on retries; rotation defers a file instead, and background
+  // work simply stops (call_priority.h). Only those two may probe a breaker that is open.
+  const CallPriority priority = call_priority();
+  const int max_attempts = priority == CallPriority::kUser ? std::max(1, opts_.retry.max_attempts) : 1;
+  const bool may_probe = priority != CallPriority::kBackground;
+  auto not_sent = [&](const Status& last) {
+    const auto in = breaker.retry_in();
+    return Status(Code::kUnavailable,
+                  "KMS " + std::string(op) + " at " + url.origin + " not sent: the endpoint is failing (circuit breaker " +
+                      breaker_state_name(breaker.state()) + (in.count() > 0 ? ", next try in " + std::to_string(in.count()) + " ms" : "") +
+                      ")" + (last.ok() ? "" : "; last error: " + last.message()));
+  };
+
   Status last;
-  for (int attempt = 0; attempt < opts_.retry.max_attempts; ++attempt) {
+  int attempts = 0;
+  int quota_spent = 0;
+  bool last_was_transport = false;
+  for (int attempt = 0; attempt < max_attempts; ++attempt) {
     if (attempt > 0) {
+      // Our own failures (or others') opened the breaker: fail now, not after a backoff.
+      if (breaker.state() != BreakerState::kClosed) return not_sent(last);
+      if (!quota_.acquire(last_was_transport)) {
+        spdlog::debug("KMS {} on {}: {}; no retry, the retry quota is spent", op, key_id, last.message());
+        break;
+      }
+      // As botocore: a success refunds the cost of the last retry.
+      quota_spent = last_was_transport ? RetryQuota::kTimeoutCost : RetryQuota::kRetryCost;
       auto delay = backoff_delay(opts_.retry, attempt - 1, opts_.random());
       spdlog::debug("KMS {} on {}: {}; retry {} in {} ms", op, key_id, last.message(), attempt,
                     delay.count());
       stats_->record_retry(op);
       opts_.sleep(delay);
     }
+    const CircuitBreaker::Admission admission = breaker.admit(may_probe);
+    if (admission == CircuitBreaker::Admission::kRejected) return not_sent(last);
+    const bool probe = admission == CircuitBreaker::Admission::kProbe;
+    // Whatever ends this attempt before it reaches the endpoint says nothing about it.
+    struct ProbeGuard {
+      CircuitBreaker& b;
+      bool armed;
+      ~ProbeGuard() {
+        if (armed) b.cancel_probe();
+      }
+    } probe_guard{breaker, probe};
+    if (limiter_) limiter_->acquire();
     ASSIGN_OR_RETURN(std::shared_ptr<const Credentials> creds, creds_->get());
 
     HttpRequest req;
@@ -134,16 +191,25 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
     hc.body = std::move(req.body);
     WipeOnExit wipe_sent(hc.body);
     const auto t0 = std::chrono::steady_clock::now();
+    ++attempts;
     Result<HttpResponse> r = http_->send(hc);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!r.ok()) {
       stats_->record(op, "ConnectionError", seconds);
       if (r.status().code() != Code::kUnavailable) return r.status().with_context("KMS " + std::string(op));
+      probe_guard.armed = false;
+      breaker.on_failure(probe);
+      if (limiter_) limiter_->on_response(false);
       last = r.status();
+      last_was_transport = true;
       continue;
     }
+    probe_guard.armed = false;
     if (r->status == 200) {
       stats_->record(op, "ok", seconds);
+      breaker.on_success(probe);
+      if (limiter_) limiter_->on_response(false);
+      quota_.release(quota_spent);
       return r;
     }
 
@@ -161,12 +227,21 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
     const std::string_view short_type = short_error_code(err.type);
     stats_->record(op, short_type.empty() ? "HTTP " + std::to_string(r->status) : std::string(short_type), seconds);
     last = map_kms_error(r->status, err.type, err.message, op, key_id);
-    if (classify_http(r->status, err.type) == RetryClass::kNever) return last;
+    const RetryClass rc = classify_http(r->status, err.type);
+    if (limiter_) limiter_->on_response(rc == RetryClass::kThrottled);
+    if (rc == RetryClass::kNever) {
+      // A definite answer (denied, disabled, not found): the endpoint works.
+      breaker.on_success(probe);
+      return last;
+    }
+    if (rc == RetryClass::kThrottled) stats_->record_throttled();
+    breaker.on_failure(probe);
+    last_was_transport = false;
   }
   if (last.code() == Code::kUnavailable) {
-    return Status(Code::kUnavailable, "KMS " + std::string(op) + " at " + url.origin + ": " +
-                                          last.message() + " (after " +
-                                          std::to_string(opts_.retry.max_attempts) + " attempts)");
+    return Status(Code::kUnavailable, "KMS " + std::string(op) + " at " + url.origin + ": " + last.message() +
+                                          " (after " + std::to_string(attempts) + " attempt" +
+                                          (attempts == 1 ? "" : "s") + ")");
   }
   return last;
 }

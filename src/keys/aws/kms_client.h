@@ -1,10 +1,16 @@
 // AWS KMS over its JSON 1.1 protocol (X-Amz-Target: TrentService.<Op>, SigV4 service
 // "kms"), with the retry policy of retry.h and the error mapping of kms_errors.h. Only
 // the five operations kmsfs needs. Thread-safe.
+//
+// Load control, so a struggling KMS is not hit harder (docs/OPERATIONS.md "When the KMS
+// struggles"): attempts per call by the calling thread's priority (keys/call_priority.h),
+// a circuit breaker per endpoint (keys/circuit_breaker.h), the standard mode's retry
+// quota, and, with AWS_RETRY_MODE=adaptive, the adaptive mode's client-side rate limiter.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,6 +22,8 @@
 #include "keys/aws/kms_json.h"
 #include "keys/request_stats.h"
 #include "keys/aws/retry.h"
+#include "keys/aws/adaptive_limiter.h"
+#include "keys/circuit_breaker.h"
 
 namespace kmsfs::aws {
 
@@ -35,6 +43,8 @@ struct KmsClientOptions {
   // (KMSFS_KMS_ALLOW_INSECURE_ENDPOINT=1). Off: http:// only to 127.0.0.0/8, ::1, localhost.
   bool allow_insecure_endpoint = false;
   RetryPolicy retry;
+  bool adaptive = false;  // AWS_RETRY_MODE=adaptive: client-side rate limiting
+  CircuitBreakerOptions breaker;
   Random01 random;                                          // default: default_random01
   std::function<void(std::chrono::milliseconds)> sleep;    // default: this_thread::sleep_for
   Clock clock;                                              // default: system_clock::now
@@ -87,6 +97,7 @@ class KmsClient {
  private:
   // One operation with retries. `body` is wiped once sent (Encrypt's holds a plaintext).
   Result<HttpResponse> call(std::string_view op, const std::string& key_id, std::string body);
+  CircuitBreaker& breaker_for(const std::string& origin);
 
   mutable std::mutex region_mu_;
   std::vector<std::string> allowed_;  // under region_mu_
@@ -95,6 +106,10 @@ class KmsClient {
   std::shared_ptr<CredentialsProvider> creds_;
   KmsClientOptions opts_;
   std::unique_ptr<RequestStats> stats_ = std::make_unique<RequestStats>();
+  RetryQuota quota_;
+  std::unique_ptr<AdaptiveRateLimiter> limiter_;  // AWS_RETRY_MODE=adaptive only
+  std::mutex breakers_mu_;
+  std::map<std::string, std::unique_ptr<CircuitBreaker>> breakers_;  // by endpoint origin
 };
 
 }  // namespace kmsfs::aws

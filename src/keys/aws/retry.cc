@@ -72,6 +72,32 @@ std::chrono::milliseconds backoff_delay(const RetryPolicy& p, int retry, double 
   return std::chrono::milliseconds(static_cast<int64_t>(random01 * ceiling));
 }
 
+bool RetryQuota::acquire(bool timeout_or_connection) {
+  const int cost = timeout_or_connection ? kTimeoutCost : kRetryCost;
+  std::lock_guard g(mu_);
+  if (tokens_ < cost) {
+    ++refused_;
+    return false;
+  }
+  tokens_ -= cost;
+  return true;
+}
+
+void RetryQuota::release(int spent) {
+  std::lock_guard g(mu_);
+  tokens_ = std::min(kInitial, tokens_ + (spent > 0 ? spent : kNoRetryIncrement));
+}
+
+int RetryQuota::available() const {
+  std::lock_guard g(mu_);
+  return tokens_;
+}
+
+uint64_t RetryQuota::refused() const {
+  std::lock_guard g(mu_);
+  return refused_;
+}
+
 double default_random01() {
   return double(random_u64() >> 11) * 0x1.0p-53;  // 53 random bits -> [0, 1)
 }

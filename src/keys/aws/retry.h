@@ -9,7 +9,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string_view>
 
 namespace kmsfs::aws {
@@ -29,7 +31,7 @@ std::string_view short_error_code(std::string_view type);
 RetryClass classify_http(long status, std::string_view error_code);
 
 struct RetryPolicy {
-  int max_attempts = 3;
+  int max_attempts = 3;  // AWS_MAX_ATTEMPTS; for user calls only (call_priority.h)
   std::chrono::milliseconds base{1000};
   std::chrono::milliseconds max_backoff{20000};
 };
@@ -42,5 +44,30 @@ std::chrono::milliseconds backoff_delay(const RetryPolicy& p, int retry, double 
 // hosts, and it is cheap next to a network round trip).
 using Random01 = std::function<double()>;
 double default_random01();
+
+// The standard retry mode's retry quota (a token bucket per client): a retry costs 5
+// tokens (10 after a timeout or connection error), a 200 refunds what its last retry
+// cost (1 token if it needed none), and a retry the bucket cannot pay for is not made.
+// Under a sustained outage the bucket empties after ~50-100 retries and each call then
+// makes a single attempt, instead of every call tripling the load. Thread-safe.
+class RetryQuota {
+ public:
+  static constexpr int kInitial = 500;
+  static constexpr int kRetryCost = 5;
+  static constexpr int kTimeoutCost = 10;
+  static constexpr int kNoRetryIncrement = 1;
+
+  // Takes the cost of one retry; false (and nothing taken) if the bucket cannot pay.
+  bool acquire(bool timeout_or_connection);
+  // A call got a 200; `spent` is what its last acquire() took (0: it needed no retry).
+  void release(int spent);
+  int available() const;
+  uint64_t refused() const;
+
+ private:
+  mutable std::mutex mu_;
+  int tokens_ = kInitial;
+  uint64_t refused_ = 0;
+};
 
 }  // namespace kmsfs::aws

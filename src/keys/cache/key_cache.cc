@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "crypto/kdf.h"
+#include "keys/call_priority.h"
 
 namespace kmsfs {
 
@@ -241,6 +242,9 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
   Result<SecureBuffer> r = [&]() -> Result<SecureBuffer> {
     try {
       ASSIGN_OR_RETURN(KeyProvider * p, providers_.get(f->ref.provider));
+      // A refresh ahead of expiry is work nobody waits on: one attempt, and none while the
+      // KMS's breaker is open (the key stays valid until its TTL; a reader then asks).
+      CallPriorityScope priority(f->refresh ? CallPriority::kBackground : CallPriority::kUser);
       return p->unwrap(f->ref, f->wrapped, f->ctx);
     } catch (const std::bad_alloc&) {
       return Status(Code::kInternal, "out of memory (or locked memory) unwrapping " + f->ref.to_string());

@@ -4,12 +4,18 @@
 
 #include <algorithm>
 
+#include "keys/call_priority.h"
+
 namespace kmsfs {
 
 DataKeyPool::DataKeyPool(Generator gen, DataKeyPoolOptions opts)
     : gen_(std::move(gen)), opts_(std::move(opts)), target_(std::min(opts_.initial_target, opts_.max_size)) {
   for (size_t i = 0; i < std::max<size_t>(1, opts_.fillers); ++i)
-    threads_.emplace_back([this](std::stop_token st) { filler(st); });
+    threads_.emplace_back([this](std::stop_token st) {
+      // Nobody waits on a fill: one attempt, and none while the KMS's breaker is open.
+      CallPriorityScope background(CallPriority::kBackground);
+      filler(st);
+    });
 }
 
 DataKeyPool::~DataKeyPool() {
@@ -31,7 +37,7 @@ void DataKeyPool::drop_expired_locked(Clock::time_point now) {
 }
 
 bool DataKeyPool::want_more_locked(Clock::time_point now) const {
-  return ref_ && now - last_take_ < opts_.ttl && now >= backoff_until_ && items_.size() + inflight_ < target_;
+  return ref_ && filling_ && now - last_take_ < opts_.ttl && items_.size() + inflight_ < target_;
 }
 
 void DataKeyPool::filler(std::stop_token st) {
@@ -40,10 +46,9 @@ void DataKeyPool::filler(std::stop_token st) {
     auto now = Clock::now();
     drop_expired_locked(now);
     if (!want_more_locked(now)) {
-      // Sleep until something changes: a take, the oldest key's expiry, the end of a backoff.
+      // Sleep until something changes: a take, a create's result, the oldest key's expiry.
       auto wake = now + opts_.ttl;
       if (!items_.empty()) wake = std::min(wake, items_.front().born + opts_.ttl);
-      if (backoff_until_ > now) wake = std::min(wake, backoff_until_);
       const uint64_t seen = signals_;
       cv_.wait_until(lock, st, wake, [&] { return signals_ != seen; });
       continue;
@@ -63,11 +68,14 @@ void DataKeyPool::filler(std::stop_token st) {
     --inflight_;
     if (!r.ok()) {
       ++stats_.failures;
-      if (Clock::now() >= backoff_until_)
-        spdlog::warn("key pool: pre-generating a data key under {} failed ({}); creates ask the KMS themselves "
-                     "and filling resumes in {} ms",
-                     ref.to_string(), r.status().message(), opts_.failure_backoff.count());
-      backoff_until_ = Clock::now() + opts_.failure_backoff;
+      // Stop at the first failure: more fills would only add load to a KMS that is
+      // refusing or struggling. The next create that gets a key itself starts us again.
+      if (filling_ && epoch == epoch_)
+        spdlog::warn("key pool: pre-generating a data key under {} failed ({}); filling stops until a create "
+                     "gets a key from the KMS itself",
+                     ref.to_string(), r.status().message());
+      if (epoch == epoch_) filling_ = false;
+      if (is_refusal_for_pool(r.status()) && epoch == epoch_) drop_all_locked();
       continue;
     }
     ++stats_.generated;
@@ -88,14 +96,15 @@ std::optional<PooledDataKey> DataKeyPool::take(const KeyRef& ref) {
     items_.clear();
     ++epoch_;
     ref_ = ref;
+    filling_ = false;  // nothing is known yet of the new key
   }
   last_take_ = now;
   drop_expired_locked(now);
   if (items_.empty()) {
     ++stats_.misses;
-    target_ = std::min(opts_.max_size, std::max(target_ * 2, opts_.initial_target));
-    ++signals_;
-    cv_.notify_all();
+    // Demand outran a pool that was filling: aim higher. A miss after a flush or a failed
+    // fill says nothing about demand (the pool was stopped), so it does not grow it.
+    if (filling_) target_ = std::min(opts_.max_size, std::max(target_ * 2, opts_.initial_target));
     return std::nullopt;
   }
   PooledDataKey k = std::move(items_.front().key);
@@ -106,12 +115,36 @@ std::optional<PooledDataKey> DataKeyPool::take(const KeyRef& ref) {
   return k;
 }
 
-void DataKeyPool::flush() {
+void DataKeyPool::on_create_result(const KeyRef& ref, const Status& s) {
   std::lock_guard lock(mu_);
+  if (!ref_ || !(*ref_ == ref)) return;  // the filesystem's key changed meanwhile
+  if (s.ok()) {
+    filling_ = true;
+    ++signals_;
+    cv_.notify_all();
+    return;
+  }
+  filling_ = false;
+  if (is_refusal_for_pool(s)) drop_all_locked();
+}
+
+void DataKeyPool::drop_all_locked() {
   stats_.discarded += items_.size();
   items_.clear();
   ++epoch_;
-  // The "lock" button: no key comes back into memory before the next create asks.
+}
+
+bool DataKeyPool::is_refusal_for_pool(const Status& s) {
+  // The KMS said no (disabled, denied, gone): keys it made before must not mint files.
+  return s.code() == Code::kPermissionDenied || s.code() == Code::kNotFound;
+}
+
+void DataKeyPool::flush() {
+  std::lock_guard lock(mu_);
+  drop_all_locked();
+  // The "lock" button: no key comes back into memory before the next create gets one
+  // from the KMS itself, and the miss that create makes does not grow the target.
+  filling_ = false;
   last_take_ = Clock::time_point{};
   ++signals_;
   cv_.notify_all();

@@ -6,11 +6,16 @@
 //   rotated) drains the pool first, so no new file is born under a retired key.
 // - Pooled keys expire after `ttl` (the key cache's): a key disabled in the KMS stops
 //   minting files within the TTL, as it stops reading them.
-// - Filling is demand-driven: the target starts small, doubles whenever a create finds the
-//   pool empty, and the fillers stop once no file was created for `ttl`, so an idle mount
-//   makes no KMS calls. Fillers back off after a failure.
-// - flush() (flush-keys) drops every pooled key (keys in flight are discarded on arrival)
-//   and filling waits for the next create.
+// - Filling is demand-driven and follows the KMS's health: it starts (or resumes) only
+//   after a create's own GenerateDataKey succeeded (on_create_result), the target doubles
+//   only when creates drain a pool that was filling, and the fillers stop at the first
+//   failed fill: a throttling or failing KMS then sees only the creates' own calls, never
+//   a burst of pool fills on top (issue 17). Fills are background calls (call_priority.h):
+//   one attempt each, and none while the KMS's circuit breaker is open. The fillers also
+//   stop once no file was created for `ttl`, so an idle mount makes no KMS calls.
+// - A refusal (the key disabled, access denied) drops every pooled key: the KMS said no.
+// - flush() (flush-keys) drops every pooled key (keys in flight are discarded on arrival),
+//   and filling waits for the next successful create; it does not grow the target.
 #pragma once
 
 #include <chrono>
@@ -40,7 +45,6 @@ struct DataKeyPoolOptions {
   size_t initial_target = 16;
   size_t fillers = 16;  // concurrent provider calls while filling (16 at 10 ms: 1,600 keys/s)
   std::chrono::milliseconds ttl{std::chrono::seconds(300)};
-  std::chrono::milliseconds failure_backoff{std::chrono::seconds(1)};
 };
 
 struct DataKeyPoolStats {
@@ -65,8 +69,12 @@ class DataKeyPool {
   DataKeyPool(const DataKeyPool&) = delete;
   DataKeyPool& operator=(const DataKeyPool&) = delete;
 
-  // A pre-generated key under `ref`, or nullopt (the caller generates one itself).
+  // A pre-generated key under `ref`, or nullopt (the caller generates one itself and
+  // reports how that went to on_create_result).
   std::optional<PooledDataKey> take(const KeyRef& ref);
+  // The outcome of a create's own GenerateDataKey under `ref` after take() found nothing:
+  // a success starts filling, a refusal drops the pool, other failures leave it stopped.
+  void on_create_result(const KeyRef& ref, const Status& s);
   void flush();
 
   DataKeyPoolStats stats() const;
@@ -80,6 +88,8 @@ class DataKeyPool {
   };
   void filler(std::stop_token st);
   void drop_expired_locked(Clock::time_point now);
+  void drop_all_locked();
+  static bool is_refusal_for_pool(const Status& s);
   bool want_more_locked(Clock::time_point now) const;
 
   Generator gen_;
@@ -94,7 +104,7 @@ class DataKeyPool {
   uint64_t epoch_ = 0;  // bumped by flush and ref changes: keys in flight then are discarded
   uint64_t signals_ = 0;  // bumped whenever the fillers should look again
   Clock::time_point last_take_{};
-  Clock::time_point backoff_until_{};
+  bool filling_ = false;  // since a create's own success, until a failure or flush
   DataKeyPoolStats stats_;
 
   std::vector<std::jthread> threads_;  // last: stopped and joined before the rest goes

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -173,6 +174,38 @@ TEST(RotationWorker, AnUnreachableProviderMakesItWaitAndRetryNotFail) {
   EXPECT_EQ(end.state.phase, RotationPhase::kDone);
   EXPECT_EQ(end.state.failed, 0u);
   EXPECT_EQ(count_under(cv, 20, kV2), 20);
+}
+
+// A file the provider cannot serve now (throttled) is set aside and tried again later
+// while the walk moves on; the run ends with it moved too, and nothing failed.
+TEST(RotationWorker, AThrottledFileIsDeferredWhileTheOthersMoveOn) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  make_tree(cv, *v, 30);
+  cv.rotate_key();
+  auto raw = read_file(cv.backing + "/" + rel(0), 1 << 20);  // d0/f0: first in walk order
+  ASSERT_TRUE(raw.ok());
+  auto h = parse_header(*raw);
+  ASSERT_TRUE(h.ok());
+  const std::string first = to_hex(h->file_id);
+  {
+    std::lock_guard g(cv.counter->log_mu);
+    cv.counter->throttle_once_file = first;
+  }
+  RotationWorker w(*v);
+  ASSERT_TRUE(w.start({"main", 0, 0, false}).ok());
+  const RotationStatus end = w.wait();
+  EXPECT_EQ(end.state.phase, RotationPhase::kDone) << end.state.message;
+  EXPECT_EQ(end.state.failed, 0u);
+  EXPECT_EQ(count_under(cv, 30, kV2), 30);
+  std::lock_guard g(cv.counter->log_mu);
+  const auto& log = cv.counter->rewrap_log;
+  auto refused = std::find(log.begin(), log.end(), std::make_pair(first, false));
+  ASSERT_NE(refused, log.end());
+  auto moved = std::find(refused + 1, log.end(), std::make_pair(first, true));
+  ASSERT_NE(moved, log.end()) << "the deferred file was never moved";
+  // Other files moved between the refusal and the retry: the walk did not wait for it.
+  EXPECT_GE(std::count_if(refused + 1, moved, [&](const auto& e) { return e.second && e.first != first; }), 20);
 }
 
 TEST(RotationWorker, SeesAKeyringVersionAddedOnDiskAfterTheVaultWasOpened) {

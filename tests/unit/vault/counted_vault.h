@@ -6,9 +6,11 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "vault_fixture.h"
 
@@ -36,7 +38,14 @@ class CountingProvider final : public KeyProvider {
   }
   Result<Rewrapped> rewrap(const KeyRef& f, ByteSpan w, const EncryptionContext& c, const KeyRef& t) override {
     ++rewraps;
-    if (fail) return Status(Code::kUnavailable, "provider unreachable (test)");
+    const std::string file(c.get(EncryptionContext::kFileIdKey).value_or(""));
+    {
+      std::lock_guard g(log_mu);
+      const bool throttled = fail || (!file.empty() && file == throttle_once_file);
+      if (file == throttle_once_file) throttle_once_file.clear();
+      rewrap_log.emplace_back(file, !throttled);
+      if (throttled) return Status(Code::kUnavailable, "provider unreachable (test)");
+    }
     return inner_->rewrap(f, w, c, t);
   }
   Status refresh() override { return inner_->refresh(); }
@@ -49,6 +58,11 @@ class CountingProvider final : public KeyProvider {
   std::atomic<bool> fail{false};
   std::atomic<bool> is_remote{false};
   std::optional<KeyRef> pinned;
+  // Rewraps in call order: (file id, or "" for the filesystem key; whether it succeeded).
+  // The first rewrap of the file named by throttle_once_file (hex id) fails as unavailable.
+  std::mutex log_mu;
+  std::vector<std::pair<std::string, bool>> rewrap_log;
+  std::string throttle_once_file;
 
  private:
   std::unique_ptr<KeyProvider> inner_;

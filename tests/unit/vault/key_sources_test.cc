@@ -240,7 +240,16 @@ TEST(KeyPool, FillsAheadServesDistinctFilesAndDrainsOnFlushAndKeyChange) {
     for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(10ms);
     return pred();
   };
-  ASSERT_TRUE(wait_for([&] { return pool.stats().size == 16; })); // ...and doubles the target
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(pool.stats().generated, 0u);  // ...and filling waits for its own call's outcome
+  EXPECT_EQ(pool.stats().target, 8u);     // a miss of a pool that was not filling: no growth
+  pool.on_create_result(ref, Status::Ok());
+  ASSERT_TRUE(wait_for([&] { return pool.stats().size == 8; }));
+  // Drained while filling (takes outrun the fillers): demand outran it, the target doubles.
+  for (int i = 0; i < 100000 && pool.take(ref); ++i) {
+  }
+  EXPECT_EQ(pool.stats().target, 16u);
+  ASSERT_TRUE(wait_for([&] { return pool.stats().size == 16; }));
   std::set<FileId> ids;
   for (int i = 0; i < 16; ++i) {
     auto k = pool.take(ref);
@@ -256,7 +265,10 @@ TEST(KeyPool, FillsAheadServesDistinctFilesAndDrainsOnFlushAndKeyChange) {
   EXPECT_EQ(pool.stats().discarded, 16u);
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(pool.stats().size, 0u);  // nothing comes back before a create asks
+  const size_t target = pool.stats().target;
   EXPECT_FALSE(pool.take(ref));
+  EXPECT_EQ(pool.stats().target, target) << "flush-keys must not grow the target";
+  pool.on_create_result(ref, Status::Ok());
   // Full again, so the filler is idle and the count below cannot move under the test.
   ASSERT_TRUE(wait_for([&] {
     const auto s = pool.stats();
@@ -268,6 +280,7 @@ TEST(KeyPool, FillsAheadServesDistinctFilesAndDrainsOnFlushAndKeyChange) {
   const auto before = pool.stats();
   EXPECT_FALSE(pool.take(ref2));
   EXPECT_EQ(pool.stats().discarded, before.discarded + before.size);
+  pool.on_create_result(ref2, Status::Ok());
   ASSERT_TRUE(wait_for([&] { return pool.stats().size > 0; }));
   auto k = pool.take(ref2);
   ASSERT_TRUE(k);
@@ -286,6 +299,7 @@ TEST(KeyPool, KeysExpireAndAnIdlePoolStopsAsking) {
       o);
   const KeyRef ref{ProviderId::kKeyring, "main", 1};
   EXPECT_FALSE(pool.take(ref));
+  pool.on_create_result(ref, Status::Ok());
   std::this_thread::sleep_for(1200ms);  // four TTLs with no create
   const auto s = pool.stats();
   EXPECT_EQ(s.size, 0u);
@@ -295,11 +309,41 @@ TEST(KeyPool, KeysExpireAndAnIdlePoolStopsAsking) {
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(pool.stats().generated, generated);  // idle: no more provider calls
 
-  // A failing provider: creates are told "empty" and the fillers back off, not spin.
+  // A provider that fails the fills: the fillers stop at the first failure (each of the
+  // 16 had at most one call out), not spin, and a create's failure does not restart them.
   p.fail = true;
   EXPECT_FALSE(pool.take(ref));
+  pool.on_create_result(ref, Status::Ok());  // the create got its key just before
   std::this_thread::sleep_for(200ms);
-  EXPECT_LE(pool.stats().failures, 8u);
+  const uint64_t failures = pool.stats().failures;
+  EXPECT_GE(failures, 1u);
+  EXPECT_LE(failures, o.fillers);
+  EXPECT_FALSE(pool.take(ref));
+  pool.on_create_result(ref, Status(Code::kUnavailable, "throttled"));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(pool.stats().failures, failures);
+}
+
+// A refusal (the key disabled or access denied) drops what the pool holds: those keys
+// must not mint files the KMS would now refuse to make.
+TEST(KeyPool, ARefusalDropsThePooledKeys) {
+  CountedVault cv;
+  auto v = cv.init(KeyMode::kPerFile);
+  DataKeyPoolOptions o;
+  o.initial_target = 8;
+  o.fillers = 2;
+  DataKeyPool pool(pool_generator(*v, *cv.counter), o);
+  const KeyRef ref{ProviderId::kKeyring, "main", 1};
+  EXPECT_FALSE(pool.take(ref));
+  pool.on_create_result(ref, Status::Ok());
+  for (int i = 0; i < 500 && pool.stats().size < 8; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(pool.stats().size, 8u);
+  pool.on_create_result(ref, Status(Code::kPermissionDenied, "KMS GenerateDataKey: key disabled"));
+  EXPECT_EQ(pool.stats().size, 0u);
+  EXPECT_EQ(pool.stats().discarded, 8u);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(pool.stats().size, 0u);
+  EXPECT_EQ(pool.stats().generated, 8u);
 }
 
 // Per-file mode on a remote provider: creates take pooled keys (file id and context come
@@ -311,7 +355,7 @@ TEST(KeyPool, VaultCreatesUsePooledKeys) {
   KeyCache cache(cv.providers, KeyCacheOptions{});
   v->use_key_cache(&cache);
   KeySourceOptions ko;
-  ko.pool.initial_target = 8;
+  ko.pool.initial_target = 16;
   ASSERT_TRUE(v->start_key_sources(ko).ok());
   ASSERT_NE(v->key_pool(), nullptr);
   ASSERT_TRUE(v->create_file(cv.path(0), 0600).ok());  // a miss: asks itself, starts the fill
