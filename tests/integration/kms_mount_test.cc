@@ -622,7 +622,10 @@ TEST_F(KmsMount, RotationDefersAThrottledFileAndMovesOn) {
                           false);
   kms_.admin("DELETE", "/__admin/faults");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const json j = parse(r.out);
+  // --wait --json: JSON lines while it runs, the final status last.
+  std::string last = r.out;
+  while (!last.empty() && last.back() == '\n') last.pop_back();
+  const json j = parse(last.substr(last.rfind('\n') == std::string::npos ? 0 : last.rfind('\n') + 1));
   EXPECT_EQ(j.value("phase", ""), "done") << j;
   EXPECT_EQ(j.value("failed", -1), 0) << j;
   EXPECT_GE(j.value("rotated", 0), kFiles) << j;
