@@ -108,9 +108,18 @@ class CryptFile {
   Status load_block(uint64_t i, uint64_t p, MutableByteSpan out);
   // Re-seals blocks [first, last] for a file growing/shrinking from p_old to p_new: each
   // block's content is the old content (zeros past p_old) with `data` laid over it at
-  // data_off. One backing write.
+  // data_off. One backing write. A write that may allocate backing space (it grows the
+  // file or lands in a sparse range) reserves that space first and, if the write still
+  // fails, puts back the old ciphertext of the blocks it covered and the old end of the
+  // file (FORMAT.md §5.5.1): a failure leaves the file as it was, never a torn block.
   Status rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64_t last,
                  uint64_t data_off, ByteSpan data);
+  // Reserves backing space for [off, off+len) (ciphertext offsets) before an allocating
+  // write. Ok where the backing filesystem cannot reserve (the write then runs unreserved
+  // and is undone if it fails). On failure, if `grows`, cuts the backing file back to the
+  // ciphertext size of p_old: a failed fallocate may keep the blocks it got past EOF, and
+  // only a truncate gives them back.
+  Status reserve_for_write(uint64_t off, uint64_t len, uint64_t p_old, bool grows);
   // Grows the file from p_old to p_new, writing `data` at data_off (may be empty).
   Status extend(uint64_t p_old, uint64_t p_new, uint64_t data_off, ByteSpan data);
   Status persist_sparse(const SparseMap& next);
