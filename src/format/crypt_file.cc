@@ -395,6 +395,11 @@ Status CryptFile::write(ByteSpan data, uint64_t off) {
     const uint64_t bs = layout_.block_size;
     return rewrite(p, p, off / bs, (end - 1) / bs, off, data);
   }
+  if (const int e = gap_errno_.load(std::memory_order_acquire); e != 0 && off > p)
+    return Status(Code::kIo, backing_->name() + ": file " + to_hex(file_id_) + ": write at " + std::to_string(off) +
+                                 " refused: it would leave a hole after the end at " + std::to_string(p) +
+                                 ", where an earlier write was lost",
+                  e);
   RETURN_IF_ERROR(extend(p, end, off, data));
   size_ = end;
   well_formed_ = true;
@@ -405,6 +410,29 @@ Status CryptFile::write(ByteSpan data, uint64_t off) {
 Status CryptFile::truncate(uint64_t new_size) {
   RETURN_IF_ERROR(check_key());
   std::unique_lock size_lock(size_mu_);
+  return truncate_locked(new_size);
+}
+
+Status CryptFile::refuse_gaps_and_shrink(uint64_t new_size, int err) {
+  std::unique_lock size_lock(size_mu_);
+  gap_errno_.store(err, std::memory_order_release);
+  if (new_size >= size_) return Status::Ok();
+  RETURN_IF_ERROR(check_key());
+  // Cutting inside a hole would seal the new last block there, which needs the space that
+  // just ran out: cut below the hole instead (nothing was written into it).
+  const uint64_t bs = layout_.block_size;
+  Bytes ct(layout_.sealed_block_size());
+  while (new_size > 0) {
+    const uint64_t last = layout_.block_count(new_size) - 1;
+    if (!sparse_.contains(last)) break;
+    ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, layout_.block_offset(last)));
+    if (got != ct.size() || !all_zero(ct)) break;
+    new_size = last * bs;
+  }
+  return truncate_locked(new_size);
+}
+
+Status CryptFile::truncate_locked(uint64_t new_size) {
   const uint64_t p = size_;
   if (new_size == p) return Status::Ok();
   if (new_size > p) {

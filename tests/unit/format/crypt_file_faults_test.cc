@@ -280,5 +280,28 @@ TEST(CryptFileFaults, AWriteFailingAfterItsReservationIsUndone) {
   f.expect_on_disk(old);
 }
 
+// The mount's rule after a lost write-back: cut to a prefix, then no write past the end.
+TEST(CryptFileFaults, AfterALostWriteBackTheFileIsCutAndWritesPastTheEndAreRefused) {
+  FaultyFile f;
+  const Bytes data = pattern(10 * B, 19);
+  ASSERT_TRUE(f.file->write(data, 0).ok());
+  ASSERT_TRUE(f.file->refuse_gaps_and_shrink(4 * B + 10, ENOSPC).ok());
+  EXPECT_EQ(f.file->size(), 4 * B + 10);
+  expect_enospc(f.file->write(pattern(B, 20), 6 * B));  // would leave a hole
+  EXPECT_EQ(f.file->size(), 4 * B + 10);
+  // A shrink never grows, and a larger cut changes nothing.
+  ASSERT_TRUE(f.file->refuse_gaps_and_shrink(8 * B, ENOSPC).ok());
+  EXPECT_EQ(f.file->size(), 4 * B + 10);
+  // Contiguous writes and overwrites still go through.
+  Bytes want(data.begin(), data.begin() + 4 * B + 10);
+  const Bytes more = pattern(B, 21);
+  ASSERT_TRUE(f.file->write(more, want.size()).ok());
+  want.insert(want.end(), more.begin(), more.end());
+  f.expect_on_disk(want);
+  f.file->allow_gaps();
+  ASSERT_TRUE(f.file->write(more, 40 * B).ok());
+  EXPECT_EQ(f.file->size(), 41 * B);
+}
+
 }  // namespace
 }  // namespace kmsfs
