@@ -290,24 +290,33 @@ Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64
   const bool grows = p_new > p_old;
   if (!grows && !sparse_.intersects({first, last + 1})) return backing_->write_at(ct, at);
 
+  // Reserve first: ENOSPC then fails the write before any block is touched.
+  Status r = backing_->reserve(at, ct.size());
+  const bool reserved = r.ok();
+  if (!r.ok() && r.code() != Code::kUnsupported) {
+    if (grows && well_formed_) (void)backing_->truncate(layout_.ciphertext_size(p_old));  // see reserve_for_write
+    return r;
+  }
   // The ciphertext this write replaces (blocks that existed), to put back if it fails
   // half-way: a pwrite that runs out of space stops mid-block, and that block would read
-  // EIO forever.
+  // EIO forever. Where the space is reserved, only the old last block of a growing write
+  // is kept (it may hold fsync'ed bytes, and costs one block): the hot path of random
+  // writes into holes then pays one fallocate and no read. An I/O error inside a reserved
+  // hole fill tears a block as any failed write may (§5.6).
   MutableByteSpan old;
-  if (first < n_old) {
+  const uint64_t old_at = layout_.block_offset(reserved ? std::max(first, n_old - 1) : first);
+  if (first < n_old && (!reserved || grows)) {
     const uint64_t last_kept = std::min(last, n_old - 1);
     const uint64_t old_end = layout_.block_offset(last_kept) + layout_.plain_len(p_old, last_kept) + layout_.overhead;
-    old = scratch(kUndoCt, old_end - at);
-    ASSIGN_OR_RETURN(size_t got, backing_->read_at(old, at));
+    old = scratch(kUndoCt, old_end - old_at);
+    ASSIGN_OR_RETURN(size_t got, backing_->read_at(old, old_at));
     old = old.first(got);
   }
-  // Reserve first: ENOSPC then fails the write before any block is touched.
-  RETURN_IF_ERROR(reserve_for_write(at, ct.size(), p_old, grows));
   Status w = backing_->write_at(ct, at);
   if (w.ok()) return w;
   // Reserved or not (no fallocate, or another error than ENOSPC), the write failed: undo
   // it. Putting back old bytes over blocks that were just written needs no new space.
-  Status undo = old.empty() ? Status::Ok() : backing_->write_at(old, at);
+  Status undo = old.empty() ? Status::Ok() : backing_->write_at(old, old_at);
   if (undo.ok() && grows && well_formed_) undo = backing_->truncate(layout_.ciphertext_size(p_old));
   if (!undo.ok()) {
     tail_verified_ = false;  // the tail may be torn now: authenticate it again at EOF
