@@ -15,7 +15,7 @@ namespace {
 // Per-thread scratch buffers that keep their capacity between calls: the hot paths then
 // neither allocate nor zero-fill up to 1 MiB per request. Each call site uses its own
 // slot, so nested use (rewrite -> load_block) never aliases.
-enum ScratchSlot { kReadCt, kReadPlain, kWriteCt, kWritePlain, kLoadCt, kOldPlain, kSlots };
+enum ScratchSlot { kReadCt, kReadPlain, kWriteCt, kWritePlain, kLoadCt, kOldPlain, kUndoCt, kSlots };
 MutableByteSpan scratch(ScratchSlot slot, size_t n) {
   thread_local std::array<std::unique_ptr<uint8_t[]>, kSlots> bufs;
   thread_local std::array<size_t, kSlots> caps{};
@@ -282,13 +282,58 @@ Status CryptFile::rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64
     if (!s.ok()) return corrupt_block(i, s);
     pos += out.size();
   }
-  if (p_new > p_old) {
-    // Growing: reserve the space first, so ENOSPC fails the write cleanly instead of
-    // tearing a block half-way through (holes are never reserved: only what we write).
-    Status r = backing_->reserve(layout_.block_offset(first), ct.size());
-    if (!r.ok() && r.code() != Code::kUnsupported) return r;
+  const uint64_t at = layout_.block_offset(first);
+  // Only a write that may allocate backing space can run out of it: one that grows the
+  // file, or one into a sparse range (those blocks may be holes in the backing file).
+  // Overwrites of written blocks need no new space on a filesystem that overwrites in
+  // place, and pay nothing here (FORMAT.md §5.5.1).
+  const bool grows = p_new > p_old;
+  if (!grows && !sparse_.intersects({first, last + 1})) return backing_->write_at(ct, at);
+
+  // Reserve first: ENOSPC then fails the write before any block is touched.
+  Status r = backing_->reserve(at, ct.size());
+  const bool reserved = r.ok();
+  if (!r.ok() && r.code() != Code::kUnsupported) {
+    if (grows && well_formed_) (void)backing_->truncate(layout_.ciphertext_size(p_old));  // see reserve_for_write
+    return r;
   }
-  return backing_->write_at(ct, layout_.block_offset(first));
+  // The ciphertext this write replaces (blocks that existed), to put back if it fails
+  // half-way: a pwrite that runs out of space stops mid-block, and that block would read
+  // EIO forever. Where the space is reserved, only the old last block of a growing write
+  // is kept (it may hold fsync'ed bytes, and costs one block): the hot path of random
+  // writes into holes then pays one fallocate and no read. An I/O error inside a reserved
+  // hole fill tears a block as any failed write may (§5.6).
+  MutableByteSpan old;
+  const uint64_t old_at = layout_.block_offset(reserved ? std::max(first, n_old - 1) : first);
+  if (first < n_old && (!reserved || grows)) {
+    const uint64_t last_kept = std::min(last, n_old - 1);
+    const uint64_t old_end = layout_.block_offset(last_kept) + layout_.plain_len(p_old, last_kept) + layout_.overhead;
+    old = scratch(kUndoCt, old_end - old_at);
+    ASSIGN_OR_RETURN(size_t got, backing_->read_at(old, old_at));
+    old = old.first(got);
+  }
+  Status w = backing_->write_at(ct, at);
+  if (w.ok()) return w;
+  // Reserved or not (no fallocate, or another error than ENOSPC), the write failed: undo
+  // it. Putting back old bytes over blocks that were just written needs no new space.
+  Status undo = old.empty() ? Status::Ok() : backing_->write_at(old, old_at);
+  if (undo.ok() && grows && well_formed_) undo = backing_->truncate(layout_.ciphertext_size(p_old));
+  if (!undo.ok()) {
+    tail_verified_ = false;  // the tail may be torn now: authenticate it again at EOF
+    return Status(w.code(), w.message() + "; undoing the partial write failed too: " + undo.message(), w.sys_errno());
+  }
+  return w;
+}
+
+Status CryptFile::reserve_for_write(uint64_t off, uint64_t len, uint64_t p_old, bool grows) {
+  Status r = backing_->reserve(off, len);
+  // No fallocate (FUSE, NFS before 4.2, some FUSE-based backing stores): write unreserved,
+  // as before reservations existed; rewrite() still undoes a failed write.
+  if (r.ok() || r.code() == Code::kUnsupported) return Status::Ok();
+  // ext4 and XFS keep what a failed fallocate got; past EOF a truncate (to the same size
+  // is enough) gives it back, or the next, smaller write would find the space gone.
+  if (grows && well_formed_) (void)backing_->truncate(layout_.ciphertext_size(p_old));
+  return r;
 }
 
 Status CryptFile::persist_sparse(const SparseMap& next) {
@@ -324,11 +369,20 @@ Status CryptFile::extend(uint64_t p_old, uint64_t p_new, uint64_t data_off, Byte
   // A large gap becomes a hole: authenticate it in the header before the data lands, so
   // no crash can leave unauthenticated zeros readable. Then the new tail, then the old
   // last block (a stale final flag there is tolerated if we crash in between).
+  //
+  // The new tail's space is reserved before the header changes, so ENOSPC fails the write
+  // with the header as it was; a later failure puts the old ranges back (best effort: a
+  // range past EOF is harmless, §5.6).
+  const uint64_t tail = layout_.block_offset(first_data);
+  RETURN_IF_ERROR(reserve_for_write(tail, layout_.ciphertext_size(p_new) - tail, p_old, /*grows=*/true));
+  const SparseMap before = sparse_;
   SparseMap next = sparse_;
   next.add({gap_first, gap_end});
   RETURN_IF_ERROR(persist_sparse(next));
-  RETURN_IF_ERROR(rewrite(p_old, p_new, first_data, last_new, data_off, data));
-  return rewrite(p_old, p_new, last_old, last_old, data_off, data);
+  Status s = rewrite(p_old, p_new, first_data, last_new, data_off, data);
+  if (s.ok()) s = rewrite(p_old, p_new, last_old, last_old, data_off, data);
+  if (!s.ok()) (void)persist_sparse(before);
+  return s;
 }
 
 Status CryptFile::write(ByteSpan data, uint64_t off) {
@@ -350,6 +404,11 @@ Status CryptFile::write(ByteSpan data, uint64_t off) {
     const uint64_t bs = layout_.block_size;
     return rewrite(p, p, off / bs, (end - 1) / bs, off, data);
   }
+  if (const int e = gap_errno_.load(std::memory_order_acquire); e != 0 && off > p)
+    return Status(Code::kIo, backing_->name() + ": file " + to_hex(file_id_) + ": write at " + std::to_string(off) +
+                                 " refused: it would leave a hole after the end at " + std::to_string(p) +
+                                 ", where an earlier write was lost",
+                  e);
   RETURN_IF_ERROR(extend(p, end, off, data));
   size_ = end;
   well_formed_ = true;
@@ -360,6 +419,29 @@ Status CryptFile::write(ByteSpan data, uint64_t off) {
 Status CryptFile::truncate(uint64_t new_size) {
   RETURN_IF_ERROR(check_key());
   std::unique_lock size_lock(size_mu_);
+  return truncate_locked(new_size);
+}
+
+Status CryptFile::refuse_gaps_and_shrink(uint64_t new_size, int err) {
+  std::unique_lock size_lock(size_mu_);
+  gap_errno_.store(err, std::memory_order_release);
+  if (new_size >= size_) return Status::Ok();
+  RETURN_IF_ERROR(check_key());
+  // Cutting inside a hole would seal the new last block there, which needs the space that
+  // just ran out: cut below the hole instead (nothing was written into it).
+  const uint64_t bs = layout_.block_size;
+  Bytes ct(layout_.sealed_block_size());
+  while (new_size > 0) {
+    const uint64_t last = layout_.block_count(new_size) - 1;
+    if (!sparse_.contains(last)) break;
+    ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, layout_.block_offset(last)));
+    if (got != ct.size() || !all_zero(ct)) break;
+    new_size = last * bs;
+  }
+  return truncate_locked(new_size);
+}
+
+Status CryptFile::truncate_locked(uint64_t new_size) {
   const uint64_t p = size_;
   if (new_size == p) return Status::Ok();
   if (new_size > p) {
@@ -387,14 +469,21 @@ Status CryptFile::allocate(uint64_t off, uint64_t len, bool keep_size) {
   if (len == 0) return Status(Code::kInvalidArgument, "fallocate: zero length", EINVAL);
   const uint64_t end = off + len;
   if (end < off) return Status(Code::kInvalidArgument, "fallocate: range overflows", EFBIG);
-  if (!keep_size && end > size()) RETURN_IF_ERROR(truncate(end));
   const uint64_t bs = layout_.block_size;
   const uint64_t first = off / bs, last = (end - 1) / bs;
   const uint64_t from = layout_.block_offset(first);
   const uint64_t to = layout_.block_offset(last) + layout_.sealed_block_size();
+  // Reserve before growing: a failed fallocate(2) leaves the size as it was.
   Status r = backing_->reserve(from, to - from);
   if (r.code() == Code::kUnsupported) return Status(Code::kUnsupported, "fallocate not supported by the backing filesystem", EOPNOTSUPP);
-  return r;
+  if (!r.ok()) {
+    // Give back what the failed attempt got past EOF (see reserve_for_write).
+    std::shared_lock size_lock(size_mu_);
+    if (well_formed_) (void)backing_->truncate(layout_.ciphertext_size(size_));
+    return r;
+  }
+  if (!keep_size && end > size()) RETURN_IF_ERROR(truncate(end));
+  return Status::Ok();
 }
 
 Status CryptFile::rewrap(const SlotWrap& from, const SlotWrap& to) {

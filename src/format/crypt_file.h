@@ -57,6 +57,14 @@ class CryptFile {
   Result<size_t> read(MutableByteSpan out, uint64_t off);
   Status write(ByteSpan data, uint64_t off);
   Status truncate(uint64_t new_size);
+  // The mount's rule after a write-back ran out of space (fs/filesystem.cc): from now on a
+  // write that starts past the end fails with errno `err` and writes nothing (it would
+  // leave a hole where lost data belonged), and the file is cut to new_size if longer
+  // (lower where new_size falls in a hole: below the hole's first block).
+  // Atomic against writes and other size changes: concurrent callers end at the smallest
+  // size, and no write that leaves a gap lands after the cut. Until allow_gaps().
+  Status refuse_gaps_and_shrink(uint64_t new_size, int err);
+  void allow_gaps() { gap_errno_.store(0, std::memory_order_release); }
   // fallocate(2) modes 0 and FALLOC_FL_KEEP_SIZE: reserves backing space for the
   // plaintext range (growing the file first unless keep_size), so later writes there
   // cannot fail with ENOSPC.
@@ -108,12 +116,22 @@ class CryptFile {
   Status load_block(uint64_t i, uint64_t p, MutableByteSpan out);
   // Re-seals blocks [first, last] for a file growing/shrinking from p_old to p_new: each
   // block's content is the old content (zeros past p_old) with `data` laid over it at
-  // data_off. One backing write.
+  // data_off. One backing write. A write that may allocate backing space (it grows the
+  // file or lands in a sparse range) reserves that space first and, if the write still
+  // fails, puts back the old ciphertext of the blocks it covered and the old end of the
+  // file (FORMAT.md §5.5.1): a failure leaves the file as it was, never a torn block.
   Status rewrite(uint64_t p_old, uint64_t p_new, uint64_t first, uint64_t last,
                  uint64_t data_off, ByteSpan data);
+  // Reserves backing space for [off, off+len) (ciphertext offsets) before an allocating
+  // write. Ok where the backing filesystem cannot reserve (the write then runs unreserved
+  // and is undone if it fails). On failure, if `grows`, cuts the backing file back to the
+  // ciphertext size of p_old: a failed fallocate may keep the blocks it got past EOF, and
+  // only a truncate gives them back.
+  Status reserve_for_write(uint64_t off, uint64_t len, uint64_t p_old, bool grows);
   // Grows the file from p_old to p_new, writing `data` at data_off (may be empty).
   Status extend(uint64_t p_old, uint64_t p_new, uint64_t data_off, ByteSpan data);
   Status persist_sparse(const SparseMap& next);
+  Status truncate_locked(uint64_t new_size);  // caller holds size_mu_ exclusively
   // Authenticates the last block once, so a file cut back to its header (or to an empty
   // final block taken from elsewhere) fails at EOF instead of reading as empty.
   Status verify_tail(uint64_t p);
@@ -146,6 +164,7 @@ class CryptFile {
   uint64_t size_ = 0;  // guarded by size_mu_
   bool well_formed_ = true;          // guarded by size_mu_
   std::atomic<bool> tail_verified_{false};
+  std::atomic<int> gap_errno_{0};  // set under size_mu_ exclusive; see refuse_gaps_and_shrink
   std::array<std::shared_mutex, kStripes> stripes_;
 
   mutable std::mutex header_mu_;

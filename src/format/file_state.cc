@@ -15,6 +15,12 @@ bool SparseMap::contains(uint64_t block) const {
   return block < it->end;
 }
 
+bool SparseMap::intersects(BlockRange r) const {
+  for (const auto& cur : ranges_)
+    if (cur.begin < r.end && r.begin < cur.end) return true;
+  return false;
+}
+
 void SparseMap::add(BlockRange r) {
   if (r.begin >= r.end) return;
   std::vector<BlockRange> out;

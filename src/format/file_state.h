@@ -28,6 +28,8 @@ class SparseMap {
 
   const std::vector<BlockRange>& ranges() const { return ranges_; }
   bool contains(uint64_t block) const;
+  // Whether any block of [r.begin, r.end) lies in a range.
+  bool intersects(BlockRange r) const;
   void add(BlockRange r);
   // Drops everything at or past `end_block` (truncate).
   void clip(uint64_t end_block);

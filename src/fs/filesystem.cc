@@ -23,6 +23,11 @@ namespace {
 
 constexpr off_t kOpenPrefetch = header::kSize + (128 << 10);
 
+bool is_out_of_space(const Status& s) {
+  const int e = to_errno(s);
+  return e == ENOSPC || e == EDQUOT;
+}
+
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Status errno_status(const char* what) { return Status::Io(errno, what); }
@@ -145,9 +150,24 @@ Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bn
   after_acquire();
   fix_attr(in, e.attr);
   e.ino = table_.id_of(in);
+  e.generation = generation_for(in);
   e.attr_timeout = opts_.attr_timeout;
   e.entry_timeout = opts_.entry_timeout;
   return e;
+}
+
+uint64_t Filesystem::generation_for(Inode& in) {
+  // A lost write-back left the kernel's inode with a size the file does not have, and the
+  // kernel keeps trusting it while it keeps the inode: the invalidations only drop the
+  // dentry, and a lookup made while a RELEASE still pins the inode binds the name to it
+  // again. A new generation makes the kernel replace that inode (fuse_iget: it marks the
+  // old one bad), so once no handle is open (nothing left to fail on the old inode) the
+  // next lookup shows our size.
+  if (in.kernel_size_stale.load(std::memory_order_acquire)) {
+    std::lock_guard lock(in.mu);
+    if (in.open_count == 0 && in.kernel_size_stale.exchange(false)) in.generation.fetch_add(1);
+  }
+  return in.generation.load(std::memory_order_acquire);
 }
 
 Result<fuse_entry_param> Filesystem::lookup(uint64_t parent, const char* name) {
@@ -178,11 +198,17 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const struct stat& attr, i
   }
   if (valid & FUSE_SET_ATTR_SIZE) {
     if (in.type != S_IFREG) return Status(Code::kIo, "truncate", in.type == S_IFDIR ? EISDIR : EINVAL);
+    // A new size: later writes are new data, gaps allowed again.
+    in.write_error.store(0, std::memory_order_release);
+    in.kernel_size_stale.store(false, std::memory_order_release);  // the kernel sets this size too
+    in.kept_size.store(static_cast<uint64_t>(attr.st_size), std::memory_order_release);
+    if (fh) fh->file->allow_gaps();
     if (fh) {
       RETURN_IF_ERROR(logged(fh->file->truncate(static_cast<uint64_t>(attr.st_size)), "truncate"));
       if (attr.st_size == 0) follow_current_key(*fh->file);
     } else {
       ASSIGN_OR_RETURN(auto f, acquire_file(in, true));
+      f->allow_gaps();
       Status s = f->truncate(static_cast<uint64_t>(attr.st_size));
       if (s.ok() && attr.st_size == 0) follow_current_key(*f);
       f.reset();
@@ -360,6 +386,7 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
   });
   if (!f.ok()) return logged(f.status(), "open");
   in.file = std::move(*f);
+  in.kept_size.store(in.file->size(), std::memory_order_release);
   in.file_writable = rw;
   in.open_count = 1;
   track_key(in, *in.file);
@@ -368,11 +395,19 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
 
 void Filesystem::release_file(Inode& in) {
   std::shared_ptr<CryptFile> last;  // closed after the lock is dropped
-  std::lock_guard lock(in.mu);
-  if (in.open_count > 0 && --in.open_count == 0) {
-    untrack_key(in, *in.file);
-    last = std::move(in.file);
+  bool failed = false;
+  {
+    std::lock_guard lock(in.mu);
+    if (in.open_count > 0 && --in.open_count == 0) {
+      in.write_error.store(0, std::memory_order_release);  // the failed write-back is over
+      failed = in.kernel_size_stale.load(std::memory_order_acquire);
+      in.file->allow_gaps();  // the CryptFile may outlive this (OpenFiles, the rotation worker)
+      untrack_key(in, *in.file);
+      last = std::move(in.file);
+    }
   }
+  // Again now that no handle is left (Inode::kernel_size_stale).
+  if (failed) queue_invalidation(in);
 }
 
 void Filesystem::track_key(Inode& in, const CryptFile& f) {
@@ -434,6 +469,10 @@ Result<FileHandle*> Filesystem::open(uint64_t ino, int flags) {
   const bool writable = (flags & O_ACCMODE) != O_RDONLY || trunc;
   ASSIGN_OR_RETURN(auto f, acquire_file(in, writable));
   if (trunc) {
+    in.write_error.store(0, std::memory_order_release);
+    in.kernel_size_stale.store(false, std::memory_order_release);  // atomic_o_trunc: the kernel set 0
+    in.kept_size.store(0, std::memory_order_release);
+    f->allow_gaps();
     Status s = f->truncate(0);
     if (!s.ok()) {
       f.reset();
@@ -487,11 +526,13 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
     std::lock_guard lock(in.mu);
     in.file = file;
     in.file_writable = true;
+    in.kept_size.store(0, std::memory_order_release);
     in.open_count++;
     track_key(in, *file);
   }
   e.attr.st_size = 0;
   e.ino = table_.id_of(in);
+  e.generation = in.generation.load(std::memory_order_acquire);
   e.attr_timeout = opts_.attr_timeout;
   e.entry_timeout = opts_.entry_timeout;
   return Created{e, new FileHandle{&in, std::move(file), (flags & O_APPEND) && !writeback_}};
@@ -504,13 +545,87 @@ Result<size_t> Filesystem::read(FileHandle* fh, MutableByteSpan out, off_t off) 
 }
 
 Result<size_t> Filesystem::write(FileHandle* fh, ByteSpan data, off_t off, bool writepage) {
-  uint64_t at = fh->append && !writepage ? fh->file->size() : static_cast<uint64_t>(off);
-  Status s = fh->file->write(data, at);
-  if (!s.ok()) return logged(s, "write");
-  return data.size();
+  Inode& in = *fh->inode;
+  CryptFile& f = *fh->file;
+  uint64_t at = fh->append && !writepage ? f.size() : static_cast<uint64_t>(off);
+  Status s = f.write(data, at);
+  if (s.ok()) return data.size();
+  // Without the writeback cache the application sees each error at its write(2) and
+  // decides; with it, the error comes at fsync or close, long after the data was accepted.
+  if (writeback_ && is_out_of_space(s)) {
+    // The kernel writes pages back in no particular order and several at once: pages
+    // after this one may have landed already (after holes where this one belonged).
+    // Cut them off, down to what this session may not drop (Inode::kept_size), and refuse
+    // later pages past the new end (a smaller one might fit, after a hole), so the file
+    // holds a prefix of what was written. Until truncate or the last close.
+    const uint64_t cut = std::max(at, in.kept_size.load(std::memory_order_acquire));
+    if (Status c = f.refuse_gaps_and_shrink(cut, to_errno(s)); !c.ok())
+      spdlog::warn("{}: cannot cut the file back to {} bytes after a failed write-back: {}", f.backing().name(), cut,
+                   c.message());
+    write_failed(in, f, s);
+  } else {
+    queue_invalidation(in);
+  }
+  return logged(s, "write");
 }
 
-Status Filesystem::fsync(FileHandle* fh, bool datasync) { return logged(fh->file->sync(datasync), "fsync"); }
+void Filesystem::write_failed(Inode& in, CryptFile& f, const Status& s) {
+  const int e = to_errno(s);
+  int none = 0;
+  in.kernel_size_stale.store(true, std::memory_order_release);
+  if (in.write_error.compare_exchange_strong(none, e))
+    // The application learns of it at fsync or close only: say it here, once, as it happens.
+    spdlog::warn("{}: a cached write could not be written back ({}); the file keeps the first {} bytes written",
+                 f.backing().name(), std::strerror(e), f.size());
+  queue_invalidation(in);
+}
+
+void Filesystem::queue_invalidation(Inode& in) {
+  Invalidation inv;
+  inv.ino = table_.id_of(in);
+  if (auto entry = table_.entry_of(in)) {
+    inv.parent = entry->first;
+    inv.name = std::move(entry->second);
+  }
+  {
+    std::lock_guard lock(inval_mu_);
+    for (const auto& q : inval_queue_)
+      if (q.ino == inv.ino) return;  // already queued (a write-back fails page run by page run)
+    inval_queue_.push_back(std::move(inv));
+  }
+  inval_cv_.notify_one();
+}
+
+std::optional<std::vector<Filesystem::Invalidation>> Filesystem::await_invalidations() {
+  std::unique_lock lock(inval_mu_);
+  inval_cv_.wait(lock, [&] { return inval_stop_ || !inval_queue_.empty(); });
+  if (inval_stop_) return std::nullopt;
+  std::vector<Invalidation> out;
+  out.swap(inval_queue_);
+  return out;
+}
+
+void Filesystem::stop_invalidations() {
+  {
+    std::lock_guard lock(inval_mu_);
+    inval_stop_ = true;
+  }
+  inval_cv_.notify_all();
+}
+
+Status Filesystem::fsync(FileHandle* fh, bool datasync) {
+  // The size before the sync: what was written by then is durable now, and must not be cut
+  // by a later lost write-back (Inode::kept_size). The kernel has written its dirty pages
+  // back before sending FSYNC, and would have failed the fsync had one been lost.
+  const uint64_t size = fh->file->size();
+  RETURN_IF_ERROR(logged(fh->file->sync(datasync), "fsync"));
+  if (fh->inode->write_error.load(std::memory_order_acquire) == 0) {
+    uint64_t kept = fh->inode->kept_size.load(std::memory_order_acquire);
+    while (kept < size && !fh->inode->kept_size.compare_exchange_weak(kept, size)) {
+    }
+  }
+  return Status::Ok();
+}
 
 Status Filesystem::fallocate(FileHandle* fh, int mode, off_t off, off_t len) {
   if (off < 0 || len <= 0) return Status(Code::kInvalidArgument, "fallocate", EINVAL);

@@ -147,7 +147,33 @@ class Filesystem {
   std::optional<std::vector<Revocation>> await_revocations();
   void stop_revocations();
 
+  // Failed writes (ENOSPC above all; queued at the failure and, with the writeback cache,
+  // again at each last close until the kernel forgets the inode: Inode::kernel_size_stale). With the writeback cache the application's write(2)
+  // returned long before the daemon saw the data, and the kernel keeps the pages and a size
+  // it set itself: it trusts its own size over ours for as long as it keeps the inode. So
+  // the inode of a failed write is queued here, and FuseMount sends, from a thread of its
+  // own, FUSE_NOTIFY_INVAL_INODE (drops the cached pages and attributes: reads reach us)
+  // and FUSE_NOTIFY_INVAL_ENTRY for its name (drops the dentry: once the last user closes
+  // the file the kernel forgets the inode, and the next lookup takes the size from us).
+  // Never from the request handler: invalidating pages waits on writeback and may send
+  // writes of its own, and an entry invalidation takes the parent's inode lock, either of
+  // which the request being served may be holding up. The writer sees the error at fsync
+  // or close (the kernel records it on the mapping). `parent` is 0 when the name is not
+  // known (then only the inode is invalidated). nullopt once stopped.
+  struct Invalidation {
+    uint64_t ino = 0;
+    uint64_t parent = 0;
+    std::string name;
+  };
+  std::optional<std::vector<Invalidation>> await_invalidations();
+  void stop_invalidations();
+
  private:
+  // Records a failed write to `in` and queues its invalidation (see await_invalidations).
+  void write_failed(Inode& in, CryptFile& f, const Status& s);
+  void queue_invalidation(Inode& in);  // called with no lock held
+  // The generation for an entry reply of `in` (Inode::generation). Takes in.mu.
+  uint64_t generation_for(Inode& in);
   // Lazy rotation on truncate to zero (Vault::follow_current_key).
   void follow_current_key(CryptFile& f);
   // `name` is the plaintext name the kernel knows the entry by (for eviction).
@@ -185,6 +211,11 @@ class Filesystem {
   std::map<std::array<uint8_t, 32>, std::map<uint64_t, std::weak_ptr<KeyGuard>>> key_inodes_;  // revoke_mu_
   std::vector<Revocation> revoke_queue_;  // guarded by revoke_mu_
   bool revoke_stop_ = false;                                          // guarded by revoke_mu_
+
+  std::mutex inval_mu_;  // taken with no other lock held
+  std::condition_variable inval_cv_;
+  std::vector<Invalidation> inval_queue_;  // guarded by inval_mu_; one entry per nodeid
+  bool inval_stop_ = false;                // guarded by inval_mu_
 };
 
 }  // namespace kmsfs

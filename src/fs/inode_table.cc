@@ -57,18 +57,27 @@ std::vector<std::pair<uint64_t, std::string>> InodeTable::evictable(size_t n) {
       std::lock_guard file_lock(in->mu);  // lock order: mu_ -> Inode::mu
       if (in->open_count > 0) continue;   // an open file's dentry is busy anyway
     }
-    uint64_t parent = 0;
-    if (in->parent_dev == root_->dev && in->parent_ino == root_->ino) {
-      parent = FUSE_ROOT_ID;
-    } else if (auto it = inodes_.find(Key{in->parent_dev, in->parent_ino});
-               it != inodes_.end() && it->second->type == S_IFDIR) {
-      parent = id_of(*it->second);
-    }
+    const uint64_t parent = parent_id_locked(*in);
     std::string name = std::move(in->name);
     in->name.clear();
     if (parent != 0) out.emplace_back(parent, std::move(name));
   }
   return out;
+}
+
+uint64_t InodeTable::parent_id_locked(const Inode& in) const {
+  if (in.parent_dev == root_->dev && in.parent_ino == root_->ino) return FUSE_ROOT_ID;
+  if (auto it = inodes_.find(Key{in.parent_dev, in.parent_ino}); it != inodes_.end() && it->second->type == S_IFDIR)
+    return id_of(*it->second);
+  return 0;
+}
+
+std::optional<std::pair<uint64_t, std::string>> InodeTable::entry_of(const Inode& in) const {
+  std::lock_guard lock(mu_);
+  if (in.name.empty()) return std::nullopt;
+  const uint64_t parent = parent_id_locked(in);
+  if (parent == 0) return std::nullopt;
+  return std::make_pair(parent, in.name);
 }
 
 size_t InodeTable::size() const {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -50,6 +51,27 @@ struct Inode {
   // SB_NOSEC with libfuse 3.14); once the backing file is known to have none, answer from
   // here. Only this daemon writes the backing store, and setxattr/removexattr reset it.
   std::atomic<bool> known_no_caps{false};
+
+  // With the writeback cache: the errno of a write-back to this file that ran out of space
+  // (0: none since it was opened or truncated): logged once, and the kernel's caches are
+  // invalidated again at the last close (Filesystem::write). Cleared then and on truncate.
+  std::atomic<int> write_error{0};
+  // A write-back was lost, so the kernel's inode may still hold a size (and pages) the
+  // file does not have. The kernel trusts its own size for as long as it keeps that inode,
+  // and a lookup made while a handle or an in-flight RELEASE pins it binds the name to it
+  // again, so every last close re-sends the invalidation until the kernel forgets the
+  // inode (this Inode goes with it) or a truncate sets a size both agree on.
+  std::atomic<bool> kernel_size_stale{false};
+  // The generation in entry replies (fuse_entry_param). Raised once the stale inode is no
+  // longer open: the kernel then replaces its inode with one that takes our size
+  // (Filesystem::generation_for).
+  std::atomic<uint64_t> generation{0};
+  // With the writeback cache: the size below which a lost write-back drops nothing: the
+  // file's size when it was opened (no handle open before), truncated, or last fsync'ed
+  // with success. A write-back that runs out of space at offset x cuts the file to
+  // max(x, this), so the file holds a prefix of what was written, never data after a hole
+  // where lost data belonged (the kernel writes pages back in no particular order).
+  std::atomic<uint64_t> kept_size{0};
 };
 
 class InodeTable {
@@ -73,6 +95,10 @@ class InodeTable {
   // kernel to forget; each inode is offered once per lookup, and only while its parent
   // directory is still known.
   std::vector<std::pair<uint64_t, std::string>> evictable(size_t n);
+  // The (parent nodeid, name) of the kernel's latest lookup of `in`, to name it in
+  // FUSE_NOTIFY_INVAL_ENTRY; nullopt if that name was already offered for eviction or its
+  // parent directory is no longer known.
+  std::optional<std::pair<uint64_t, std::string>> entry_of(const Inode& in) const;
 
  private:
   struct Key {
@@ -83,6 +109,8 @@ class InodeTable {
   struct KeyHash {
     size_t operator()(const Key& k) const noexcept { return std::hash<uint64_t>()(k.ino * 1000003u ^ k.dev); }
   };
+
+  uint64_t parent_id_locked(const Inode& in) const;  // 0 if unknown; caller holds mu_
 
   std::unique_ptr<Inode> root_;
   mutable std::mutex mu_;

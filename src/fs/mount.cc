@@ -202,6 +202,21 @@ Status FuseMount::serve() {
     }
     done.set_value();
   });
+  // Makes the kernel forget what it cached of a file whose write failed: pages, attributes
+  // and (through the dentry) the size it set itself (Filesystem::await_invalidations). A
+  // thread of its own, as both notifications may wait for requests only the workers answer.
+  std::promise<void> invalidator_done;
+  std::future<void> invalidator_finished = invalidator_done.get_future();
+  std::thread invalidator([this, done = std::move(invalidator_done)]() mutable {
+    while (auto items = fs_->await_invalidations()) {
+      for (const auto& inv : *items) {
+        // ENOENT from either (forgotten or gone meanwhile) is fine: nothing is cached then.
+        fuse_lowlevel_notify_inval_inode(session_, inv.ino, 0, 0);
+        if (inv.parent != 0) fuse_lowlevel_notify_inval_entry(session_, inv.parent, inv.name.c_str(), inv.name.size());
+      }
+    }
+    done.set_value();
+  });
   fuse_loop_config* lc = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(lc, 1);
   fuse_loop_cfg_set_max_threads(lc, max_threads_);
@@ -209,18 +224,21 @@ Status FuseMount::serve() {
   fuse_loop_cfg_destroy(lc);
   fs_->stop_eviction();
   fs_->stop_revocations();
+  fs_->stop_invalidations();
   // After a signal the loop stops with requests still queued, and a notification may be
   // waiting for a directory lock held by a process whose request is among them: it would
   // wait forever, and so would we. Aborting the connection (MNT_FORCE: the kernel fails
   // every pending request) releases it.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   if (evictor_finished.wait_until(deadline) != std::future_status::ready ||
-      revoker_finished.wait_until(deadline) != std::future_status::ready) {
+      revoker_finished.wait_until(deadline) != std::future_status::ready ||
+      invalidator_finished.wait_until(deadline) != std::future_status::ready) {
     spdlog::warn("{}: an invalidation is stuck behind unanswered requests; aborting the connection", mountpoint_);
     ::umount2(mountpoint_.c_str(), MNT_FORCE);
   }
   evictor.join();
   revoker.join();
+  invalidator.join();
   fuse_remove_signal_handlers(session_);
   if (mounted_) {
     fuse_session_unmount(session_);
