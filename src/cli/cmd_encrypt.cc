@@ -38,6 +38,7 @@ struct EncryptOptions {
   PassphraseOptions passphrase;
   AwsCliOptions aws;
   bool backing_path = false;  // DEST is a backing path, taken as is (no name encryption)
+  bool overwrite = false;     // replace an existing DEST atomically
 };
 
 // DEST as a path: relative ones are relative to the vault. Either way it must lie inside
@@ -95,8 +96,8 @@ Status run_encrypt(const EncryptOptions& o) {
   struct stat st;
   if (o.backing_path) {
     ASSIGN_OR_RETURN(dest, dest_path(o.backing, o.dest));
-    if (::lstat(dest.c_str(), &st) == 0)
-      return Status(Code::kAlreadyExists, dest + " already exists (refusing to overwrite)");
+    if (!o.overwrite && ::lstat(dest.c_str(), &st) == 0)
+      return Status(Code::kAlreadyExists, dest + " already exists (refusing to overwrite; --overwrite replaces it)");
   }
   UniqueFd in(::open(o.plain.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) {
@@ -117,20 +118,46 @@ Status run_encrypt(const EncryptOptions& o) {
   if (!o.backing_path) {
     ASSIGN_OR_RETURN(dest, prepare_new_file(*ov.vault, o.dest, /*make_parents=*/true));
   }
-  auto created = ov.vault->create_file(dest, mode);
+  // --overwrite: the new file is written beside DEST under a temporary name (a dot-name in
+  // the same directory, encrypted like any other) and renamed over it once complete and
+  // synced, so DEST is the old file or the new one, never a mix.
+  std::string target = dest;
+  if (o.overwrite) {
+    if (::lstat(dest.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      return Status(Code::kInvalidArgument, shown + " is a directory");
+    const std::string tmp_name = ".kmsfs-encrypt-file." + std::to_string(::getpid());
+    if (o.backing_path) {
+      target = (fs::path(dest).parent_path() / tmp_name).string();
+    } else {
+      const fs::path parent = fs::path(o.dest).parent_path();
+      ASSIGN_OR_RETURN(target, prepare_new_file(*ov.vault, (parent / tmp_name).string(), /*make_parents=*/true));
+    }
+    ::unlink(target.c_str());  // a leftover of this pid's earlier crash
+  }
+  auto created = ov.vault->create_file(target, mode);
   if (!created.ok()) {
     if (created.status().code() == Code::kIo && created.status().sys_errno() == EEXIST)
-      return Status(Code::kAlreadyExists, shown + " already exists (refusing to overwrite)");
+      return Status(Code::kAlreadyExists, shown + " already exists (refusing to overwrite; --overwrite replaces it)");
     return created.status().with_context(shown);
   }
   std::unique_ptr<CryptFile> f = std::move(created).value();
   auto copied = copy_into(in.get(), o.plain, *f);
   // The umask applied at creation; the plaintext's permission bits are what was asked for.
-  if (copied.ok() && ::chmod(dest.c_str(), mode) != 0) copied = Status::Io(errno, "chmod " + dest);
+  if (copied.ok() && ::chmod(target.c_str(), mode) != 0) copied = Status::Io(errno, "chmod " + target);
   const std::string file_id = to_hex(f->id());
   f.reset();
+  if (copied.ok() && target != dest) {
+    if (::rename(target.c_str(), dest.c_str()) != 0) {
+      copied = Status::Io(errno, "replacing " + shown);
+    } else {
+      UniqueFd dir(::open(fs::path(dest).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (dir.valid()) (void)::fsync(dir.get());  // the rename durable, as the data is
+      return print(fmt::format("{}: {} bytes encrypted, replacing the old file (file id {}; backing file {})\n",
+                               shown, *copied, file_id, dest));
+    }
+  }
   if (!copied.ok()) {
-    ::unlink(dest.c_str());  // never leave a partial file behind
+    ::unlink(target.c_str());  // never leave a partial file behind
     return copied.status();
   }
   if (o.backing_path) return print(fmt::format("{}: {} bytes encrypted (file id {})\n", dest, *copied, file_id));
@@ -147,8 +174,10 @@ void add_encrypt_command(CLI::App& app, Commands& out) {
   cmd->add_option("DEST", o->dest,
                   "Where the file goes in the vault's plaintext view (e.g. docs/report.pdf): its name "
                   "is encrypted as the mount would, missing parent directories are created; never "
-                  "overwritten")
+                  "overwritten without --overwrite")
       ->required();
+  cmd->add_flag("--overwrite", o->overwrite,
+                "Replace an existing DEST (atomically: written beside it, then renamed over it)");
   cmd->add_flag("--backing-path", o->backing_path,
                 "DEST is a backing path (absolute, or relative to BACKING), used as is: no name "
                 "encryption, no parents created");

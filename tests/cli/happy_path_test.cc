@@ -100,8 +100,7 @@ TEST_F(HappyPathTest, EncryptFileDestinationsAndMode) {
   make_vault("vault", "keyring");
   write_file(p("plain"), "hello, vault\n");
   ASSERT_EQ(::chmod(p("plain").c_str(), 0640), 0);
-  const auto margs = matrix_init_args();
-  const bool encrypted_names = std::find(margs.begin(), margs.end(), "--plaintext-names") == margs.end();
+  const bool encrypted_names = matrix_encrypts_names();
 
   // DEST is a plaintext path: parents are created, names encrypted as the mount does
   // (a long one out of line), and ls, cat and inspect find it by the same path.
@@ -128,7 +127,15 @@ TEST_F(HappyPathTest, EncryptFileDestinationsAndMode) {
   ASSERT_EQ(::stat(p(backing.out.substr(0, backing.out.size() - 1)).c_str(), &st), 0) << backing.out;
   EXPECT_EQ(st.st_mode & 0777, 0640u);
   EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "plain", "reports/q3/report.pdf"}), kExists,
-                         {"encrypt-file: ", "reports/q3/report.pdf", "already exists"}));
+                         {"encrypt-file: ", "reports/q3/report.pdf", "already exists", "--overwrite"}));
+  // --overwrite replaces it whole (written beside it, renamed over it): no temporary left.
+  write_file(p("plain2"), "revised numbers\n");
+  auto over = kmsfs({"encrypt-file", "--overwrite", "vault", "plain2", "reports/q3/report.pdf"});
+  ASSERT_TRUE(Succeeded(over));
+  EXPECT_TRUE(contains(over.out, "replacing the old file")) << over.out;
+  EXPECT_EQ(kmsfs({"cat", "vault/reports/q3/report.pdf"}).out, "revised numbers\n");
+  auto listing = kmsfs({"ls", "vault/reports/q3"});
+  EXPECT_EQ(listing.out, "report.pdf\n");
   EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "plain", "../escape.txt"}), kUsage, {"'..'"}));
   EXPECT_NE(::access(p("escape.txt").c_str(), F_OK), 0);
   EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "vault", "no-such-plain", "x.txt"}), kNotFound,
