@@ -81,6 +81,11 @@ ProcessResult CliTest::kmsfs(std::vector<std::string> args, SpawnOptions opts) c
   return run_process(args, opts);
 }
 
+bool CliTest::matrix_encrypts_names() {
+  const auto args = matrix_init_args();
+  return std::find(args.begin(), args.end(), "--plaintext-names") == args.end();
+}
+
 std::vector<std::string> CliTest::matrix_init_args() {
   std::vector<std::string> out;
   const char* env = std::getenv("KMSFS_TEST_INIT_ARGS");

@@ -47,6 +47,8 @@ class CliTest : public ::testing::Test {
   static std::vector<std::string> matrix_init_args();
   // The cipher the matrix asks for (default aes-256-gcm).
   static std::string matrix_cipher();
+  // False when the matrix asks for --plaintext-names (then a plaintext path is a backing path).
+  static bool matrix_encrypts_names();
 
   // keyring create KEYRING --no-passphrase --key main.
   void make_plain_keyring(const std::string& keyring, std::vector<std::string> keys = {"main"});

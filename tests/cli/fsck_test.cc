@@ -34,11 +34,7 @@ class FsckTest : public CliTest {
     block_size_ = std::stoull(init.substr(at + 12));
   }
 
-  bool encrypted_names() const {
-    for (const auto& a : matrix_init_args())
-      if (a == "--plaintext-names") return false;
-    return true;
-  }
+  bool encrypted_names() const { return matrix_encrypts_names(); }
 
   // The backing path of a plaintext path in `vault`, relative to the temp dir.
   std::string backing_of(const std::string& plain, const std::string& vault = "vault") {
