@@ -22,6 +22,7 @@ namespace {
 
 struct CatOptions {
   std::string file;
+  bool backing_path = false;
   std::optional<std::string> keyring;
   PassphraseOptions passphrase;
   AwsCliOptions aws;
@@ -29,7 +30,7 @@ struct CatOptions {
 };
 
 Status run_cat(const CatOptions& o) {
-  ASSIGN_OR_RETURN(ResolvedFile resolved, resolve_backing_file(o.file, o.keyring, o.passphrase, o.aws));
+  ASSIGN_OR_RETURN(ResolvedFile resolved, resolve_backing_file(o.file, o.backing_path, o.keyring, o.passphrase, o.aws));
   const std::string& file = resolved.path;
   ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(file, O_RDONLY));
   std::shared_ptr<BackingFile> backing(std::move(posix));
@@ -49,7 +50,11 @@ Status run_cat(const CatOptions& o) {
 void add_cat_command(CLI::App& app, Commands& out) {
   auto o = std::make_shared<CatOptions>();
   CLI::App* cmd = app.add_subcommand("cat", "Decrypt one backing file to standard output (no mount needed)");
-  cmd->add_option("FILE", o->file, "An encrypted file in a backing directory, or BACKING/PLAIN/PATH (a path in the plaintext view of a vault)")->required();
+  cmd->add_option("FILE", o->file,
+                  "BACKING/PLAIN/PATH (a path in the plaintext view of a vault), an encrypted backing path "
+                  "with --backing-path, or a backing file copied out of any vault")
+      ->required();
+  add_backing_path_flag(*cmd, o->backing_path);
   cmd->add_option("--keyring", o->keyring,
                   "Keyring to unwrap the file key with (default: $KMSFS_KEYRING, else the "
                   "keyring in the trust record of the vault the file lies in)")
@@ -64,6 +69,7 @@ void add_cat_command(CLI::App& app, Commands& out) {
       "of any vault the one named by --key or --kms-key; a header naming another key exits 5\n"
       "and no request is made for it.\n\n"
       "Examples:\n  kmsfs cat /backup/vault/docs/report.pdf --passphrase-file /run/kmsfs/pw > report.pdf\n"
+      "  kmsfs cat --backing-path /backup/vault/0Xb4.../kQ9f... > report.pdf\n"
       "  kmsfs cat ./report.pdf.kmsfs --keyring /etc/kmsfs/keyring --key main > report.pdf");
   out.push_back({"cat", cmd, [o] { return run_cat(*o); }});
 }

@@ -37,6 +37,7 @@ constexpr size_t kListedPerKind = 50;
 
 struct FsckCliOptions {
   std::string backing;
+  bool backing_path = false;
   bool json = false;
   bool repair = false;
   std::optional<std::string> keyring;
@@ -109,6 +110,10 @@ std::string human_report(const FsckReport& r) {
   std::string t;
   t += fmt::format("vault {} (fs id {}): {} entries, {} files, {} kmsfs files, {}\n", r.vault, r.fs_id, r.entries,
                    r.files, r.kmsfs_files, human_bytes(static_cast<double>(r.bytes)));
+  if (r.scope)
+    t += r.scope->plain && *r.scope->plain != r.scope->backing
+             ? fmt::format("checked: {} only (backing path {})\n", *r.scope->plain, r.scope->backing)
+             : fmt::format("checked: {} only\n", r.scope->backing);
   t += fmt::format("current key: {}; filesystem key: {}\n",
                    r.current_key ? r.current_key->to_string() : "unknown (" + r.current_key_error + ")",
                    r.filesystem_key.to_string());
@@ -149,13 +154,24 @@ std::string human_report(const FsckReport& r) {
 }
 
 Status run_fsck_command(FsckCliOptions& o) {
-  // Not a vault: say so before the lock would leave a kmsfs.lock behind.
-  RETURN_IF_ERROR(Vault::peek_config(o.backing).status());
+  // The vault, or BACKING/PATH: one file or tree in it. Not a vault: say so before the
+  // lock would leave a kmsfs.lock behind.
+  std::string dir = o.backing;
+  std::optional<std::string> scope;
+  if (auto whole = Vault::peek_config(o.backing); !whole.ok()) {
+    auto vp = split_vault_path(o.backing);
+    if (!vp.ok() || vp->rel.empty()) return whole.status();
+    RETURN_IF_ERROR(Vault::peek_config(vp->vault_dir).status());
+    dir = vp->vault_dir;
+    scope = vp->rel;
+  } else if (o.backing_path) {
+    return Status(Code::kInvalidArgument, "--backing-path: " + o.backing + " is the vault itself, not a path in it",
+                  EINVAL);
+  }
   std::optional<VaultLock> lock;
   if (o.repair) {
-    ASSIGN_OR_RETURN(lock, VaultLock::acquire(o.backing, "kmsfs fsck --repair"));
+    ASSIGN_OR_RETURN(lock, VaultLock::acquire(dir, "kmsfs fsck --repair"));
   }
-  const std::string dir = o.backing;
   ASSIGN_OR_RETURN(TrustAnchor anchor, load_trust_anchor(dir, trust_store()));
   auto providers = make_providers(
       {[keyring = o.keyring, dir, record = anchor.record.keyring] { return locate_keyring({keyring, record, dir}); },
@@ -170,6 +186,8 @@ Status run_fsck_command(FsckCliOptions& o) {
   fsck::FsckOptions opts;
   opts.repair = o.repair;
   opts.anchor = std::move(anchor);
+  opts.scope = scope;
+  opts.scope_is_backing = o.backing_path;
   ASSIGN_OR_RETURN(FsckReport report, fsck::run_fsck(dir, *providers, opts));
   if (finished) report.findings.insert(report.findings.begin(), std::move(*finished));
   if (undone) report.findings.insert(report.findings.begin(), std::move(*undone));
@@ -188,7 +206,11 @@ Status run_fsck_command(FsckCliOptions& o) {
 void add_fsck_command(CLI::App& app, Commands& out) {
   auto o = std::make_shared<FsckCliOptions>();
   CLI::App* cmd = app.add_subcommand("fsck", "Check every header and block of a vault; --repair corrects what it can");
-  cmd->add_option("BACKING", o->backing, "The vault's backing directory")->required();
+  cmd->add_option("BACKING", o->backing,
+                  "The vault's backing directory, or BACKING/PLAIN/PATH to check one file or directory tree "
+                  "(with --backing-path, BACKING/ENCRYPTED/PATH as fsck prints it)")
+      ->required();
+  add_backing_path_flag(*cmd, o->backing_path);
   cmd->add_flag("--json", o->json, "Print the report as one JSON object (fields: docs/CLI.md)");
   cmd->add_flag("--repair", o->repair,
                 "Correct what can be corrected: rewrite a torn key slot from the good one, move files whose header "
@@ -202,6 +224,7 @@ void add_fsck_command(CLI::App& app, Commands& out) {
       "8 the vault could not be checked.\n\n"
       "Examples:\n"
       "  kmsfs fsck /srv/vault\n"
+      "  kmsfs fsck /srv/vault/projects/2026      (one directory tree, by its plaintext path)\n"
       "  kmsfs fsck /srv/vault --json --passphrase-file /run/kmsfs/pw\n"
       "  kmsfs umount /mnt/plain && kmsfs fsck /srv/vault --repair");
   out.push_back({"fsck", cmd, [o] { return run_fsck_command(*o); },

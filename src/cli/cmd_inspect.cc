@@ -28,6 +28,7 @@ using json = nlohmann::ordered_json;
 
 struct InspectOptions {
   std::string file;
+  bool backing_path = false;
   bool json = false;
   bool verify = false;
   std::optional<std::string> keyring;
@@ -171,7 +172,7 @@ Auth authenticate(const InspectOptions& o, std::shared_ptr<BackingFile> backing,
 
 Status run_inspect(const InspectOptions& in) {
   InspectOptions o = in;
-  ASSIGN_OR_RETURN(ResolvedFile resolved, resolve_backing_file(in.file, in.keyring, in.passphrase, in.aws));
+  ASSIGN_OR_RETURN(ResolvedFile resolved, resolve_backing_file(in.file, in.backing_path, in.keyring, in.passphrase, in.aws));
   o.file = resolved.path;
   KeyProviders* vault_providers = resolved.vault ? resolved.vault->providers.get() : nullptr;
   ASSIGN_OR_RETURN(auto posix, PosixBackingFile::open(o.file, O_RDONLY));
@@ -190,7 +191,11 @@ Status run_inspect(const InspectOptions& in) {
 void add_inspect_command(CLI::App& app, Commands& out) {
   auto o = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "Show the header of one backing file; optionally authenticate it");
-  cmd->add_option("BACKING_FILE", o->file, "An encrypted file in a backing directory, or BACKING/PLAIN/PATH (a path in the plaintext view of a vault)")->required();
+  cmd->add_option("FILE", o->file,
+                  "BACKING/PLAIN/PATH (a path in the plaintext view of a vault), an encrypted backing path "
+                  "with --backing-path, or a backing file copied out of any vault")
+      ->required();
+  add_backing_path_flag(*cmd, o->backing_path);
   cmd->add_flag("--json", o->json, "Print one JSON object (field names: docs/CLI.md)");
   cmd->add_option("--keyring", o->keyring,
                   "Also unwrap the file key with this keyring and authenticate the header and "
@@ -207,6 +212,7 @@ void add_inspect_command(CLI::App& app, Commands& out) {
       "checked. Exits 5 on a damaged header, or when authentication fails (the first bad\n"
       "block is reported).\n\n"
       "Examples:\n  kmsfs inspect /srv/vault/report.pdf\n"
+      "  kmsfs inspect --backing-path /srv/vault/kQ9f... --json\n"
       "  kmsfs inspect /srv/vault/report.pdf --json --keyring /etc/kmsfs/keyring --passphrase-file /run/kmsfs/pw");
   out.push_back({"inspect", cmd, [o] { return run_inspect(*o); }});
 }

@@ -43,17 +43,38 @@ Result<OpenedVault> open_vault_offline(const std::string& dir, const std::option
   return o;
 }
 
-Result<ResolvedFile> resolve_backing_file(const std::string& file, const std::optional<std::string>& keyring,
-                                          const PassphraseOptions& pass, const AwsCliOptions& aws) {
+Result<ResolvedFile> resolve_backing_file(const std::string& file, bool backing_path,
+                                          const std::optional<std::string>& keyring, const PassphraseOptions& pass,
+                                          const AwsCliOptions& aws) {
   struct stat st;
-  if (::lstat(file.c_str(), &st) == 0) return ResolvedFile{file, std::nullopt};
+  const bool exists = ::lstat(file.c_str(), &st) == 0;
+  if (backing_path) {
+    if (!exists) return Status::Io(errno, file + " (--backing-path: no such backing file)");
+    return ResolvedFile{file, std::nullopt};
+  }
   auto vp = split_vault_path(file);
-  if (!vp.ok()) return Status::Io(ENOENT, file + " (neither a backing file nor a path inside a vault)");
+  if (!vp.ok() || vp->rel.empty()) {
+    // Outside any vault: a copy of a backing file, which has no plaintext path.
+    if (exists && !S_ISDIR(st.st_mode)) return ResolvedFile{file, std::nullopt};
+    if (vp.ok()) return Status(Code::kInvalidArgument, file + " is a vault's backing directory, not a file", EISDIR);
+    return Status::Io(ENOENT, file + " (neither a path inside a vault nor a backing file)");
+  }
   ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp->vault_dir, keyring, pass, aws));
   ASSIGN_OR_RETURN(std::string rel, encrypt_path(*ov.vault, vp->rel));
   std::string path = vp->vault_dir + "/" + rel;
-  if (::lstat(path.c_str(), &st) != 0) return Status(Code::kNotFound, file + ": no such file in the vault", ENOENT);
-  return ResolvedFile{std::move(path), std::move(ov)};
+  if (::lstat(path.c_str(), &st) == 0) return ResolvedFile{std::move(path), std::move(ov)};
+  // Not in the plaintext view. An encrypted name given as it is on disk says how to ask.
+  if (exists && path != file)
+    return Status(Code::kNotFound,
+                  file + ": no such file in the vault's plaintext view; it is a backing path: add --backing-path",
+                  ENOENT);
+  return Status(Code::kNotFound, file + ": no such file in the vault", ENOENT);
+}
+
+void add_backing_path_flag(CLI::App& cmd, bool& backing_path) {
+  cmd.add_flag("--backing-path", backing_path,
+               "FILE is an encrypted backing path (as fsck and ls -l print it), not a path in the "
+               "plaintext view");
 }
 
 void add_named_key_options(CLI::App& cmd, NamedKey& k) {

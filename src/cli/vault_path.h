@@ -35,17 +35,24 @@ struct OpenedVault {
 Result<OpenedVault> open_vault_offline(const std::string& dir, const std::optional<std::string>& keyring,
                                        const PassphraseOptions& pass, const AwsCliOptions& aws);
 
-// FILE as a command names it: a backing file that exists as given, or else
-// BACKING/PLAIN/PATH, a path in the plaintext view of the vault above it (its encrypted
-// backing path found with the vault's name key, so the vault is opened offline).
+// FILE as a command names it. Inside a vault (a kmsfs.conf at or above it) it is a path in
+// the plaintext view, BACKING/PLAIN/PATH, whose encrypted backing path is found with the
+// vault's name key (so the vault is opened offline, against the trust anchor). With
+// `backing_path` (--backing-path) it is an encrypted backing path, taken as given: what
+// fsck and `ls -l` print, and how one file is restored from a backup whose config is
+// damaged. Outside any vault it is a backing file (a copy), taken as given.
 struct ResolvedFile {
   std::string path;
   // Opened to resolve a plaintext path: its providers serve the file too (one credential
   // lookup, one keyring unlock per command).
   std::optional<OpenedVault> vault;
 };
-Result<ResolvedFile> resolve_backing_file(const std::string& file, const std::optional<std::string>& keyring,
-                                          const PassphraseOptions& pass, const AwsCliOptions& aws);
+Result<ResolvedFile> resolve_backing_file(const std::string& file, bool backing_path,
+                                          const std::optional<std::string>& keyring, const PassphraseOptions& pass,
+                                          const AwsCliOptions& aws);
+
+// --backing-path, the same words on every command that takes a file.
+void add_backing_path_flag(CLI::App& cmd, bool& backing_path);
 
 // A key named on the command line for a file outside any vault (`--key NAME` with a
 // keyring, or `--kms-key ARN|alias/NAME`): the only way such a file's key is trusted.

@@ -16,6 +16,7 @@
 #include "rotation/rotation_state.h"
 #include "rotation/tree_walk.h"
 #include "vault/name_store.h"
+#include "vault/paths.h"
 #include "vault/vault.h"
 #include "vault/vault_lock.h"
 
@@ -163,6 +164,7 @@ class Scan {
         ctx_{t.config, r.current_key, keys_, CryptFile::Options{}, opts.max_blocks_listed} {}
 
   Status run() {
+    if (r_.scope) return run_scope(r_.scope->backing);
     return walk_entries(
         dir_, "", [this](const WalkEntry& e) { return visit(e), true; },
         [this](const std::string& rel, const Status& s) {
@@ -171,6 +173,55 @@ class Scan {
   }
 
  private:
+  // One file or tree: its ancestors' names are decrypted on the way down (for the
+  // plaintext paths of what is reported), then it is checked as the full walk would.
+  Status run_scope(const std::string& rel) {
+    UniqueFd fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return Status::Io(errno, dir_);
+    std::string at;
+    size_t begin = 0;
+    while (true) {
+      const size_t slash = rel.find('/', begin);
+      const std::string name = rel.substr(begin, slash == std::string::npos ? std::string::npos : slash - begin);
+      const std::string here = at.empty() ? name : at + "/" + name;
+      struct stat st;
+      if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::Io(errno, dir_ + "/" + here);
+      if (slash == std::string::npos) {
+        const EntryType type = S_ISREG(st.st_mode)   ? EntryType::kFile
+                               : S_ISDIR(st.st_mode) ? EntryType::kDirectory
+                                                     : EntryType::kOther;
+        visit(WalkEntry{here, name, type, fd.get()});
+        if (type != EntryType::kDirectory) return Status::Ok();
+        return walk_entries(
+            dir_ + "/" + here, "",
+            [&](const WalkEntry& e) {
+              const std::string full = here + "/" + e.rel;
+              return visit(WalkEntry{full, e.name, e.type, e.dirfd}), true;
+            },
+            [&](const std::string& r, const Status& s) {
+              r_.add(make_finding(FindingKind::kUnreadable, here + "/" + r, s.message()));
+            });
+      }
+      if (!S_ISDIR(st.st_mode)) return Status::Io(ENOTDIR, dir_ + "/" + here);
+      name_directory(fd.get(), here, name);
+      UniqueFd next(::openat(fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!next.valid()) return Status::Io(errno, dir_ + "/" + here);
+      fd = std::move(next);
+      at = here;
+      begin = slash + 1;
+    }
+  }
+
+  // An ancestor of the scope: only its plaintext name is wanted, not a check or a count.
+  void name_directory(int dirfd, const std::string& rel, std::string_view name) {
+    const bool in_root = rel.find('/') == std::string::npos;
+    const NameInfo info = check_name(store_.get(), t_.config.encrypted_names(), dirfd, name, in_root);
+    std::optional<std::string> plain;
+    if (info.kind == NameKind::kPlain)
+      if (auto parent = parent_plain(rel)) plain = parent->empty() ? info.plain : *parent + "/" + info.plain;
+    dir_plain_[rel] = plain;
+  }
+
   std::optional<std::string> parent_plain(const std::string& rel) const {
     const size_t slash = rel.rfind('/');
     if (slash == std::string::npos) return std::string();
@@ -241,6 +292,36 @@ class Scan {
   std::map<std::string, std::optional<std::string>> dir_plain_;  // directory -> its plaintext path
 };
 
+// The backing path of the scope (FsckOptions::scope), and its plaintext path.
+Status resolve_scope(const std::string& dir, const Target& t, const FsckOptions& opts, FsckReport& r) {
+  std::string rel = *opts.scope;
+  while (!rel.empty() && rel.back() == '/') rel.pop_back();
+  if (rel.empty() || rel.front() == '/' || rel == ".." || rel.starts_with("../") || rel.find("/../") != std::string::npos ||
+      rel.ends_with("/.."))
+    return Status(Code::kInvalidArgument, "'" + *opts.scope + "' is not a path inside the vault", EINVAL);
+  FsckReport::Scope scope;
+  if (opts.scope_is_backing || !t.config.encrypted_names()) {
+    scope.backing = rel;
+    if (!t.config.encrypted_names()) scope.plain = rel;
+  } else {
+    if (!t.vault)
+      return Status(Code::kUnavailable,
+                    "a path in the plaintext view needs the vault's name key, which is unavailable; name the "
+                    "backing path with --backing-path",
+                    EACCES);
+    ASSIGN_OR_RETURN(scope.backing, encrypt_path(*t.vault, rel));
+    scope.plain = rel;
+  }
+  struct stat st;
+  if (::lstat((dir + "/" + scope.backing).c_str(), &st) != 0)
+    return Status(Code::kNotFound,
+                  "'" + rel + "': no such " + (scope.plain ? "path in the vault" : "backing path") +
+                      (opts.scope_is_backing || !t.config.encrypted_names() ? "" : " (an encrypted name? add --backing-path)"),
+                  ENOENT);
+  r.scope = std::move(scope);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<FsckReport> run_fsck(const std::string& dir, KeyProviders& providers, const FsckOptions& opts) {
@@ -272,7 +353,11 @@ Result<FsckReport> run_fsck(const std::string& dir, KeyProviders& providers, con
   // --repair undid a journaled step before anything opened a file (undo_interrupted_step).
   if (!opts.repair)
     if (auto f = pending_step(dir)) r.add(std::move(*f));
-  check_root_temporaries(dir, opts, r);
+  if (opts.scope) {
+    RETURN_IF_ERROR(resolve_scope(dir, t, opts, r));
+  } else {
+    check_root_temporaries(dir, opts, r);
+  }
   Scan scan(dir, t, providers, opts, r);
   RETURN_IF_ERROR(scan.run());
   return r;

@@ -25,6 +25,12 @@ struct FsckOptions {
   // This host's trust anchor of the vault (the CLI always passes one): a config it does
   // not accept stops the check (nothing is read under keys it does not trust).
   std::optional<TrustAnchor> anchor;
+  // Check only this file or directory tree (and the vault's own config and rotation
+  // state), not the whole vault: a path relative to the vault root, in the plaintext
+  // view (its backing path found with the vault's name key) or, with `scope_is_backing`,
+  // an encrypted backing path as fsck prints it.
+  std::optional<std::string> scope;
+  bool scope_is_backing = false;
 };
 
 // Fails only when the vault cannot be checked at all: not a vault, its config damaged,

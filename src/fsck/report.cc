@@ -89,6 +89,10 @@ json report_json(const FsckReport& r) {
          {"rotation", nullptr},
          {"findings", findings},
          {"outcome", outcome_name(r.outcome())}};
+  j["scope"] = nullptr;
+  if (r.scope)
+    j["scope"] = {{"backing_path", r.scope->backing},
+                  {"path", r.scope->plain ? json(*r.scope->plain) : json(nullptr)}};
   if (r.rotation)
     j["rotation"] = {{"id", r.rotation->id},
                      {"to", r.rotation->to},

@@ -36,6 +36,13 @@ std::string_view outcome_name(Outcome o) noexcept;  // "clean", "repaired", "unc
 
 struct FsckReport {
   std::string vault;  // the directory as given
+  // A check of one file or tree (FsckOptions::scope): its backing path and, when known,
+  // its plaintext path. Unset: the whole vault was checked.
+  struct Scope {
+    std::string backing;
+    std::optional<std::string> plain;
+  };
+  std::optional<Scope> scope;
   std::string fs_id;
   bool repair = false;
   std::optional<std::string> in_use_by;  // the lock holder while a read-only check ran

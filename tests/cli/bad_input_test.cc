@@ -41,29 +41,29 @@ TEST_F(BadInputTest, FlippedBitInContentBlock) {
   ASSERT_GT(bad, 0u);
   flip_bit(p("vault/f.bin"), block_offset(bad) + 30, 3);
 
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   EXPECT_TRUE(FailedWith(cat, kCorrupt, {"cat: ", "vault/f.bin", file_id_, "block " + std::to_string(bad) + ":"}));
   // Every block before the bad one, and not one byte of it.
   EXPECT_EQ(cat.out.size(), bad * block_size_);
   EXPECT_TRUE(data_.compare(0, cat.out.size(), cat.out) == 0) << "stdout is not a prefix of the plaintext";
 
-  auto inspect = kmsfs({"inspect", "vault/f.bin", "--keyring", "keyring"});
+  auto inspect = kmsfs({"inspect", "--backing-path", "vault/f.bin", "--keyring", "keyring"});
   EXPECT_TRUE(FailedWith(inspect, kCorrupt, {"inspect: ", file_id_, "block " + std::to_string(bad)}));
   EXPECT_TRUE(contains(inspect.out, "first bad block: " + std::to_string(bad) + "\n")) << inspect.out;
   EXPECT_TRUE(contains(inspect.out, "authenticated: no (")) << inspect.out;
-  auto as_json = kmsfs({"inspect", "vault/f.bin", "--keyring", "keyring", "--json"});
+  auto as_json = kmsfs({"inspect", "--backing-path", "vault/f.bin", "--keyring", "keyring", "--json"});
   EXPECT_EQ(as_json.exit_code, kCorrupt);
   json j = json::parse(as_json.out);
   EXPECT_EQ(j["authenticated"], false);
   EXPECT_EQ(j["first_bad_block"], bad);
   EXPECT_TRUE(contains(j["authentication_error"].get<std::string>(), "block " + std::to_string(bad)));
   // Without a key the structure is all inspect can check, and it is fine.
-  EXPECT_TRUE(Succeeded(kmsfs({"inspect", "vault/f.bin"})));
+  EXPECT_TRUE(Succeeded(kmsfs({"inspect", "--backing-path", "vault/f.bin"})));
 }
 
 TEST_F(BadInputTest, FlippedBitInFirstBlockOutputsNothing) {
   flip_bit(p("vault/f.bin"), block_offset(0) + 1);
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   EXPECT_TRUE(FailedWith(cat, kCorrupt, {"block 0:"}));
   EXPECT_EQ(cat.out, "");
 }
@@ -71,7 +71,7 @@ TEST_F(BadInputTest, FlippedBitInFirstBlockOutputsNothing) {
 TEST_F(BadInputTest, FlippedBitInOneKeySlot) {
   // Slot 0 starts at 1024: the other slot carries the file.
   flip_bit(p("vault/f.bin"), 1024 + 200);
-  auto inspect = kmsfs({"inspect", "vault/f.bin"});
+  auto inspect = kmsfs({"inspect", "--backing-path", "vault/f.bin"});
   ASSERT_TRUE(Succeeded(inspect));
   EXPECT_TRUE(contains(inspect.out, "slot 0: invalid (header: slot checksum mismatch")) << inspect.out;
   EXPECT_TRUE(contains(inspect.out, "active slot: 1\n")) << inspect.out;
@@ -79,7 +79,7 @@ TEST_F(BadInputTest, FlippedBitInOneKeySlot) {
   EXPECT_EQ(j["slots"][0]["valid"], false);
   EXPECT_TRUE(contains(j["slots"][0]["problem"].get<std::string>(), "checksum"));
   EXPECT_EQ(j["authenticated"], true);
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_TRUE(cat.out == data_);
 }
@@ -87,37 +87,37 @@ TEST_F(BadInputTest, FlippedBitInOneKeySlot) {
 TEST_F(BadInputTest, FlippedBitInBothKeySlots) {
   flip_bit(p("vault/f.bin"), 1024 + 200);
   flip_bit(p("vault/f.bin"), 2560 + 200);
-  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "vault/f.bin"}), kCorrupt, {"inspect: ", "vault/f.bin", "no valid key slot"}));
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.bin"}), kCorrupt, {"no valid key slot"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "--backing-path", "vault/f.bin"}), kCorrupt, {"inspect: ", "vault/f.bin", "no valid key slot"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/f.bin"}), kCorrupt, {"no valid key slot"}));
 }
 
 TEST_F(BadInputTest, FlippedBitInImmutableHeader) {
   // A bit of the file id: the structure still parses, the MAC does not verify.
   flip_bit(p("vault/f.bin"), 40);
-  EXPECT_TRUE(Succeeded(kmsfs({"inspect", "vault/f.bin"})));
-  auto inspect = kmsfs({"inspect", "vault/f.bin", "--keyring", "keyring"});
+  EXPECT_TRUE(Succeeded(kmsfs({"inspect", "--backing-path", "vault/f.bin"})));
+  auto inspect = kmsfs({"inspect", "--backing-path", "vault/f.bin", "--keyring", "keyring"});
   EXPECT_TRUE(FailedWith(inspect, kCorrupt, {"inspect: ", "vault/f.bin", "does not authenticate"}));
   EXPECT_TRUE(contains(inspect.out, "authenticated: no (")) << inspect.out;
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   EXPECT_TRUE(FailedWith(cat, kCorrupt, {"does not authenticate"}));
   EXPECT_EQ(cat.out, "");
 }
 
 TEST_F(BadInputTest, FlippedMagicIsNotAKmsfsFile) {
   flip_bit(p("vault/f.bin"), 0);
-  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "vault/f.bin"}), kCorrupt, {"not a kmsfs file"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "--backing-path", "vault/f.bin"}), kCorrupt, {"not a kmsfs file"}));
 }
 
 TEST_F(BadInputTest, NewerHeaderVersionIsUnsupported) {
   flip_bit(p("vault/f.bin"), 8, 1);  // version 1 -> 3
-  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "vault/f.bin"}), kUnsupported, {"newer"}));
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.bin"}), kUnsupported, {"newer"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "--backing-path", "vault/f.bin"}), kUnsupported, {"newer"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/f.bin"}), kUnsupported, {"newer"}));
 }
 
 TEST_F(BadInputTest, TruncatedHeader) {
   ASSERT_EQ(::truncate(p("vault/f.bin").c_str(), 100), 0);
-  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "vault/f.bin"}), kCorrupt, {"inspect: ", "vault/f.bin", "truncated"}));
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "--backing-path", "vault/f.bin"}), kCorrupt, {"inspect: ", "vault/f.bin", "truncated"}));
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   EXPECT_TRUE(FailedWith(cat, kCorrupt, {"cat: ", "truncated"}));
   EXPECT_EQ(cat.out, "");
 }
@@ -126,11 +126,11 @@ TEST_F(BadInputTest, TruncatedInsideABlock) {
   // Cut a few bytes into a sealed block: shorter than its overhead, so no valid size.
   const uint64_t keep = 3;
   ASSERT_EQ(::truncate(p("vault/f.bin").c_str(), static_cast<off_t>(block_offset(keep) + 20)), 0);
-  auto inspect = kmsfs({"inspect", "vault/f.bin"});
+  auto inspect = kmsfs({"inspect", "--backing-path", "vault/f.bin"});
   ASSERT_TRUE(Succeeded(inspect));
   EXPECT_TRUE(contains(inspect.out, "(malformed size (truncated?))")) << inspect.out;
   EXPECT_EQ(inspect_json("vault/f.bin")["size_well_formed"], false);
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   EXPECT_TRUE(FailedWith(cat, kCorrupt, {"cat: ", file_id_, "truncated"}));
   // The blocks that are all there are authenticated and passed on; the cut is reported.
   EXPECT_TRUE(data_.compare(0, cat.out.size(), cat.out) == 0);
@@ -157,7 +157,7 @@ TEST_F(BadInputTest, AwsKmsWrappedFileNeedsRegionAndReachableKms) {
   json j = inspect_json("vault/aws.bin");
   EXPECT_EQ(j["slots"][1]["provider"], "aws-kms");
   EXPECT_EQ(j["slots"][1]["key_ref"], "aws-kms:main");
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/aws.bin"}), kCorrupt, {"aws-kms:main", "no request was made"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/aws.bin"}), kCorrupt, {"aws-kms:main", "no request was made"}));
   write_file(p("aws.bin"), file);
 
   // No region anywhere (no AWS_* variables, a HOME without ~/.aws).
@@ -276,7 +276,7 @@ TEST_F(BadInputTest, EncryptFileRefusesToOverwrite) {
   EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "--backing-path", "vault", "plain", "f.bin"}), kExists,
                          {"encrypt-file: ", "f.bin", "already exists"}));
   EXPECT_EQ(read_file(p("vault/f.bin")), before);
-  auto cat = kmsfs({"cat", "vault/f.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/f.bin"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_TRUE(cat.out == data_);
 }

@@ -139,7 +139,7 @@ void CliTest::encrypt(const std::string& vault, const std::string& dest, const s
 }
 
 nlohmann::json CliTest::inspect_json(const std::string& file, std::vector<std::string> extra) {
-  std::vector<std::string> args{"inspect", file, "--json"};
+  std::vector<std::string> args{"inspect", "--backing-path", file, "--json"};
   args.insert(args.end(), extra.begin(), extra.end());
   auto r = kmsfs(args);
   EXPECT_TRUE(Succeeded(r));

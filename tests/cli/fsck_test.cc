@@ -125,6 +125,55 @@ TEST_F(FsckTest, CleanOnAFreshPopulatedVault) {
   EXPECT_EQ(fsck_json(kClean, {"--repair"})["outcome"], "clean");
 }
 
+// One file or tree, named by its plaintext path as the mount shows it (or, with
+// --backing-path, by the backing path fsck prints): only it is checked and counted.
+TEST_F(FsckTest, OneFileOrTreeByItsPlaintextPath) {
+  const std::string bad = put("docs/big.bin", random_bytes(4 * block_size_ + 9, 4));
+  put("docs/deep/x", random_bytes(block_size_, 5));
+  put("other/fine.txt", "fine");
+  flip_bit(p("vault/" + bad), block_offset(2) + 7);
+
+  auto one = [&](std::vector<std::string> args, int want) {
+    args.push_back("--json");
+    ProcessResult r = kmsfs(args);
+    EXPECT_EQ(r.exit_code, want) << r.err << r.out;
+    json j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out << r.err;
+    return j;
+  };
+  json j = one({"fsck", "vault/other/fine.txt"}, kClean);
+  EXPECT_EQ(j["summary"]["files"], 1) << j.dump(2);
+  EXPECT_EQ(j["scope"]["path"], "other/fine.txt");
+  EXPECT_EQ(j["scope"]["backing_path"], backing_of("other/fine.txt").substr(6));
+
+  j = one({"fsck", "vault/docs"}, kUncorrected);  // the tree: big.bin, deep/, deep/x
+  EXPECT_EQ(j["summary"]["files"], 2) << j.dump(2);
+  ASSERT_EQ(findings(j, "damaged_block").size(), 1u) << j.dump(2);
+  EXPECT_EQ(findings(j, "damaged_block")[0]["path"], bad);
+  EXPECT_EQ(findings(j, "damaged_block")[0]["plain_path"], "docs/big.bin");
+
+  j = one({"fsck", "--backing-path", "vault/" + bad}, kUncorrected);
+  EXPECT_EQ(j["summary"]["files"], 1);
+  EXPECT_EQ(j["summary"]["damaged_blocks"], 1);
+  EXPECT_EQ(j["scope"]["backing_path"], bad);
+
+  ProcessResult text = kmsfs({"fsck", "vault/docs/big.bin"});
+  EXPECT_EQ(text.exit_code, kUncorrected);
+  EXPECT_TRUE(contains(text.out, "checked: docs/big.bin only")) << text.out;
+  EXPECT_TRUE(contains(text.out, "1 files")) << text.out;
+
+  // Not there: the vault cannot be checked as asked (8), one line.
+  ProcessResult missing = kmsfs({"fsck", "vault/docs/nope"});
+  EXPECT_EQ(missing.exit_code, 8);
+  EXPECT_TRUE(contains(missing.err, "docs/nope")) << missing.err;
+  EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
+  if (matrix_encrypts_names()) {
+    ProcessResult as_plain = kmsfs({"fsck", "vault/" + bad});  // an encrypted name without the flag
+    EXPECT_EQ(as_plain.exit_code, 8);
+    EXPECT_TRUE(contains(as_plain.err, "--backing-path")) << as_plain.err;
+  }
+}
+
 TEST_F(FsckTest, DamagedBlocksAreListedAndTheFileStaysWhereItIs) {
   const std::string data = random_bytes(8 * block_size_ + 100, 3);
   const std::string rel = put("docs/big.bin", data);
@@ -156,7 +205,7 @@ TEST_F(FsckTest, DamagedBlocksAreListedAndTheFileStaysWhereItIs) {
     EXPECT_EQ(j["findings"].size(), 2u) << j.dump(2);
   }
   // Still in place: the blocks before the first bad one read.
-  ProcessResult cat = kmsfs({"cat", "vault/" + rel});
+  ProcessResult cat = kmsfs({"cat", "--backing-path", "vault/" + rel});
   EXPECT_EQ(cat.exit_code, kCorrupt);
   EXPECT_EQ(cat.out, data.substr(0, 2 * block_size_));
   ProcessResult text = fsck();
@@ -258,7 +307,7 @@ TEST_F(FsckTest, OneTornSlotIsRepairedThenTheVaultIsClean) {
   const json h = inspect_json(path);
   EXPECT_EQ(h["slots"][0]["valid"], true);
   EXPECT_EQ(h["slots"][1]["valid"], true);
-  ProcessResult cat = kmsfs({"cat", path});
+  ProcessResult cat = kmsfs({"cat", "--backing-path", path});
   EXPECT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, data);
   struct stat st {};

@@ -42,14 +42,21 @@ TEST_F(HappyPathTest, CreateInitEncryptCatInspect) {
   // The backing file holds no plaintext.
   EXPECT_FALSE(contains(read_file(p("vault/big.bin")), big.substr(100000, 64)));
 
-  auto cat = kmsfs({"cat", "vault/big.bin"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/big.bin"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_TRUE(cat.out == big) << "cat gave " << cat.out.size() << " bytes";
-  auto cat_empty = kmsfs({"cat", "vault/empty.bin"});
+  // A backing path read as a plaintext path: with encrypted names no such file is in the
+  // plaintext view, and the error says how to ask for the backing file.
+  if (matrix_encrypts_names()) {
+    EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/big.bin"}), kNotFound, {"vault/big.bin", "add --backing-path"}));
+    EXPECT_TRUE(FailedWith(kmsfs({"inspect", "vault/big.bin"}), kNotFound, {"add --backing-path"}));
+  }
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/nope.bin"}), kNotFound, {"vault/nope.bin", "no such backing file"}));
+  auto cat_empty = kmsfs({"cat", "--backing-path", "vault/empty.bin"});
   ASSERT_TRUE(Succeeded(cat_empty));
   EXPECT_EQ(cat_empty.out, "");
 
-  auto text = kmsfs({"inspect", "vault/big.bin"});
+  auto text = kmsfs({"inspect", "--backing-path", "vault/big.bin"});
   ASSERT_TRUE(Succeeded(text));
   const std::string file_id = field(text.out, "file id");
   EXPECT_EQ(file_id.size(), 32u) << text.out;
@@ -88,7 +95,7 @@ TEST_F(HappyPathTest, CreateInitEncryptCatInspect) {
   EXPECT_EQ(slot["key_ref"], "keyring:main@1");
   EXPECT_TRUE(j["authenticated"].is_null());
 
-  auto verified = kmsfs({"inspect", "vault/big.bin", "--keyring", "keyring"});
+  auto verified = kmsfs({"inspect", "--backing-path", "vault/big.bin", "--keyring", "keyring"});
   ASSERT_TRUE(Succeeded(verified));
   EXPECT_EQ(field(verified.out, "authenticated"), "yes");
   EXPECT_EQ(inspect_json("vault/empty.bin", {"--keyring", "keyring"})["authenticated"], true);
@@ -148,7 +155,7 @@ TEST_F(HappyPathTest, EncryptFileDestinationsAndMode) {
   ASSERT_EQ(::stat(p("vault/sub/rel.txt").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0640u);
   for (const char* f : {"vault/sub/rel.txt", "vault/sub/abs.txt"}) {
-    auto cat = kmsfs({"cat", f});
+    auto cat = kmsfs({"cat", "--backing-path", f});
     ASSERT_TRUE(Succeeded(cat));
     EXPECT_EQ(cat.out, "hello, vault\n");
   }
@@ -173,7 +180,7 @@ TEST_F(HappyPathTest, KeyringDiscovery) {
   // cat walks up from the file to the vault's kmsfs.conf, from any working directory.
   SpawnOptions elsewhere;
   elsewhere.cwd = "/";
-  auto cat = kmsfs({"cat", p("vault/a/b/deep.txt")}, elsewhere);
+  auto cat = kmsfs({"cat", "--backing-path", p("vault/a/b/deep.txt")}, elsewhere);
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "deep data");
 
@@ -206,7 +213,7 @@ TEST_F(HappyPathTest, CatIntoClosedPipeExitsQuietly) {
   encrypt("vault", "big.bin", random_bytes(3 << 20, 2));
   SpawnOptions o;
   o.close_stdout_early = true;
-  auto r = kmsfs({"cat", "vault/big.bin"}, o);
+  auto r = kmsfs({"cat", "--backing-path", "vault/big.bin"}, o);
   EXPECT_EQ(r.exit_code, kIo) << r.err;
   EXPECT_EQ(r.err, "");
 }

@@ -116,22 +116,22 @@ TEST_F(KeyringTest, KeyVersionsAndFiles) {
   EXPECT_EQ(slot["version"], 2);
 
   // Files under v1 still open after the rotation.
-  auto cat = kmsfs({"cat", "vault/v1.txt"});
+  auto cat = kmsfs({"cat", "--backing-path", "vault/v1.txt"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "under version one");
 
   // Disabling v1 locks out exactly the files it wraps.
   ASSERT_TRUE(Succeeded(kmsfs({"keyring", "disable", "keyring", "main:1"})));
-  auto denied = kmsfs({"cat", "vault/v1.txt"});
+  auto denied = kmsfs({"cat", "--backing-path", "vault/v1.txt"});
   EXPECT_TRUE(FailedWith(denied, kPermission, {"cat: ", "vault/v1.txt", "key main version 1 is disabled"}));
   EXPECT_EQ(denied.out, "");
-  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "vault/v1.txt", "--verify"}), kPermission, {"disabled"}));
-  cat = kmsfs({"cat", "vault/v2.txt"});
+  EXPECT_TRUE(FailedWith(kmsfs({"inspect", "--backing-path", "vault/v1.txt", "--verify"}), kPermission, {"disabled"}));
+  cat = kmsfs({"cat", "--backing-path", "vault/v2.txt"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "under version two");
 
   ASSERT_TRUE(Succeeded(kmsfs({"keyring", "enable", "keyring", "main:1"})));
-  cat = kmsfs({"cat", "vault/v1.txt"});
+  cat = kmsfs({"cat", "--backing-path", "vault/v1.txt"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "under version one");
 }
@@ -146,7 +146,7 @@ TEST_F(KeyringTest, CorruptedKeyringIsCorrupt) {
   // Damage the key material of the unsealed keyring: its checksum catches it.
   const std::string kr = read_file(p("keyring"));
   flip_bit(p("keyring"), kr.size() - 40);
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f"}), kCorrupt, {"cat: ", "keyring"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/f"}), kCorrupt, {"cat: ", "keyring"}));
   EXPECT_TRUE(FailedWith(kmsfs({"keyring", "rotate", "keyring", "main"}), kCorrupt, {"keyring rotate: ", "keyring"}));
 }
 

@@ -57,14 +57,14 @@ TEST_F(PassphraseTest, SealedKeyringWithPassphraseFile) {
   write_file(p("plain"), data);
   // --backing-path: inspect below reads the backing file without any key material.
   ASSERT_TRUE(Succeeded(run({"encrypt-file", "--backing-path", "vault", "plain", "f.bin", "--passphrase-file", "pw"})));
-  auto cat = run({"cat", "vault/f.bin", "--passphrase-file", "pw"});
+  auto cat = run({"cat", "--backing-path", "vault/f.bin", "--passphrase-file", "pw"});
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_TRUE(cat.out == data);
-  auto inspect = run({"inspect", "vault/f.bin", "--verify", "--passphrase-file", "pw"});
+  auto inspect = run({"inspect", "--backing-path", "vault/f.bin", "--verify", "--passphrase-file", "pw"});
   ASSERT_TRUE(Succeeded(inspect));
   EXPECT_TRUE(contains(inspect.out, "authenticated: yes")) << inspect.out;
   // Without key material inspect never asks for a passphrase.
-  inspect = run({"inspect", "vault/f.bin"});
+  inspect = run({"inspect", "--backing-path", "vault/f.bin"});
   ASSERT_TRUE(Succeeded(inspect));
   EXPECT_TRUE(contains(inspect.out, "authenticated: not checked")) << inspect.out;
 }

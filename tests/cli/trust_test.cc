@@ -112,20 +112,8 @@ TEST_F(TrustTest, AReplacedConfigIsRefusedByEveryCommand) {
     // --keyring, never the planted one), and the attacker's wrap does not open under it.
     const int code = keep_fs_id ? kCorrupt : kPermission;
     const auto needle = keep_fs_id ? "does not authenticate under keyring key main" : "is not trusted on this host";
-    if (keep_fs_id && !matrix_encrypts_names()) {
-      // With plaintext names vault/f.txt is a backing path: one file is read with the
-      // trust record's keys alone (a replaced config must not stop a restore), and the
-      // file is the operator's own, under the operator's key: its real content.
-      for (auto args : {std::vector<std::string>{"cat", "vault/f.txt"},
-                        std::vector<std::string>{"cat", "vault/f.txt", "--keyring", "keyring"}}) {
-        auto cat = kmsfs(args);
-        EXPECT_TRUE(Succeeded(cat));
-        EXPECT_EQ(cat.out, "the real content");
-      }
-    } else {
-      EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt"}), code, {needle}));
-      EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt", "--keyring", "keyring"}), code, {needle}));
-    }
+    EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt"}), code, {needle}));
+    EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt", "--keyring", "keyring"}), code, {needle}));
     EXPECT_TRUE(FailedWith(kmsfs({"encrypt-file", "--", "vault", plain, "new.txt"}), code, {needle}));
     EXPECT_TRUE(FailedWith(kmsfs({"ls", "vault"}), code, {needle}));
     auto fsck = kmsfs({"fsck", "vault"});
@@ -200,13 +188,15 @@ TEST_F(TrustTest, AHeaderNamingAnotherKeyIsEioAndMakesNoRequest) {
     auto sum = sha256({reinterpret_cast<const uint8_t*>(file.data()) + slot, 1536 - 32});
     std::copy(sum.begin(), sum.end(), file.begin() + static_cast<long>(slot + 1536 - 32));
   }
-  write_file(p("vault/f.txt"), file);
+  write_file(backing, file);
   SpawnOptions aws;
   aws.env = {{"AWS_ACCESS_KEY_ID", "AKIDTEST"}, {"AWS_SECRET_ACCESS_KEY", "secret"}, {"AWS_REGION", "eu-west-1"},
              {"AWS_ENDPOINT_URL_KMS", endpoint}, {"AWS_ENDPOINT_URL", endpoint}};
   write_file(p("vault/g.txt"), file);  // also by a backing path
-  for (const char* f : {"vault/f.txt", "vault/g.txt"})
-    EXPECT_TRUE(FailedWith(kmsfs({"cat", f}, aws), kCorrupt, {"aws-kms:main", "trusts no key of it", "no request was made"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt"}, aws), kCorrupt,
+                         {"aws-kms:main", "trusts no key of it", "no request was made"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/g.txt"}, aws), kCorrupt,
+                         {"aws-kms:main", "trusts no key of it", "no request was made"}));
   auto verify = kmsfs({"inspect", "vault/f.txt", "--verify"}, aws);
   EXPECT_EQ(verify.exit_code, kCorrupt) << verify.err;
   auto fsck = kmsfs({"fsck", "vault"}, aws);
@@ -226,12 +216,8 @@ TEST_F(TrustTest, AnOlderConfigIsARollbackAndRefused) {
   ASSERT_TRUE(Succeeded(kmsfs({"rotate", "--offline", "vault", "--to", "next"})));
   EXPECT_EQ(show()["generation"], 2);
   write_file(p("vault/kmsfs.conf"), before);
-  // Every command that opens the vault refuses it (cat of a plaintext path opens it; with
-  // plaintext names vault/f.txt is a backing path, read with the record's keys alone).
   EXPECT_TRUE(FailedWith(kmsfs({"ls", "vault"}), kPermission, {"generation 1", "older than the 2", "rollback"}));
-  if (matrix_encrypts_names()) {
-    EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt"}), kPermission, {"generation 1", "older than the 2", "rollback"}));
-  }
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/f.txt"}), kPermission, {"generation 1", "older than the 2", "rollback"}));
   EXPECT_TRUE(FailedWith(kmsfs({"trust", "accept", "vault", "--fs-id", fs_id_, "--key", "main", "--keyring", "keyring"}),
                          kPermission, {"--allow-older"}));
   ASSERT_TRUE(Succeeded(kmsfs({"trust", "accept", "vault", "--fs-id", fs_id_, "--key", "main", "--keyring", "keyring",
@@ -266,7 +252,7 @@ TEST_F(TrustTest, ASecondHostAcceptsOnceThenFollowsRotations) {
   // Host A rotates to "next" and writes a file under it.
   ASSERT_TRUE(Succeeded(kmsfs({"rotate", "--offline", "vault", "--to", "next"})));
   encrypt("vault", "after.txt", "under next");
-  cat = kmsfs({"cat", "vault/after.txt"}, host_b());
+  cat = kmsfs({"cat", "--backing-path", "vault/after.txt"}, host_b());
   ASSERT_TRUE(Succeeded(cat));
   EXPECT_EQ(cat.out, "under next");
   json b = show(host_b());
@@ -278,10 +264,10 @@ TEST_F(TrustTest, ASecondHostAcceptsOnceThenFollowsRotations) {
   ASSERT_TRUE(Succeeded(kmsfs({"trust", "distrust", "vault", "main"}, host_b())));
   b = show(host_b());
   EXPECT_EQ(b["distrusted"].size(), 1u) << b.dump();
-  ASSERT_TRUE(Succeeded(kmsfs({"cat", "vault/after.txt"}, host_b())));
+  ASSERT_TRUE(Succeeded(kmsfs({"cat", "--backing-path", "vault/after.txt"}, host_b())));
   ASSERT_TRUE(Succeeded(kmsfs({"rotate", "--offline", "vault", "--to", "main"})));  // on host A
   encrypt("vault", "back.txt", "under main again");
-  EXPECT_TRUE(FailedWith(kmsfs({"cat", "vault/back.txt"}, host_b()), kCorrupt, {"keyring:main", "does not trust"}));
+  EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/back.txt"}, host_b()), kCorrupt, {"keyring:main", "does not trust"}));
   b = show(host_b());
   EXPECT_EQ(b["distrusted"], json::parse(R"([{"provider":"keyring","key_id":"main"}])")) << b.dump();
   EXPECT_EQ(b["generation"], 3);

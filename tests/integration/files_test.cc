@@ -374,14 +374,14 @@ TEST(Files, AfterSyncTheBackingFileHoldsTheData) {
   write_all(fd.get(), data);
   ::sync();
   // Still open and still mounted: the offline reader sees everything.
-  auto cat = kmsfs({"cat", v.backing_at("synced"), "--keyring", v.keyring()});
+  auto cat = kmsfs({"cat", "--backing-path", v.backing_at("synced"), "--keyring", v.keyring()});
   EXPECT_EQ(cat.exit_code, 0) << cat.err;
   EXPECT_SAME_BYTES(cat.out, data);
   pwrite_str(fd.get(), "patched", 1234);
   std::string expect = data;
   expect.replace(1234, 7, "patched");
   ::sync();
-  cat = kmsfs({"cat", v.backing_at("synced"), "--keyring", v.keyring()});
+  cat = kmsfs({"cat", "--backing-path", v.backing_at("synced"), "--keyring", v.keyring()});
   EXPECT_SAME_BYTES(cat.out, expect);
 }
 

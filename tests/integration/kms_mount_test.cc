@@ -110,7 +110,7 @@ TEST_F(KmsMount, FilesReadBackAfterRemountAndEveryCallCarriesTheContext) {
   EXPECT_GE(stats()["Decrypt"]["ok"].get<int>(), 2) << stats();
 
   // The header names the key by the ARN KMS answered (not the alias), and the context.
-  auto inspect = kmsfs({"inspect", v.backing_at("dir/big.bin"), "--verify"});
+  auto inspect = kmsfs({"inspect", "--backing-path", v.backing_at("dir/big.bin"), "--verify"});
   EXPECT_NE(inspect.out.find("key id " + arn_), std::string::npos) << inspect.out;
   EXPECT_EQ(inspect.out.find("alias/"), std::string::npos) << inspect.out;
   EXPECT_NE(inspect.out.find("context: team=storage"), std::string::npos) << inspect.out;
@@ -390,7 +390,7 @@ TEST_F(KmsMount, IntermediateModeTenThousandFilesCostAHandfulOfCalls) {
   std::string backing_file;
   for (const auto& e : std::filesystem::directory_iterator(v.backing()))
     if (!e.path().filename().string().starts_with("kmsfs.")) backing_file = e.path();
-  ProcessResult cat = kmsfs({"cat", backing_file});
+  ProcessResult cat = kmsfs({"cat", "--backing-path", backing_file});
   EXPECT_EQ(cat.exit_code, 0) << cat.err;
   EXPECT_FALSE(cat.out.empty());
 }

@@ -179,7 +179,7 @@ TEST(Links, MknodRegularCreatesAnEmptyEncryptedFile) {
   EXPECT_EQ(::mknod(v.at("plain").c_str(), S_IFREG | 0640, 0), -1);
   EXPECT_EQ(errno, EEXIST);
   // It is a kmsfs file (header and all), not a bare empty backing file.
-  auto cat = kmsfs({"cat", v.backing_at("plain"), "--keyring", v.keyring()});
+  auto cat = kmsfs({"cat", "--backing-path", v.backing_at("plain"), "--keyring", v.keyring()});
   EXPECT_EQ(cat.exit_code, 0) << cat.err;
   EXPECT_EQ(cat.out, "");
   Fd fd(v.at("plain"), O_WRONLY);

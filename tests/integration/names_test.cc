@@ -237,7 +237,7 @@ TEST(Names, OfflineToolsFindAndRestoreOneFile) {
   const std::string enc_long = trim(kmsfs({"encrypt-path", v.backing(), "projects/2026/" + longname, "--keyring", k}).out);
   EXPECT_EQ(trim(kmsfs({"decrypt-path", v.backing(), enc_long, "--keyring", k}).out), "projects/2026/" + longname);
   EXPECT_EQ(kmsfs({"cat", v.backing() + "/projects/2026/budget.ods", "--keyring", k}).out, "numbers");
-  EXPECT_EQ(kmsfs({"cat", enc, "--keyring", k}).out, "numbers");
+  EXPECT_EQ(kmsfs({"cat", "--backing-path", enc, "--keyring", k}).out, "numbers");
   auto missing = kmsfs({"cat", v.backing() + "/projects/2026/nope", "--keyring", k}, false);
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("projects/2026/nope"), std::string::npos) << missing.err;

@@ -271,7 +271,7 @@ struct BackingLayout {
 };
 
 inline BackingLayout inspect_layout(const std::string& backing_file) {
-  ProcessResult r = kmsfs({"inspect", backing_file});
+  ProcessResult r = kmsfs({"inspect", "--backing-path", backing_file});
   BackingLayout l;
   std::istringstream in(r.out);
   std::string line;

@@ -597,7 +597,7 @@ class RotationPowerLoss : public ::testing::Test {
     std::sort(tree_files.begin(), tree_files.end());
     for (int k = 0; k < 12 && !tree_files.empty(); ++k) to_inspect.push_back(tree_files[uni(0, tree_files.size() - 1)]);
     for (const auto& path : to_inspect) {
-      ProcessResult r = kmsfs({"inspect", path, "--json", "--keyring", keyring_}, false);
+      ProcessResult r = kmsfs({"inspect", "--backing-path", path, "--json", "--keyring", keyring_}, false);
       EXPECT_EQ(r.exit_code, 0) << path << ": " << r.out << r.err;
       EXPECT_EQ(json::parse(r.out, nullptr, false).value("authenticated", false), true) << path << ": " << r.out;
     }

@@ -45,7 +45,7 @@ TEST(MountSmoke, BackingHoldsNoPlaintext) {
     if (!e.is_regular_file()) continue;
     EXPECT_EQ(read_file(e.path()).find("MARKER-5f2c9a"), std::string::npos) << e.path();
   }
-  auto cat = kmsfs({"cat", v.backing_at("secret.txt"), "--keyring", v.keyring()});
+  auto cat = kmsfs({"cat", "--backing-path", v.backing_at("secret.txt"), "--keyring", v.keyring()});
   EXPECT_EQ(cat.out, data);
 }
 

@@ -229,7 +229,7 @@ TEST(Mmap, SharedWriteMsyncReadAndRemount) {
   EXPECT_SAME_BYTES(read_file(v.at("shared")), expect);
   // Still open and mounted: the backing file has it after sync.
   ::sync();
-  auto cat = kmsfs({"cat", v.backing_at("shared"), "--keyring", v.keyring()});
+  auto cat = kmsfs({"cat", "--backing-path", v.backing_at("shared"), "--keyring", v.keyring()});
   EXPECT_SAME_BYTES(cat.out, expect);
   v.remount();
   EXPECT_SAME_BYTES(read_file(v.at("shared")), expect);
