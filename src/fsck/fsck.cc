@@ -313,11 +313,14 @@ Status resolve_scope(const std::string& dir, const Target& t, const FsckOptions&
     scope.plain = rel;
   }
   struct stat st;
-  if (::lstat((dir + "/" + scope.backing).c_str(), &st) != 0)
+  if (::lstat((dir + "/" + scope.backing).c_str(), &st) != 0) {
+    // An encrypted name given without the flag: say how to ask for it.
+    const bool on_disk = scope.backing != rel && ::lstat((dir + "/" + rel).c_str(), &st) == 0;
     return Status(Code::kNotFound,
                   "'" + rel + "': no such " + (scope.plain ? "path in the vault" : "backing path") +
-                      (opts.scope_is_backing || !t.config.encrypted_names() ? "" : " (an encrypted name? add --backing-path)"),
+                      (on_disk ? "; it is a backing path: add --backing-path" : ""),
                   ENOENT);
+  }
   r.scope = std::move(scope);
   return Status::Ok();
 }
