@@ -15,8 +15,10 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "base/unique_fd.h"
@@ -257,6 +259,38 @@ TEST(RotationOnline, PauseResumeAndCancelFromTheCommandLineSurviveARemount) {
   EXPECT_EQ(finish.exit_code, 0) << finish.out << finish.err;
   EXPECT_EQ(census(v.backing(), kMain(2)).under, c.files);
   expect_files(v, 600, 500);
+}
+
+// `rotate --wait` without a terminal (a log, a CI job): a labelled line per pass and one
+// every 5 s, never a "0/0" frame before the walk counted, and files counted once.
+TEST(RotationOnline, WaitWithoutATerminalPrintsLabelledLinesAndCountsEachFileOnce) {
+  MountedVault v;
+  if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";
+  const int n = 150;
+  make_files(v, n, 700);
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});
+  // 25 files/s: the run lasts more than 5 s, so at least two lines of pass 1.
+  ProcessResult r = kmsfs({"rotate", v.mnt(), "--to", "main", "--wait", "--rate", "25"}, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<std::string> lines;
+  std::istringstream in(r.out);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  int pass1 = 0;
+  for (const auto& l : lines) {
+    EXPECT_EQ(l.find('\r'), std::string::npos) << "no redrawn bar without a terminal: " << l;
+    EXPECT_EQ(l.find(" 0/0 "), std::string::npos) << l;
+    if (l.starts_with("pass 1: ")) ++pass1;
+  }
+  EXPECT_GE(pass1, 2) << r.out;
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(lines.front().starts_with("pass 1: ")) << r.out;
+  const json st = rotation_status(v);
+  EXPECT_EQ(st.value("phase", ""), "done");
+  // Every file once: the status and the final report count the tree's files, not per pass.
+  const Census c = census(v.backing(), kMain(2));
+  EXPECT_EQ(c.under, c.files);
+  EXPECT_EQ(st.value("seen", 0), c.files) << st.dump();
+  EXPECT_NE(r.out.find(std::to_string(c.files)), std::string::npos) << r.out;
 }
 
 // An operator watches a run from the metrics endpoint and `kmsfs stats` too, and they
