@@ -215,18 +215,17 @@ class Scan {
   // An ancestor of the scope: only its plaintext name is wanted, not a check or a count.
   void name_directory(int dirfd, const std::string& rel, std::string_view name) {
     const bool in_root = rel.find('/') == std::string::npos;
-    const NameInfo info = check_name(store_.get(), t_.config.encrypted_names(), dirfd, name, in_root);
-    std::optional<std::string> plain;
-    if (info.kind == NameKind::kPlain)
-      if (auto parent = parent_plain(rel)) plain = parent->empty() ? info.plain : *parent + "/" + info.plain;
-    dir_plain_[rel] = plain;
+    dir_plain_[rel] = plain_path(rel, check_name(store_.get(), t_.config.encrypted_names(), dirfd, name, in_root));
   }
 
-  std::optional<std::string> parent_plain(const std::string& rel) const {
+  // The plaintext path of `rel`, when its name and every parent's decrypted.
+  std::optional<std::string> plain_path(const std::string& rel, const NameInfo& name) const {
+    if (name.kind != NameKind::kPlain) return std::nullopt;
     const size_t slash = rel.rfind('/');
-    if (slash == std::string::npos) return std::string();
+    if (slash == std::string::npos) return name.plain;
     auto it = dir_plain_.find(rel.substr(0, slash));
-    return it == dir_plain_.end() ? std::nullopt : it->second;
+    if (it == dir_plain_.end() || !it->second) return std::nullopt;
+    return it->second->empty() ? name.plain : *it->second + "/" + name.plain;
   }
 
   void visit(const WalkEntry& e) {
@@ -240,9 +239,7 @@ class Scan {
       case NameKind::kUndecryptable:
         r_.add(make_finding(FindingKind::kUndecryptableName, e.rel, "name does not decrypt: " + name.why));
         break;
-      case NameKind::kPlain:
-        if (auto parent = parent_plain(e.rel)) plain = parent->empty() ? name.plain : *parent + "/" + name.plain;
-        break;
+      case NameKind::kPlain: plain = plain_path(e.rel, name); break;
       case NameKind::kUnknown: break;
     }
     if (e.type == EntryType::kDirectory) dir_plain_[e.rel] = plain;
