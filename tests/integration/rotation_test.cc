@@ -15,7 +15,6 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <random>
 #include <set>
 #include <sstream>
