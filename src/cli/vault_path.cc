@@ -73,7 +73,7 @@ Result<ResolvedFile> resolve_backing_file(const std::string& file, bool backing_
 
 void add_backing_path_flag(CLI::App& cmd, bool& backing_path) {
   cmd.add_flag("--backing-path", backing_path,
-               "FILE is an encrypted backing path (as fsck and ls -l print it), not a path in the "
+               "The path given is an encrypted backing path (as fsck and ls -l print it), not a path in the "
                "plaintext view");
 }
 
