@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "base/file_io.h"
+#include "base/path_safety.h"
 
 namespace kmsfs {
 
@@ -23,6 +24,18 @@ Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::stri
     return Status::Io(e, "open " + path);
   }
   return std::make_unique<PosixBackingFile>(std::move(fd), path);
+}
+
+Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open_at(int dirfd, const std::string& rel, int flags,
+                                                                    std::string name) {
+  auto fd = open_beneath(dirfd, rel, flags & ~O_APPEND);
+  if (!fd.ok()) {
+    const int e = fd.status().sys_errno();
+    if (e == ENOENT) return Status(Code::kNotFound, name + ": no such file", e);
+    if (fd.status().code() == Code::kPermissionDenied) return fd.status().with_context(name);
+    return Status::Io(e, "open " + name);
+  }
+  return std::make_unique<PosixBackingFile>(std::move(*fd), std::move(name));
 }
 
 Result<size_t> PosixBackingFile::read_at(MutableByteSpan buf, uint64_t off) {

@@ -46,6 +46,12 @@ class PosixBackingFile final : public BackingFile {
   // Opens with O_CLOEXEC added. Never O_APPEND: pwrite ignores offsets under it.
   static Result<std::unique_ptr<PosixBackingFile>> open(const std::string& path, int flags,
                                                         mode_t mode = 0600);
+  // Opens `rel` (one name, or a relative path of any length) beneath the directory
+  // `dirfd`, following no symlink (base/path_safety.h open_beneath); never creates.
+  // `name` is what messages call it. A backing path can be far longer than PATH_MAX, so
+  // tree walks open files this way, relative to the directory they hold.
+  static Result<std::unique_ptr<PosixBackingFile>> open_at(int dirfd, const std::string& rel, int flags,
+                                                           std::string name);
   // An empty name means "ask /proc when a message needs it": the current path of the
   // open file (so also right after a rename), at no cost on the create path.
   PosixBackingFile(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
