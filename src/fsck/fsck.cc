@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <ctime>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -150,7 +149,7 @@ void repair_file(const std::string& dir, const std::string& rel, FileCheck& fc, 
   if (has(fc.findings, FindingKind::kOneSlot)) {
     if (fc.good_slot < 0 || !fc.header)
       return mark(FindingKind::kOneSlot, FindingStatus::kFound, "");  // no slot opens it now: its key is unavailable
-    Status s = rewrite_slots(dir + "/" + rel, *fc.header, fc.good_slot);
+    Status s = rewrite_slots(dir, rel, *fc.header, fc.good_slot);
     mark(FindingKind::kOneSlot, s.ok() ? FindingStatus::kRepaired : FindingStatus::kRepairFailed, s.message());
   }
 }
@@ -171,11 +170,11 @@ class Scan {
   }
 
  private:
-  std::optional<std::string> parent_plain(const std::string& rel) const {
-    const size_t slash = rel.rfind('/');
-    if (slash == std::string::npos) return std::string();
-    auto it = dir_plain_.find(rel.substr(0, slash));
-    return it == dir_plain_.end() ? std::nullopt : it->second;
+  // The walk visits a directory before what it holds, depth first: the plaintext path of
+  // an entry's parent is the one last recorded one level up.
+  std::optional<std::string> parent_plain(const WalkEntry& e) const {
+    if (e.depth == 0) return std::string();
+    return e.depth <= dir_plain_.size() ? dir_plain_[e.depth - 1] : std::nullopt;
   }
 
   void visit(const WalkEntry& e) {
@@ -190,14 +189,17 @@ class Scan {
         r_.add(make_finding(FindingKind::kUndecryptableName, e.rel, "name does not decrypt: " + name.why));
         break;
       case NameKind::kPlain:
-        if (auto parent = parent_plain(e.rel)) plain = parent->empty() ? name.plain : *parent + "/" + name.plain;
+        if (auto parent = parent_plain(e)) plain = parent->empty() ? name.plain : *parent + "/" + name.plain;
         break;
       case NameKind::kUnknown: break;
     }
-    if (e.type == EntryType::kDirectory) dir_plain_[e.rel] = plain;
+    if (e.type == EntryType::kDirectory) {
+      dir_plain_.resize(e.depth + 1);
+      dir_plain_[e.depth] = plain;
+    }
     if (e.type != EntryType::kFile) return;
     ++r_.files;
-    FileCheck fc = check_file(ctx_, dir_ + "/" + e.rel, e.rel);
+    FileCheck fc = check_file(ctx_, e.dirfd, e.name, dir_ + "/" + e.rel, e.rel);
     if (fc.kmsfs) {
       ++r_.kmsfs_files;
       r_.bytes += fc.backing_size;
@@ -224,7 +226,7 @@ class Scan {
     Finding f = make_finding(FindingKind::kStaleTemporary, e.rel,
                              "a long name's side file that was never put in place (a crash while it was written)");
     if (opts_.repair) {
-      Status s = remove_temporary(dir_ + "/" + e.rel);
+      Status s = remove_temporary(e.dirfd, e.name, dir_ + "/" + e.rel);
       f.status = s.ok() ? FindingStatus::kRemoved : FindingStatus::kRepairFailed;
       if (!s.ok()) f.repair_error = s.message();
     }
@@ -238,7 +240,9 @@ class Scan {
   SlotKeys keys_;
   std::unique_ptr<NameStore> store_;
   CheckContext ctx_;
-  std::map<std::string, std::optional<std::string>> dir_plain_;  // directory -> its plaintext path
+  // The plaintext path of the directories on the walk's current path, by depth (the
+  // current path only: a map of every directory would grow with the square of the depth).
+  std::vector<std::optional<std::string>> dir_plain_;
 };
 
 }  // namespace

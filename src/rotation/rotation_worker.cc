@@ -248,7 +248,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
   }
   if (after.empty()) {
     uint64_t total = 0;
-    (void)walk_files(vault_.dir(), wo, "", [&](const std::string&) { return ++total, true; },
+    (void)walk_files(vault_.dir(), wo, "", [&](const WalkEntry&) { return ++total, true; },
                      [](const std::string&, const Status&) {});
     std::lock_guard lock(mu_);
     state_.total = total;
@@ -282,10 +282,11 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
   };
 
   enum class Step { kDone, kDeferred, kStopped };
-  auto process = [&](const std::string& rel) -> Step {
+  // `dirfd`: the directory holding `rel` while the walk is in it; -1 for a deferred file.
+  auto process = [&](const std::string& rel, int dirfd) -> Step {
     Result<RewrapResult> r = [&] {
       const uint64_t calls_before = rw.calls();
-      Result<RewrapResult> x = rw.rewrap(rel);
+      Result<RewrapResult> x = rw.rewrap(rel, dirfd);
       std::lock_guard lock(mu_);
       state_.kms_calls += rw.calls() - calls_before;
       return x;
@@ -300,7 +301,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
     if (re && r.ok() && (r->outcome == RewrapOutcome::kRotated || r->outcome == RewrapOutcome::kAlready)) {
       re_r = retrying(st, [&] {
         const uint64_t calls_before = re->calls();
-        Result<ReencryptResult> x = re->reencrypt(rel);
+        Result<ReencryptResult> x = re->reencrypt(rel, dirfd);
         std::lock_guard lock(mu_);
         state_.kms_calls += re->calls() - calls_before;
         return x;
@@ -362,7 +363,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
         ++it;
         continue;
       }
-      const Step step = process(it->rel);
+      const Step step = process(it->rel, -1);
       if (step == Step::kStopped) return false;
       if (step == Step::kDeferred) {
         it->backoff = std::min<std::chrono::milliseconds>(it->backoff * 2, kMaxDeferBackoff);
@@ -385,14 +386,15 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
     return !cv_.wait_until(lock, next, [&] { return interrupted(st); });
   };
 
-  auto visit = [&](const std::string& rel) {
+  auto visit = [&](const WalkEntry& e) {
+    const std::string& rel = e.rel;
     {
       std::unique_lock lock(mu_);
       if (!files_limit_.acquire(lock, cv_, [&] { return interrupted(st); })) return !(stopped = true);
     }
     if (!retry_due()) return !(stopped = true);
     const std::string before = walked;
-    const Step step = process(rel);
+    const Step step = process(rel, e.dirfd);
     if (step == Step::kStopped) return !(stopped = true);
     walked = rel;
     if (step == Step::kDeferred)
