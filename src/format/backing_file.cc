@@ -12,7 +12,7 @@
 
 namespace kmsfs {
 
-std::string PosixBackingFile::name() const { return name_.empty() ? fd_path(fd_.get()) : name_; }
+std::string PosixBackingFile::name() const { return name_.empty() ? fd_path(fd_->get()) : name_; }
 
 Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::string& path,
                                                                  int flags, mode_t mode) {
@@ -41,7 +41,7 @@ Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open_at(int dirfd, c
 Result<size_t> PosixBackingFile::read_at(MutableByteSpan buf, uint64_t off) {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n = ::pread(fd_.get(), buf.data() + done, buf.size() - done,
+    ssize_t n = ::pread(fd_->get(), buf.data() + done, buf.size() - done,
                         static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -56,7 +56,7 @@ Result<size_t> PosixBackingFile::read_at(MutableByteSpan buf, uint64_t off) {
 Status PosixBackingFile::write_at(ByteSpan data, uint64_t off) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::pwrite(fd_.get(), data.data() + done, data.size() - done,
+    ssize_t n = ::pwrite(fd_->get(), data.data() + done, data.size() - done,
                          static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -69,19 +69,19 @@ Status PosixBackingFile::write_at(ByteSpan data, uint64_t off) {
 
 Result<uint64_t> PosixBackingFile::size() {
   struct stat st;
-  if (::fstat(fd_.get(), &st) != 0) return Status::Io(errno, "stat " + name_);
+  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name_);
   return static_cast<uint64_t>(st.st_size);
 }
 
 Status PosixBackingFile::truncate(uint64_t size) {
-  if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0)
+  if (::ftruncate(fd_->get(), static_cast<off_t>(size)) != 0)
     return Status::Io(errno, "truncate " + name_);
   return Status::Ok();
 }
 
 Status PosixBackingFile::reserve(uint64_t off, uint64_t len) {
   if (len == 0) return Status::Ok();
-  if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
+  if (::fallocate(fd_->get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
     int e = errno;
     if (e == EOPNOTSUPP || e == ENOSYS) return Status(Code::kUnsupported, "fallocate not supported", e);
     return Status::Io(e, "reserve space in " + name_);
@@ -91,18 +91,18 @@ Status PosixBackingFile::reserve(uint64_t off, uint64_t len) {
 
 Result<timespec> PosixBackingFile::mtime() {
   struct stat st;
-  if (::fstat(fd_.get(), &st) != 0) return Status::Io(errno, "stat " + name());
+  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name_);
   return st.st_mtim;
 }
 
 Status PosixBackingFile::set_mtime(const timespec& t) {
   const timespec times[2] = {{0, UTIME_OMIT}, t};
-  if (::futimens(fd_.get(), times) != 0) return Status::Io(errno, "restoring the modification time of " + name());
+  if (::futimens(fd_->get(), times) != 0) return Status::Io(errno, "restoring the modification time of " + name());
   return Status::Ok();
 }
 
 Status PosixBackingFile::sync(bool data_only) {
-  int rc = data_only ? ::fdatasync(fd_.get()) : ::fsync(fd_.get());
+  int rc = data_only ? ::fdatasync(fd_->get()) : ::fsync(fd_->get());
   if (rc != 0) return Status::Io(errno, "fsync " + name_);
   return Status::Ok();
 }

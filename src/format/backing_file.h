@@ -54,7 +54,12 @@ class PosixBackingFile final : public BackingFile {
                                                            std::string name);
   // An empty name means "ask /proc when a message needs it": the current path of the
   // open file (so also right after a rename), at no cost on the create path.
-  PosixBackingFile(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
+  PosixBackingFile(UniqueFd fd, std::string name)
+      : fd_(std::make_shared<const UniqueFd>(std::move(fd))), name_(std::move(name)) {}
+  // A descriptor owned with others: the mount's inode keeps using the open file's
+  // descriptor for its own calls (fs/inode_table.h), so an open file costs one.
+  PosixBackingFile(std::shared_ptr<const UniqueFd> fd, std::string name)
+      : fd_(std::move(fd)), name_(std::move(name)) {}
 
   Result<size_t> read_at(MutableByteSpan buf, uint64_t off) override;
   Status write_at(ByteSpan data, uint64_t off) override;
@@ -65,10 +70,11 @@ class PosixBackingFile final : public BackingFile {
   Result<timespec> mtime() override;
   Status set_mtime(const timespec& t) override;
   std::string name() const override;
-  int fd() const { return fd_.get(); }
+  int fd() const { return fd_->get(); }
+  const std::shared_ptr<const UniqueFd>& shared_fd() const { return fd_; }
 
  private:
-  UniqueFd fd_;
+  std::shared_ptr<const UniqueFd> fd_;
   std::string name_;
 };
 

@@ -7,7 +7,8 @@ namespace kmsfs {
 InodeTable::InodeTable(UniqueFd root_fd) {
   struct stat st {};
   ::fstat(root_fd.get(), &st);
-  root_ = std::make_unique<Inode>(std::move(root_fd), st.st_dev, st.st_ino, S_IFDIR);
+  root_ = std::make_unique<Inode>(std::make_shared<const UniqueFd>(std::move(root_fd)), O_PATH, st.st_dev, st.st_ino,
+                                  S_IFDIR);
   root_->nlookup = 2;  // never forgotten
 }
 
@@ -21,11 +22,12 @@ uint64_t InodeTable::id_of(const Inode& in) const {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&in));
 }
 
-Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const Inode& parent, std::string_view name) {
+Inode& InodeTable::acquire(std::shared_ptr<const UniqueFd> fd, int access, const struct stat& st, const Inode& parent,
+                           std::string_view name) {
   if (st.st_dev == root_->dev && st.st_ino == root_->ino) return *root_;
   std::lock_guard lock(mu_);
   auto& slot = inodes_[Key{st.st_dev, st.st_ino}];
-  if (!slot) slot = std::make_unique<Inode>(std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  if (!slot) slot = std::make_unique<Inode>(std::move(fd), access, st.st_dev, st.st_ino, st.st_mode & S_IFMT);
   slot->nlookup++;
   slot->parent_dev = parent.dev;
   slot->parent_ino = parent.ino;
