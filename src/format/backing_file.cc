@@ -12,7 +12,13 @@
 
 namespace kmsfs {
 
-std::string PosixBackingFile::name() const { return name_.empty() ? fd_path(fd_->get()) : name_; }
+std::string PosixBackingFile::name() const {
+  if (!name_.empty()) return name_;
+  std::string path = fd_path(fd_->get());
+  const size_t n = relative_to_.size();
+  if (n > 0 && path.size() > n + 1 && path.compare(0, n, relative_to_) == 0 && path[n] == '/') path.erase(0, n + 1);
+  return path;
+}
 
 Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::string& path,
                                                                  int flags, mode_t mode) {
@@ -45,7 +51,7 @@ Result<size_t> PosixBackingFile::read_at(MutableByteSpan buf, uint64_t off) {
                         static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::Io(errno, "read " + name_);
+      return Status::Io(errno, "read " + name());
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
@@ -60,7 +66,7 @@ Status PosixBackingFile::write_at(ByteSpan data, uint64_t off) {
                          static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::Io(errno, "write " + name_);
+      return Status::Io(errno, "write " + name());
     }
     done += static_cast<size_t>(n);
   }
@@ -69,13 +75,13 @@ Status PosixBackingFile::write_at(ByteSpan data, uint64_t off) {
 
 Result<uint64_t> PosixBackingFile::size() {
   struct stat st;
-  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name_);
+  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name());
   return static_cast<uint64_t>(st.st_size);
 }
 
 Status PosixBackingFile::truncate(uint64_t size) {
   if (::ftruncate(fd_->get(), static_cast<off_t>(size)) != 0)
-    return Status::Io(errno, "truncate " + name_);
+    return Status::Io(errno, "truncate " + name());
   return Status::Ok();
 }
 
@@ -84,14 +90,14 @@ Status PosixBackingFile::reserve(uint64_t off, uint64_t len) {
   if (::fallocate(fd_->get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
     int e = errno;
     if (e == EOPNOTSUPP || e == ENOSYS) return Status(Code::kUnsupported, "fallocate not supported", e);
-    return Status::Io(e, "reserve space in " + name_);
+    return Status::Io(e, "reserve space in " + name());
   }
   return Status::Ok();
 }
 
 Result<timespec> PosixBackingFile::mtime() {
   struct stat st;
-  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name_);
+  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name());
   return st.st_mtim;
 }
 
@@ -103,7 +109,7 @@ Status PosixBackingFile::set_mtime(const timespec& t) {
 
 Status PosixBackingFile::sync(bool data_only) {
   int rc = data_only ? ::fdatasync(fd_->get()) : ::fsync(fd_->get());
-  if (rc != 0) return Status::Io(errno, "fsync " + name_);
+  if (rc != 0) return Status::Io(errno, "fsync " + name());
   return Status::Ok();
 }
 

@@ -57,9 +57,11 @@ class PosixBackingFile final : public BackingFile {
   PosixBackingFile(UniqueFd fd, std::string name)
       : fd_(std::make_shared<const UniqueFd>(std::move(fd))), name_(std::move(name)) {}
   // A descriptor owned with others: the mount's inode keeps using the open file's
-  // descriptor for its own calls (fs/inode_table.h), so an open file costs one.
-  PosixBackingFile(std::shared_ptr<const UniqueFd> fd, std::string name)
-      : fd_(std::move(fd)), name_(std::move(name)) {}
+  // descriptor for its own calls (fs/inode_table.h), so an open file costs one. With an
+  // empty name and `relative_to` (the vault's directory, resolved), messages name the
+  // file by its current path relative to it, as fsck does.
+  PosixBackingFile(std::shared_ptr<const UniqueFd> fd, std::string name, std::string relative_to = "")
+      : fd_(std::move(fd)), name_(std::move(name)), relative_to_(std::move(relative_to)) {}
 
   Result<size_t> read_at(MutableByteSpan buf, uint64_t off) override;
   Status write_at(ByteSpan data, uint64_t off) override;
@@ -76,6 +78,7 @@ class PosixBackingFile final : public BackingFile {
  private:
   std::shared_ptr<const UniqueFd> fd_;
   std::string name_;
+  std::string relative_to_;
 };
 
 // Sparse in-memory file (64 KiB chunks; absent chunks read as zeros), so tests can use

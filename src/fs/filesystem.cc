@@ -65,6 +65,7 @@ bool is_dot(const char* n) { return n[0] == '.' && (n[1] == 0 || (n[1] == '.' &&
 Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
     : vault_(vault),
       opts_(opts),
+      backing_root_(fd_path(root_fd.get())),
       table_(std::move(root_fd)),
       names_(vault.names(), opts.badname),
       layout_(Layout::of(vault.config().header_size, vault.config().block_size)),
@@ -414,7 +415,7 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
     // second disk request; asking for the header and the first 128 KiB of blocks together
     // makes a cold small file one request (docs/BENCHMARKS.md, md5sum cold).
     ::posix_fadvise(fd->get(), 0, kOpenPrefetch, POSIX_FADV_WILLNEED);
-    auto backing = std::make_shared<PosixBackingFile>(fd, std::string());
+    auto backing = std::make_shared<PosixBackingFile>(fd, std::string(), backing_root_);
     ASSIGN_OR_RETURN(auto opened, vault_.open_file(backing));
     if (access != in.fd_access) in.set_fd(std::move(fd), access);  // the O_PATH one closes once unpinned
     return std::shared_ptr<CryptFile>(std::move(opened));
@@ -548,7 +549,7 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   auto shared_fd = std::make_shared<const UniqueFd>(std::move(fd));
   fuse_entry_param e{};
   if (::fstat(shared_fd->get(), &e.attr) != 0) return fail(errno_status("create"));
-  auto backing = std::make_shared<PosixBackingFile>(shared_fd, std::string());
+  auto backing = std::make_shared<PosixBackingFile>(shared_fd, std::string(), backing_root_);
   // Registered as it is born, so the rotation worker never rewrites its header behind it.
   auto f = vault_.open_files().get_or_open(e.attr.st_dev, e.attr.st_ino, [&]() -> Result<std::shared_ptr<CryptFile>> {
     ASSIGN_OR_RETURN(auto made, vault_.create_file(backing));

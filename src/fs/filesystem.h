@@ -199,6 +199,8 @@ class Filesystem {
 
   Vault& vault_;
   FsOptions opts_;
+  // The backing directory's resolved path: log lines name files relative to it.
+  const std::string backing_root_;
   InodeTable table_;
   NameTransform names_;
   Layout layout_;
