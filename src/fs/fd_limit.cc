@@ -11,9 +11,10 @@
 
 namespace kmsfs {
 
-size_t raise_fd_limit() {
+FdLimit raise_fd_limit() {
+  const auto count = [](rlim_t v) { return v == RLIM_INFINITY ? size_t{1} << 20 : static_cast<size_t>(v); };
   rlimit cur{};
-  if (::getrlimit(RLIMIT_NOFILE, &cur) != 0) return 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &cur) != 0) return FdLimit{1024, 1024};
   rlim_t want = cur.rlim_max;
   if (::geteuid() == 0) {
     std::ifstream in("/proc/sys/fs/nr_open");
@@ -28,12 +29,14 @@ size_t raise_fd_limit() {
       if (::setrlimit(RLIMIT_NOFILE, &next) != 0) next = cur;
     }
   }
-  const size_t limit = next.rlim_cur == RLIM_INFINITY ? size_t{1} << 20 : static_cast<size_t>(next.rlim_cur);
-  if (next.rlim_cur != cur.rlim_cur)
-    spdlog::info("open files: limit {} (raised from {})", limit, cur.rlim_cur);
+  return FdLimit{count(cur.rlim_cur), count(next.rlim_cur)};
+}
+
+void log_fd_limit(const FdLimit& l) {
+  if (l.limit != l.before)
+    spdlog::info("open files: limit {} (raised from {})", l.limit, l.before);
   else
-    spdlog::info("open files: limit {}", limit);
-  return limit;
+    spdlog::info("open files: limit {}", l.limit);
 }
 
 FdShortage& FdShortage::process() {

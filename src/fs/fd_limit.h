@@ -20,8 +20,13 @@ inline constexpr size_t kFdReserve = 64;
 
 // Raises the soft RLIMIT_NOFILE to the hard limit, and as root (CAP_SYS_RESOURCE) the
 // hard one up to the system's per-process maximum (fs.nr_open), as virtiofsd does.
-// Logs the limit in force at info and returns it.
-size_t raise_fd_limit();
+struct FdLimit {
+  size_t before = 0;  // the soft limit the daemon started with
+  size_t limit = 0;   // the one in force now
+};
+FdLimit raise_fd_limit();
+// The info line saying it (once the mount is up: a failed mount says one line only).
+void log_fd_limit(const FdLimit& l);
 
 // Counts opens the daemon failed for lack of descriptors (EMFILE: this process's limit;
 // ENFILE: the system's file table) and logs one warning line at most every 10 s, with

@@ -77,8 +77,18 @@ Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
   // fast creator adds before the kernel's FORGETs come in. Only inodes no handle has open
   // are evicted, so clients can hold open nearly all of the rest.
   const size_t usable = opts.fd_limit > opts.fd_reserve + 64 ? opts.fd_limit - opts.fd_reserve : 64;
+  fd_budget_ = usable;
   evict_high_ = usable * 3 / 4;
   evict_low_ = usable / 2;
+}
+
+Status Filesystem::admit_fd(const char* what) const {
+  // The reserve is kept, not just counted: libfuse opens a descriptor for each worker
+  // thread it starts, and one it cannot get ends the session at unmount. So clients meet
+  // the limit here, with EMFILE, a reserve's width before the process would.
+  if (table_.size() + dir_handles_.load(std::memory_order_relaxed) < fd_budget_) return Status::Ok();
+  FdShortage::process().note(EMFILE, what);
+  return Status(Code::kIo, std::string(what) + ": the daemon's open-file budget is spent", EMFILE);
 }
 
 void Filesystem::after_acquire() {
@@ -161,6 +171,7 @@ void Filesystem::fix_attr(Inode& in, struct stat& st) {
 }
 
 Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bname, std::string_view name) {
+  RETURN_IF_ERROR(admit_fd("lookup"));
   UniqueFd fd(::openat(dir.fd()->get(), bname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return errno_status("lookup");
   fuse_entry_param e{};
@@ -339,7 +350,8 @@ Result<fuse_entry_param> Filesystem::link(uint64_t ino, uint64_t newparent, cons
   auto guard = names_.store().guard(b);
   RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "link"));
   int rc = as_root_ ? ::linkat(in.fd()->get(), "", dir.fd()->get(), b.name.c_str(), AT_EMPTY_PATH)
-                    : ::linkat(AT_FDCWD, proc_path(in.fd()->get()).c_str(), dir.fd()->get(), b.name.c_str(), AT_SYMLINK_FOLLOW);
+                    : ::linkat(AT_FDCWD, proc_path(in.fd()->get()).c_str(), dir.fd()->get(), b.name.c_str(),
+                               AT_SYMLINK_FOLLOW);
   if (rc != 0) return errno_status("link");
   return entry_for(dir, b.name, newname);
 }
@@ -527,6 +539,7 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   const std::string& bname = b.name;
   auto guard = names_.store().guard(b);
+  RETURN_IF_ERROR(admit_fd("create"));
   RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "create"));
   UniqueFd fd(::openat(dir.fd()->get(), bname.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 07777));
   if (!fd.valid()) {
@@ -682,6 +695,7 @@ void Filesystem::release(FileHandle* fh) {
 
 Result<DirHandle*> Filesystem::opendir(uint64_t ino) {
   Inode& in = table_.get(ino);
+  RETURN_IF_ERROR(admit_fd("opendir"));
   int fd = ::openat(in.fd()->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno_status("opendir");
   auto dh = std::make_unique<DirHandle>();
@@ -691,6 +705,7 @@ Result<DirHandle*> Filesystem::opendir(uint64_t ino) {
     ::close(fd);
     return s;
   }
+  dir_handles_.fetch_add(1, std::memory_order_relaxed);
   return dh.release();
 }
 

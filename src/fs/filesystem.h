@@ -106,7 +106,10 @@ class Filesystem {
   // Fills `buf` with entries from `off`; returns the bytes used.
   Result<size_t> readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, char* buf, size_t size,
                          off_t off, bool plus);
-  void releasedir(DirHandle* dh) { delete dh; }
+  void releasedir(DirHandle* dh) {
+    delete dh;
+    dir_handles_.fetch_sub(1, std::memory_order_relaxed);
+  }
   Status fsyncdir(DirHandle* dh, bool datasync);
   Result<struct statvfs> statfs();
 
@@ -182,6 +185,9 @@ class Filesystem {
   void follow_current_key(CryptFile& f);
   // `name` is the plaintext name the kernel knows the entry by (for eviction).
   Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name, std::string_view name);
+  // Refuses (EMFILE, counted as a shortage) what would hold one more descriptor once
+  // inodes and directory handles hold all but the daemon's reserve (fs/fd_limit.h).
+  Status admit_fd(const char* what) const;
   // Wakes await_eviction() past the high-water mark.
   void after_acquire();
   // The same after a last close, cutting short the pause after a round that found nothing.
@@ -207,6 +213,8 @@ class Filesystem {
   bool writeback_ = true;
   const bool as_root_;
 
+  size_t fd_budget_ = 0;                   // descriptors inodes and directory handles may hold
+  std::atomic<size_t> dir_handles_{0};     // open DirHandles
   size_t evict_high_ = 0, evict_low_ = 0;  // inode counts, from FsOptions::fd_limit
   mutable std::mutex evict_mu_;
   std::condition_variable evict_cv_;

@@ -27,7 +27,10 @@ Inode& InodeTable::acquire(std::shared_ptr<const UniqueFd> fd, int access, const
   if (st.st_dev == root_->dev && st.st_ino == root_->ino) return *root_;
   std::lock_guard lock(mu_);
   auto& slot = inodes_[Key{st.st_dev, st.st_ino}];
-  if (!slot) slot = std::make_unique<Inode>(std::move(fd), access, st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  if (!slot) {
+    slot = std::make_unique<Inode>(std::move(fd), access, st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+    count_.store(inodes_.size(), std::memory_order_relaxed);
+  }
   slot->nlookup++;
   slot->parent_dev = parent.dev;
   slot->parent_ino = parent.ino;
@@ -45,6 +48,7 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
     if (in.nlookup == 0) {
       auto it = inodes_.find(Key{in.dev, in.ino});
       if (it != inodes_.end()) doomed = std::move(it->second), inodes_.erase(it);
+      count_.store(inodes_.size(), std::memory_order_relaxed);
     }
   }
 }
@@ -82,9 +86,6 @@ std::optional<std::pair<uint64_t, std::string>> InodeTable::entry_of(const Inode
   return std::make_pair(parent, in.name);
 }
 
-size_t InodeTable::size() const {
-  std::lock_guard lock(mu_);
-  return inodes_.size();
-}
+size_t InodeTable::size() const { return count_.load(std::memory_order_relaxed); }
 
 }  // namespace kmsfs

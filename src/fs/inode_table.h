@@ -114,7 +114,7 @@ class InodeTable {
   }
   // Drops n lookup references; frees the inode at zero.
   void forget(uint64_t id, uint64_t n);
-  size_t size() const;
+  size_t size() const;  // without the lock: every lookup checks the descriptor budget
   // Up to n (parent nodeid, name) pairs of inodes no file handle has open, for the
   // kernel to forget; each inode is offered once per lookup, and only while its parent
   // directory is still known.
@@ -139,6 +139,7 @@ class InodeTable {
   std::unique_ptr<Inode> root_;
   mutable std::mutex mu_;
   std::unordered_map<Key, std::unique_ptr<Inode>, KeyHash> inodes_;
+  std::atomic<size_t> count_{0};  // inodes_.size(), written under mu_
 };
 
 }  // namespace kmsfs

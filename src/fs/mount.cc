@@ -112,7 +112,8 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   // the later the daemon must make the kernel forget inodes. The budget is sized from the
   // limit now in force.
   FsOptions fs_opts = cfg.fs;
-  fs_opts.fd_limit = raise_fd_limit();
+  const FdLimit fds = raise_fd_limit();
+  fs_opts.fd_limit = fds.limit;
   fs_opts.fd_reserve = kFdReserve + cfg.max_threads;
   FdShortage::process().set_limit(fs_opts.fd_limit, fs_opts.fd_reserve);
   std::unique_ptr<FuseMount> m(new FuseMount());
@@ -146,6 +147,7 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
                                  fuse_says.why("is /dev/fuse available, and the mountpoint empty or allowed?") + ")",
                   EIO);
   m->mounted_ = true;
+  log_fd_limit(fds);
   Filesystem* fs = m->fs_.get();
   if (cfg.key_cache) {
     m->key_cache_ = cfg.key_cache;
@@ -206,6 +208,12 @@ Status FuseMount::serve() {
   fuse_loop_cfg_set_max_threads(lc, max_threads_);
   int rc = fuse_session_loop_mt(session_, lc);
   fuse_loop_cfg_destroy(lc);
+  // An unmount ends the connection; a worker reading just then may get ECONNABORTED
+  // instead of ENODEV (seen on 6.x kernels, more often the more workers are idle), and
+  // the loop reports that as its error. Once the mount is gone from the mountpoint that
+  // was a clean unmount; a connection aborted under a mount that is still there (fusectl
+  // abort) leaves it dead (ENOTCONN), and stays an error.
+  if (rc == -ECONNABORTED && !is_dead_mount(mountpoint_)) rc = 0;
   fs_->stop_eviction();
   fs_->stop_revocations();
   fs_->stop_invalidations();
