@@ -31,6 +31,17 @@ constexpr auto kMaxDeferBackoff = std::chrono::milliseconds(30000);
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// A deep file's backing path, and a message naming it, can be tens of KiB: the state file
+// keeps kMaxRotationErrors of them and is read back only up to 1 MiB. Cut at a character
+// boundary (the file is JSON); the file id still finds the file.
+std::string clipped(const std::string& s) {
+  constexpr size_t kMax = 4096;
+  if (s.size() <= kMax) return s;
+  size_t n = kMax - 3;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
+  return s.substr(0, n) + "...";
+}
+
 // Makes the re-wraps done so far durable before a checkpoint names them.
 void sync_backing(const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -198,7 +209,7 @@ void RotationWorker::record_error(const std::string& rel, const Status& s) {
   // Messages name "file <32 hex>" when the header was read.
   if (auto at = s.message().find("file "); at != std::string::npos && at + 5 + 32 <= s.message().size())
     file_id = s.message().substr(at + 5, 32);
-  state_.errors.push_back({rel, file_id, s.message()});
+  state_.errors.push_back({clipped(rel), file_id, clipped(s.message())});
   while (state_.errors.size() > kMaxRotationErrors) state_.errors.pop_front();
 }
 

@@ -134,24 +134,43 @@ Fd open_chain(const std::string& root, int levels, bool create) {
   return dir;
 }
 
-// The backing file of the deep file: at each level the one directory there is (names are
-// encrypted, side files hold a '.'), then the one file.
-Fd open_deep_backing(const std::string& backing, int flags) {
+// The deepest backing directory: at each level the one directory there is (names are
+// encrypted, side files hold a '.').
+Fd open_deep_backing_dir(const std::string& backing) {
   Fd dir(::open(backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  for (int level = 0; level <= kDeepLevels && dir.ok(); ++level) {
+  for (int level = 0; level < kDeepLevels && dir.ok(); ++level) {
     std::string pick;
     DIR* d = ::fdopendir(::dup(dir.get()));
     while (dirent* e = d ? ::readdir(d) : nullptr) {
       const std::string n = e->d_name;
-      if (n[0] == '.' || n.find('.') != std::string::npos || n.starts_with("kmsfs")) continue;
-      const bool is_dir = e->d_type == DT_DIR;
-      if (is_dir == (level < kDeepLevels)) pick = n;
+      if (e->d_type == DT_DIR && n[0] != '.' && n.find('.') == std::string::npos && !n.starts_with("kmsfs")) pick = n;
     }
     if (d) ::closedir(d);
     if (pick.empty()) return Fd();
-    dir = Fd(::openat(dir.get(), pick.c_str(), (level < kDeepLevels ? O_RDONLY | O_DIRECTORY : flags) | O_CLOEXEC));
+    dir = Fd(::openat(dir.get(), pick.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
   return dir;
+}
+
+// Tears both key slots of every file in the directory `dir` (FORMAT.md §3: slots at 1024
+// and 2560): no key opens it, and a rotation fails on it.
+int damage_headers_in(int dir) {
+  int n = 0;
+  DIR* d = ::fdopendir(::dup(dir));
+  while (dirent* e = d ? ::readdir(d) : nullptr) {
+    if (e->d_type != DT_REG || std::string(e->d_name).find('.') != std::string::npos) continue;
+    Fd f(::openat(dir, e->d_name, O_RDWR | O_CLOEXEC));
+    bool torn = f.ok();
+    for (off_t off : {1024 + 30, 2560 + 30}) {
+      char c = 0;
+      torn = torn && ::pread(f.get(), &c, 1, off) == 1;
+      c ^= 0x10;
+      torn = torn && ::pwrite(f.get(), &c, 1, off) == 1;
+    }
+    n += torn;
+  }
+  if (d) ::closedir(d);
+  return n;
 }
 
 // kmsfs held to a hard limit of 1,024 descriptors, as under a default shell.
@@ -170,6 +189,7 @@ json parsed(const ProcessResult& r) {
 TEST(FsckMounted, DeepTreeIsCheckedRotatedListedAndPrunedAtAnyDepth) {
   MountedVault v;
   if (std::getenv("KMSFS_TEST_KMS")) GTEST_SKIP() << "keyring rotation";
+  constexpr int kDeepFiles = 21;  // f and g0..g19, all in the deepest directory
   const std::string data = pattern(10000, 7);
   {
     Fd deep = open_chain(v.mnt(), kDeepLevels, true);
@@ -177,6 +197,11 @@ TEST(FsckMounted, DeepTreeIsCheckedRotatedListedAndPrunedAtAnyDepth) {
     Fd f(::openat(deep.get(), "f", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     ASSERT_TRUE(f.ok()) << std::strerror(errno);
     ASSERT_EQ(::write(f.get(), data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    for (int i = 0; i + 1 < kDeepFiles; ++i) {
+      Fd g(::openat(deep.get(), ("g" + std::to_string(i)).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+      ASSERT_TRUE(g.ok()) << std::strerror(errno);
+      ASSERT_EQ(::write(g.get(), "g", 1), 1);
+    }
   }
   write_file(v.at("shallow"), "shallow");
   ASSERT_EQ(v.unmount(), 0);
@@ -185,19 +210,24 @@ TEST(FsckMounted, DeepTreeIsCheckedRotatedListedAndPrunedAtAnyDepth) {
     for (int i = 0; i < kDeepLevels; ++i) p += (i ? "/" : "") + std::string("d");
     return p;
   }();
+  auto fsck = [&](std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"fsck", v.backing(), "--json", "--keyring", v.keyring()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return kmsfs_at_1024(args);
+  };
 
-  // Every entry checked, the deep file too.
-  ProcessResult check = kmsfs_at_1024({"fsck", v.backing(), "--json", "--keyring", v.keyring()});
+  // Every entry checked, the deep files too.
+  ProcessResult check = fsck();
   ASSERT_EQ(check.exit_code, 0) << check.err << check.out.substr(0, 2000);
   json j = parsed(check);
-  EXPECT_EQ(j["summary"]["entries"], kDeepLevels + 2);
-  EXPECT_EQ(j["summary"]["kmsfs_files"], 2);
+  EXPECT_EQ(j["summary"]["entries"], kDeepLevels + kDeepFiles + 1);
+  EXPECT_EQ(j["summary"]["kmsfs_files"], kDeepFiles + 1);
 
-  // Rotated offline: both files move, so the old version can be disabled and pruned.
+  // Rotated offline: every file moves, so the old version can be disabled and pruned.
   kmsfs({"keyring", "rotate", v.keyring(), "main"});
   ProcessResult rot = kmsfs_at_1024({"rotate", "--offline", v.backing(), "--to", "main", "--keyring", v.keyring()});
   ASSERT_EQ(rot.exit_code, 0) << rot.out << rot.err.substr(0, 2000);
-  j = parsed(kmsfs_at_1024({"fsck", v.backing(), "--json", "--keyring", v.keyring()}));
+  j = parsed(fsck());
   EXPECT_EQ(findings(j, "not_rotated").size(), 0u) << j.dump(2).substr(0, 4000);
   EXPECT_EQ(j["outcome"], "clean");
   kmsfs({"keyring", "disable", v.keyring(), "main:1"});
@@ -207,7 +237,8 @@ TEST(FsckMounted, DeepTreeIsCheckedRotatedListedAndPrunedAtAnyDepth) {
   // Listed offline by its plaintext path.
   ProcessResult ls = kmsfs_at_1024({"ls", v.backing() + "/" + deep_dir, "--keyring", v.keyring()});
   EXPECT_EQ(ls.exit_code, 0) << ls.err.substr(0, 2000);
-  EXPECT_EQ(ls.out, "f\n");
+  EXPECT_EQ(ls.out.substr(0, 5), "f\ng0\n");
+  EXPECT_EQ(std::count(ls.out.begin(), ls.out.end(), '\n'), kDeepFiles);
 
   // And it reads back through the mount, under the new key.
   v.mount();
@@ -222,24 +253,34 @@ TEST(FsckMounted, DeepTreeIsCheckedRotatedListedAndPrunedAtAnyDepth) {
   }
   ASSERT_EQ(v.unmount(), 0);
 
-  // A damaged header that deep is quarantined by --repair, its place in the tree mirrored.
+  // Damaged headers that deep: a rotation fails on each (its errors name paths of tens of
+  // KiB, and its state file stays readable), and --repair quarantines them, their place
+  // in the tree mirrored.
   {
-    Fd b = open_deep_backing(v.backing(), O_RDWR);
-    ASSERT_TRUE(b.ok()) << std::strerror(errno);
-    char c = 0;
-    ASSERT_EQ(::pread(b.get(), &c, 1, 40), 1);
-    c ^= 0x10;
-    ASSERT_EQ(::pwrite(b.get(), &c, 1, 40), 1);
+    Fd dir = open_deep_backing_dir(v.backing());
+    ASSERT_TRUE(dir.ok()) << std::strerror(errno);
+    ASSERT_EQ(damage_headers_in(dir.get()), kDeepFiles);
   }
-  ProcessResult repair = kmsfs_at_1024({"fsck", v.backing(), "--json", "--repair", "--keyring", v.keyring()});
+  kmsfs({"keyring", "rotate", v.keyring(), "main"});
+  rot = kmsfs_at_1024({"rotate", "--offline", v.backing(), "--to", "main", "--keyring", v.keyring()});
+  EXPECT_EQ(rot.exit_code, 5) << rot.out.substr(0, 2000) << rot.err.substr(0, 2000);
+  j = parsed(fsck());
+  EXPECT_EQ(findings(j, "damaged_header").size(), static_cast<size_t>(kDeepFiles));
+  for (const auto& f : findings(j, "unreadable")) ADD_FAILURE() << f.dump().substr(0, 2000);
+  EXPECT_FALSE(j["rotation"].is_null()) << "the rotation state did not load";
+  ProcessResult repair = fsck({"--repair"});
   EXPECT_EQ(repair.exit_code, 1) << repair.err << repair.out.substr(0, 2000);
   j = parsed(repair);
   const auto damaged = findings(j, "damaged_header");
-  ASSERT_EQ(damaged.size(), 1u) << j.dump(2).substr(0, 4000);
-  EXPECT_EQ(damaged[0]["plain_path"], deep_dir + "/f");
-  EXPECT_EQ(damaged[0]["status"], "quarantined");
-  EXPECT_EQ(damaged[0]["quarantined_to"], "kmsfs.quarantine/" + damaged[0]["path"].get<std::string>());
-  EXPECT_EQ(parsed(kmsfs_at_1024({"fsck", v.backing(), "--json", "--keyring", v.keyring()}))["outcome"], "clean");
+  ASSERT_EQ(damaged.size(), static_cast<size_t>(kDeepFiles)) << j.dump(2).substr(0, 4000);
+  size_t named_f = 0;
+  for (const auto& f : damaged) {
+    named_f += f["plain_path"] == deep_dir + "/f";
+    EXPECT_EQ(f["status"], "quarantined");
+    EXPECT_EQ(f["quarantined_to"], "kmsfs.quarantine/" + f["path"].get<std::string>());
+  }
+  EXPECT_EQ(named_f, 1u);
+  EXPECT_EQ(parsed(fsck())["outcome"], "clean");
 }
 
 }  // namespace
