@@ -110,8 +110,8 @@ std::string findings_text(const FsckReport& r, fsck::Severity which, const std::
 
 std::string human_report(const FsckReport& r) {
   std::string t;
-  t += fmt::format("vault {} (fs id {}): {} entries, {} files, {} kmsfs files, {}\n", printable(r.vault), r.fs_id, r.entries,
-                   r.files, r.kmsfs_files, human_bytes(static_cast<double>(r.bytes)));
+  t += fmt::format("vault {} (fs id {}): {} entries, {} files, {} kmsfs files, {}\n", printable(r.vault), r.fs_id,
+                   r.entries, r.files, r.kmsfs_files, human_bytes(static_cast<double>(r.bytes)));
   t += fmt::format("current key: {}; filesystem key: {}\n",
                    r.current_key ? r.current_key->to_string() : "unknown (" + r.current_key_error + ")",
                    r.filesystem_key.to_string());
