@@ -22,4 +22,12 @@ std::string base32_encode(ByteSpan b);  // alphabet a-z 2-7
 std::optional<Bytes> base32_decode(std::string_view s);  // lowercase only, same strictness
 size_t base32_encoded_size(size_t n);
 
+// `s` made safe for a line of text on a terminal: control characters as escapes (\n, \r,
+// \t, else \xNN; C1 controls, U+0080..U+009F, as the \xNN of their UTF-8 bytes), a
+// backslash as \\ (so every escape is unambiguous), bytes that are not UTF-8 as \xNN;
+// the rest (printable ASCII, other UTF-8) as it is. For names in human output: a name
+// holding a newline or an escape sequence cannot split a report line or drive the
+// terminal. JSON output keeps names exact.
+std::string printable(std::string_view s);
+
 }  // namespace kmsfs

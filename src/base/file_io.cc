@@ -17,7 +17,14 @@ std::string fd_path(int fd) {
   char buf[PATH_MAX];
   const std::string proc = "/proc/self/fd/" + std::to_string(fd);
   ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf - 1);
-  if (n < 0) return "<fd " + std::to_string(fd) + ">";
+  if (n < 0) {
+    // The kernel gives no path longer than PATH_MAX (a deep backing file): the inode
+    // number at least finds it (find -inum).
+    struct stat st;
+    if (errno == ENAMETOOLONG && ::fstat(fd, &st) == 0)
+      return "<a path longer than PATH_MAX, inode " + std::to_string(st.st_ino) + ">";
+    return "<fd " + std::to_string(fd) + ">";
+  }
   return std::string(buf, static_cast<size_t>(n));
 }
 

@@ -21,7 +21,7 @@ Result<Bytes> read_file(const std::string& path, size_t max_size);
 Status write_file_atomic(const std::string& path, ByteSpan data, mode_t mode, bool exclusive = false);
 
 // The current path of an open fd (O_PATH included), from /proc, for messages only:
-// "<fd N>" when it cannot be had.
+// "<fd N>" when it cannot be had, and the inode number when the path is too long.
 std::string fd_path(int fd);
 
 }  // namespace kmsfs

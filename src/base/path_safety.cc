@@ -117,6 +117,8 @@ Result<UniqueFd> open_beneath_by_walk(int dirfd, const std::string& rel, int fla
 Result<UniqueFd> open_beneath(int dirfd, const std::string& rel, int flags) {
   if (rel.empty()) return Status(Code::kInvalidArgument, "empty path");
   if (rel.front() == '/') return escapes(rel);
+  // The kernel takes paths of at most PATH_MAX bytes; a backing path may be far longer.
+  if (rel.size() >= PATH_MAX) return open_beneath_by_walk(dirfd, rel, flags);
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;

@@ -28,7 +28,9 @@ bool path_is_within(const std::string& path, const std::string& dir);
 // the directory (no "..", no absolute path, no magic links): openat2(2) with
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, and where the kernel has
 // no openat2 (ENOSYS, or EPERM from a seccomp filter) a walk of openat(O_NOFOLLOW) one
-// component at a time. kPermissionDenied ("escapes") for a path that would leave the
+// component at a time; that walk also opens a path of PATH_MAX bytes or more (a deep
+// backing path), which no path syscall takes, holding two descriptors at a time.
+// kPermissionDenied ("escapes") for a path that would leave the
 // directory or cross a symlink; the errno of open(2) otherwise. `flags` as for open(2)
 // (O_CLOEXEC and O_NOFOLLOW are added); creating is not supported.
 Result<UniqueFd> open_beneath(int dirfd, const std::string& rel, int flags);

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "base/encoding.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/keyring_locator.h"
@@ -97,7 +98,9 @@ std::string findings_text(const FsckReport& r, fsck::Severity which, const std::
     ++n;
     if (++total[f.kind] > kListedPerKind) continue;
     ++shown[f.kind];
-    t += fmt::format("  {}: {}: {}{}\n", fsck::kind_title(f.kind), where(f), f.message, outcome_of(f));
+    // Names are escaped (base/encoding.h printable): one with a newline stays on its line.
+    t += fmt::format("  {}: {}: {}{}\n", fsck::kind_title(f.kind), printable(where(f)), printable(f.message),
+                     printable(outcome_of(f)));
   }
   for (const auto& [kind, count] : total)
     if (count > shown[kind])
@@ -108,12 +111,13 @@ std::string findings_text(const FsckReport& r, fsck::Severity which, const std::
 
 std::string human_report(const FsckReport& r) {
   std::string t;
-  t += fmt::format("vault {} (fs id {}): {} entries, {} files, {} kmsfs files, {}\n", r.vault, r.fs_id, r.entries,
-                   r.files, r.kmsfs_files, human_bytes(static_cast<double>(r.bytes)));
+  t += fmt::format("vault {} (fs id {}): {} entries, {} files, {} kmsfs files, {}\n", printable(r.vault), r.fs_id,
+                   r.entries, r.files, r.kmsfs_files, human_bytes(static_cast<double>(r.bytes)));
   if (r.scope)
     t += r.scope->plain && *r.scope->plain != r.scope->backing
-             ? fmt::format("checked: {} only (backing path {})\n", *r.scope->plain, r.scope->backing)
-             : fmt::format("checked: {} only\n", r.scope->backing);
+             ? fmt::format("checked: {} only (backing path {})\n", printable(*r.scope->plain),
+                           printable(r.scope->backing))
+             : fmt::format("checked: {} only\n", printable(r.scope->backing));
   t += fmt::format("current key: {}; filesystem key: {}\n",
                    r.current_key ? r.current_key->to_string() : "unknown (" + r.current_key_error + ")",
                    r.filesystem_key.to_string());

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "base/encoding.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/vault_path.h"
@@ -45,10 +46,12 @@ Status run_ls(const PathOptions& o) {
   ASSIGN_OR_RETURN(OpenedVault ov, open_vault_offline(vp.vault_dir, o.keyring, o.passphrase, o.aws));
   ASSIGN_OR_RETURN(Listing l, list_dir(*ov.vault, vp.rel));
   const Layout layout = Layout::of(ov.vault->config().header_size, ov.vault->config().block_size);
+  // Names are escaped (base/encoding.h printable): one holding a newline or an escape
+  // sequence stays one line and cannot drive the terminal.
   std::string out;
   for (const auto& e : l.entries) {
     if (!o.long_format) {
-      out += e.name + "\n";
+      out += printable(e.name) + "\n";
       continue;
     }
     uint64_t size = static_cast<uint64_t>(e.st.st_size);
@@ -59,13 +62,13 @@ Status run_ls(const PathOptions& o) {
     gmtime_r(&e.st.st_mtim.tv_sec, &tm);
     std::strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
     out += fmt::format("{}{:04o} {:>12} {} {}  ({})\n", type_char(e.st.st_mode), e.st.st_mode & 07777, size,
-                       when, e.name, e.backing);
+                       when, printable(e.name), printable(e.backing));
   }
   RETURN_IF_ERROR(print(out));
   if (!l.undecryptable.empty()) {
     std::string msg = fmt::format("kmsfs: {} entr{} in {} do not decrypt:", l.undecryptable.size(),
-                                  l.undecryptable.size() == 1 ? "y" : "ies", o.target);
-    for (const auto& n : l.undecryptable) msg += " '" + n + "'";
+                                  l.undecryptable.size() == 1 ? "y" : "ies", printable(o.target));
+    for (const auto& n : l.undecryptable) msg += " '" + printable(n) + "'";
     msg += "\n";
     (void)write_all(STDERR_FILENO, as_bytes(msg));  // a warning: the listing itself succeeded
   }

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/encoding.h"
 #include "cli/commands.h"
 #include "cli/control_client.h"
 #include "cli/output.h"
@@ -75,7 +76,8 @@ std::string human_status(const json& j) {
   const auto& errors = j["errors"];
   if (!errors.empty()) {
     t += fmt::format("  latest errors ({}):\n", errors.size());
-    for (const auto& e : errors) t += fmt::format("    {}: {}\n", e.value("path", ""), e.value("message", ""));
+    for (const auto& e : errors)
+      t += fmt::format("    {}: {}\n", printable(e.value("path", "")), printable(e.value("message", "")));
   }
   return t;
 }

@@ -8,10 +8,17 @@
 #include <cerrno>
 
 #include "base/file_io.h"
+#include "base/path_safety.h"
 
 namespace kmsfs {
 
-std::string PosixBackingFile::name() const { return name_.empty() ? fd_path(fd_.get()) : name_; }
+std::string PosixBackingFile::name() const {
+  if (!name_.empty()) return name_;
+  std::string path = fd_path(fd_->get());
+  const size_t n = relative_to_.size();
+  if (n > 0 && path.size() > n + 1 && path.compare(0, n, relative_to_) == 0 && path[n] == '/') path.erase(0, n + 1);
+  return path;
+}
 
 Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::string& path,
                                                                  int flags, mode_t mode) {
@@ -25,14 +32,26 @@ Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open(const std::stri
   return std::make_unique<PosixBackingFile>(std::move(fd), path);
 }
 
+Result<std::unique_ptr<PosixBackingFile>> PosixBackingFile::open_at(int dirfd, const std::string& rel, int flags,
+                                                                    std::string name) {
+  auto fd = open_beneath(dirfd, rel, flags & ~O_APPEND);
+  if (!fd.ok()) {
+    const int e = fd.status().sys_errno();
+    if (e == ENOENT) return Status(Code::kNotFound, name + ": no such file", e);
+    if (fd.status().code() == Code::kPermissionDenied) return fd.status().with_context(name);
+    return Status::Io(e, "open " + name);
+  }
+  return std::make_unique<PosixBackingFile>(std::move(*fd), std::move(name));
+}
+
 Result<size_t> PosixBackingFile::read_at(MutableByteSpan buf, uint64_t off) {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n = ::pread(fd_.get(), buf.data() + done, buf.size() - done,
+    ssize_t n = ::pread(fd_->get(), buf.data() + done, buf.size() - done,
                         static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::Io(errno, "read " + name_);
+      return Status::Io(errno, "read " + name());
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
@@ -43,11 +62,11 @@ Result<size_t> PosixBackingFile::read_at(MutableByteSpan buf, uint64_t off) {
 Status PosixBackingFile::write_at(ByteSpan data, uint64_t off) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::pwrite(fd_.get(), data.data() + done, data.size() - done,
+    ssize_t n = ::pwrite(fd_->get(), data.data() + done, data.size() - done,
                          static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::Io(errno, "write " + name_);
+      return Status::Io(errno, "write " + name());
     }
     done += static_cast<size_t>(n);
   }
@@ -56,41 +75,41 @@ Status PosixBackingFile::write_at(ByteSpan data, uint64_t off) {
 
 Result<uint64_t> PosixBackingFile::size() {
   struct stat st;
-  if (::fstat(fd_.get(), &st) != 0) return Status::Io(errno, "stat " + name_);
+  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name());
   return static_cast<uint64_t>(st.st_size);
 }
 
 Status PosixBackingFile::truncate(uint64_t size) {
-  if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0)
-    return Status::Io(errno, "truncate " + name_);
+  if (::ftruncate(fd_->get(), static_cast<off_t>(size)) != 0)
+    return Status::Io(errno, "truncate " + name());
   return Status::Ok();
 }
 
 Status PosixBackingFile::reserve(uint64_t off, uint64_t len) {
   if (len == 0) return Status::Ok();
-  if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
+  if (::fallocate(fd_->get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
     int e = errno;
     if (e == EOPNOTSUPP || e == ENOSYS) return Status(Code::kUnsupported, "fallocate not supported", e);
-    return Status::Io(e, "reserve space in " + name_);
+    return Status::Io(e, "reserve space in " + name());
   }
   return Status::Ok();
 }
 
 Result<timespec> PosixBackingFile::mtime() {
   struct stat st;
-  if (::fstat(fd_.get(), &st) != 0) return Status::Io(errno, "stat " + name());
+  if (::fstat(fd_->get(), &st) != 0) return Status::Io(errno, "stat " + name());
   return st.st_mtim;
 }
 
 Status PosixBackingFile::set_mtime(const timespec& t) {
   const timespec times[2] = {{0, UTIME_OMIT}, t};
-  if (::futimens(fd_.get(), times) != 0) return Status::Io(errno, "restoring the modification time of " + name());
+  if (::futimens(fd_->get(), times) != 0) return Status::Io(errno, "restoring the modification time of " + name());
   return Status::Ok();
 }
 
 Status PosixBackingFile::sync(bool data_only) {
-  int rc = data_only ? ::fdatasync(fd_.get()) : ::fsync(fd_.get());
-  if (rc != 0) return Status::Io(errno, "fsync " + name_);
+  int rc = data_only ? ::fdatasync(fd_->get()) : ::fsync(fd_->get());
+  if (rc != 0) return Status::Io(errno, "fsync " + name());
   return Status::Ok();
 }
 

@@ -46,9 +46,22 @@ class PosixBackingFile final : public BackingFile {
   // Opens with O_CLOEXEC added. Never O_APPEND: pwrite ignores offsets under it.
   static Result<std::unique_ptr<PosixBackingFile>> open(const std::string& path, int flags,
                                                         mode_t mode = 0600);
+  // Opens `rel` (one name, or a relative path of any length) beneath the directory
+  // `dirfd`, following no symlink (base/path_safety.h open_beneath); never creates.
+  // `name` is what messages call it. A backing path can be far longer than PATH_MAX, so
+  // tree walks open files this way, relative to the directory they hold.
+  static Result<std::unique_ptr<PosixBackingFile>> open_at(int dirfd, const std::string& rel, int flags,
+                                                           std::string name);
   // An empty name means "ask /proc when a message needs it": the current path of the
   // open file (so also right after a rename), at no cost on the create path.
-  PosixBackingFile(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
+  PosixBackingFile(UniqueFd fd, std::string name)
+      : fd_(std::make_shared<const UniqueFd>(std::move(fd))), name_(std::move(name)) {}
+  // A descriptor owned with others: the mount's inode keeps using the open file's
+  // descriptor for its own calls (fs/inode_table.h), so an open file costs one. With an
+  // empty name and `relative_to` (the vault's directory, resolved), messages name the
+  // file by its current path relative to it, as fsck does.
+  PosixBackingFile(std::shared_ptr<const UniqueFd> fd, std::string name, std::string relative_to = "")
+      : fd_(std::move(fd)), name_(std::move(name)), relative_to_(std::move(relative_to)) {}
 
   Result<size_t> read_at(MutableByteSpan buf, uint64_t off) override;
   Status write_at(ByteSpan data, uint64_t off) override;
@@ -59,11 +72,13 @@ class PosixBackingFile final : public BackingFile {
   Result<timespec> mtime() override;
   Status set_mtime(const timespec& t) override;
   std::string name() const override;
-  int fd() const { return fd_.get(); }
+  int fd() const { return fd_->get(); }
+  const std::shared_ptr<const UniqueFd>& shared_fd() const { return fd_; }
 
  private:
-  UniqueFd fd_;
+  std::shared_ptr<const UniqueFd> fd_;
   std::string name_;
+  std::string relative_to_;
 };
 
 // Sparse in-memory file (64 KiB chunks; absent chunks read as zeros), so tests can use

@@ -168,11 +168,20 @@ Status CryptFile::corrupt_block(uint64_t i, const Status& why) const {
                 why.sys_errno());
 }
 
+Status CryptFile::read_failed(uint64_t first, uint64_t last, const Status& why) const {
+  const std::string blocks = first == last ? " block " + std::to_string(first)
+                                           : " blocks " + std::to_string(first) + ".." + std::to_string(last);
+  const std::string what = why.sys_errno() != 0 ? std::string("read: ") + std::strerror(why.sys_errno()) : why.message();
+  return Status(why.code(), backing_->name() + ": file " + to_hex(file_id_) + blocks + ": " + what, why.sys_errno());
+}
+
 Status CryptFile::load_block(uint64_t i, uint64_t p, MutableByteSpan out) {
   const uint64_t n = layout_.block_count(p);
   const size_t ct_len = out.size() + layout_.overhead;
   MutableByteSpan ct = scratch(kLoadCt, ct_len);
-  ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, layout_.block_offset(i)));
+  auto read = backing_->read_at(ct, layout_.block_offset(i));
+  if (!read.ok()) return read_failed(i, i, read.status());
+  const size_t got = *read;
   if (got != ct_len) return corrupt_block(i, Status(Code::kCorrupt, "block truncated"));
   const bool last = i + 1 == n;
   if (!last && all_zero(ct) && sparse_.contains(i)) {
@@ -202,7 +211,9 @@ Result<size_t> CryptFile::read(MutableByteSpan out, uint64_t off) {
   const uint64_t ct_begin = layout_.block_offset(first);
   const uint64_t ct_end = layout_.block_offset(last) + layout_.plain_len(p, last) + layout_.overhead;
   MutableByteSpan ct = scratch(kReadCt, ct_end - ct_begin);
-  ASSIGN_OR_RETURN(size_t got, backing_->read_at(ct, ct_begin));
+  auto read = backing_->read_at(ct, ct_begin);
+  if (!read.ok()) return read_failed(first, last, read.status());
+  const size_t got = *read;
   for (uint64_t i = first; i <= last; ++i) {
     const uint64_t plen = layout_.plain_len(p, i);
     const uint64_t rel = layout_.block_offset(i) - ct_begin;
@@ -558,7 +569,9 @@ Result<CryptFile::ReencryptProgress> CryptFile::reencrypt_step(ReencryptJournal&
       const uint64_t ct_begin = layout_.block_offset(a);
       const uint64_t ct_end = layout_.block_offset(b - 1) + layout_.plain_len(p, b - 1) + layout_.overhead;
       Bytes old(ct_end - ct_begin);
-      ASSIGN_OR_RETURN(size_t got, backing_->read_at(old, ct_begin));
+      auto read = backing_->read_at(old, ct_begin);
+      if (!read.ok()) return read_failed(a, b - 1, read.status());
+      const size_t got = *read;
       if (got != old.size()) return corrupt_block(a + (got / layout_.sealed_block_size()), Status(Code::kCorrupt, "block truncated"));
       Bytes fresh(old.size(), 0);
       std::vector<bool> hole(b - a, false);

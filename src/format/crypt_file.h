@@ -136,6 +136,9 @@ class CryptFile {
   // final block taken from elsewhere) fails at EOF instead of reading as empty.
   Status verify_tail(uint64_t p);
   Status corrupt_block(uint64_t i, const Status& why) const;
+  // A backing read of blocks [first, last] that failed (an I/O error of the disk, say),
+  // named like a damaged block: the file, its id and the blocks, code and errno kept.
+  Status read_failed(uint64_t first, uint64_t last, const Status& why) const;
   // The keys block i is sealed under: during a re-encryption, the new DEK's below the
   // watermark. Callers hold the size lock (keys change only under it exclusively).
   const FileKeys& keys_for(uint64_t i) const {

@@ -18,7 +18,9 @@ Result<ReencryptJournal> ReencryptJournal::open(const std::string& path) {
 }
 
 Status ReencryptJournal::save(const JournalEntry& e) {
-  if (e.path.size() > kMaxPath) return Status(Code::kInvalidArgument, "journal: path too long");
+  // The path is a hint: a deep file's (longer than the field takes) is left out, and
+  // recovery finds the file by its id in the tree instead.
+  const std::string_view path = e.path.size() > kMaxPath ? std::string_view() : std::string_view(e.path);
   ByteWriter w;
   w.raw(ByteSpan(kMagic, sizeof kMagic));
   w.raw(e.file_id);
@@ -27,8 +29,8 @@ Status ReencryptJournal::save(const JournalEntry& e) {
   w.u64(e.to_block);
   w.u64(e.offset);
   w.u64(e.data.size());
-  w.u16(static_cast<uint16_t>(e.path.size()));
-  w.raw(as_bytes(e.path));
+  w.u16(static_cast<uint16_t>(path.size()));
+  w.raw(as_bytes(path));
   w.raw(e.data);
   Digest32 sum = sha256(w.bytes());
   w.raw(sum);

@@ -15,6 +15,7 @@
 
 #include "base/file_io.h"
 #include "format/header.h"
+#include "fs/fd_limit.h"
 #include "fs/errno_map.h"
 
 namespace kmsfs {
@@ -30,7 +31,13 @@ bool is_out_of_space(const Status& s) {
 
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-Status errno_status(const char* what) { return Status::Io(errno, what); }
+// Every failed syscall of a request passes here: one that failed for lack of descriptors
+// is counted and, at most every 10 s, logged with what to raise (fs/fd_limit.h).
+Status errno_status(const char* what) {
+  const int err = errno;
+  FdShortage::process().note(err, what);
+  return Status::Io(err, what);
+}
 
 // Whole-value reads through a (buf, size) call that reports the size needed when given
 // size 0 (getxattr, listxattr); asks again if the value grew in between (ERANGE).
@@ -58,19 +65,30 @@ bool is_dot(const char* n) { return n[0] == '.' && (n[1] == 0 || (n[1] == '.' &&
 Filesystem::Filesystem(Vault& vault, UniqueFd root_fd, FsOptions opts)
     : vault_(vault),
       opts_(opts),
+      backing_root_(fd_path(root_fd.get())),
       table_(std::move(root_fd)),
       names_(vault.names(), opts.badname),
       layout_(Layout::of(vault.config().header_size, vault.config().block_size)),
       writeback_(opts.writeback_cache),
       as_root_(::geteuid() == 0) {
-  // Eviction starts at half the fd limit in inodes and goes down to a quarter: the other
-  // half is for open files' backing fds, directory handles, libfuse's per-thread clone
-  // fds, and for the inodes a fast creator adds before the kernel's FORGETs come in.
-  rlimit rl{};
-  size_t limit = 1024;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) limit = static_cast<size_t>(rl.rlim_cur);
-  evict_high_ = limit / 2;
-  evict_low_ = limit / 4;
+  // Inodes hold one descriptor each, an open file's included (Inode::fd), and the daemon
+  // keeps fd_reserve for itself (fs/fd_limit.h). Eviction starts at three quarters of the
+  // rest and goes down to half: the slack is for directory handles and for the inodes a
+  // fast creator adds before the kernel's FORGETs come in. Only inodes no handle has open
+  // are evicted, so clients can hold open nearly all of the rest.
+  const size_t usable = opts.fd_limit > opts.fd_reserve + 64 ? opts.fd_limit - opts.fd_reserve : 64;
+  fd_budget_ = usable;
+  evict_high_ = usable * 3 / 4;
+  evict_low_ = usable / 2;
+}
+
+Status Filesystem::admit_fd(const char* what) const {
+  // The reserve is kept, not just counted: libfuse opens a descriptor for each worker
+  // thread it starts, and one it cannot get ends the session at unmount. So clients meet
+  // the limit here, with EMFILE, a reserve's width before the process would.
+  if (table_.size() + dir_handles_.load(std::memory_order_relaxed) < fd_budget_) return Status::Ok();
+  FdShortage::process().note(EMFILE, what);
+  return Status(Code::kIo, std::string(what) + ": the daemon's open-file budget is spent", EMFILE);
 }
 
 void Filesystem::after_acquire() {
@@ -79,11 +97,22 @@ void Filesystem::after_acquire() {
   evict_cv_.notify_one();
 }
 
+void Filesystem::became_evictable() {
+  if (table_.size() <= evict_high_) return;
+  // Past the mark with every inode open, the evictor pauses between rounds; a file just
+  // closed can go now (its descriptor is what the next open may be waiting for).
+  {
+    std::lock_guard lock(evict_mu_);
+    evict_idle_ = false;
+  }
+  evict_cv_.notify_one();
+}
+
 std::optional<std::vector<std::pair<uint64_t, std::string>>> Filesystem::await_eviction() {
   std::unique_lock lock(evict_mu_);
   // After a round that found nothing to evict (all open, or already asked and the
   // FORGETs not in yet), pause instead of spinning.
-  if (evict_idle_) evict_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return evict_stop_; });
+  if (evict_idle_) evict_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return evict_stop_ || !evict_idle_; });
   evict_cv_.wait(lock, [&] { return evict_stop_ || table_.size() > evict_high_; });
   if (evict_stop_) return std::nullopt;
   lock.unlock();
@@ -142,7 +171,8 @@ void Filesystem::fix_attr(Inode& in, struct stat& st) {
 }
 
 Result<fuse_entry_param> Filesystem::entry_for(Inode& dir, const std::string& bname, std::string_view name) {
-  UniqueFd fd(::openat(dir.fd.get(), bname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  RETURN_IF_ERROR(admit_fd("lookup"));
+  UniqueFd fd(::openat(dir.fd()->get(), bname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return errno_status("lookup");
   fuse_entry_param e{};
   if (::fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("lookup");
@@ -179,14 +209,15 @@ Result<fuse_entry_param> Filesystem::lookup(uint64_t parent, const char* name) {
 Result<struct stat> Filesystem::getattr(uint64_t ino) {
   Inode& in = table_.get(ino);
   struct stat st {};
-  if (::fstatat(in.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("getattr");
+  if (::fstatat(in.fd()->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno_status("getattr");
   fix_attr(in, st);
   return st;
 }
 
 Result<struct stat> Filesystem::setattr(uint64_t ino, const struct stat& attr, int valid, FileHandle* fh) {
   Inode& in = table_.get(ino);
-  const int fd = in.fd.get();
+  const auto pin = in.fd();  // held while `fd` is used
+  const int fd = pin->get();
   if (valid & FUSE_SET_ATTR_MODE) {
     if (in.type == S_IFLNK) return Status(Code::kIo, "chmod on a symlink", EOPNOTSUPP);
     if (::chmod(proc_path(fd).c_str(), attr.st_mode & 07777) != 0) return errno_status("chmod");
@@ -236,12 +267,12 @@ bool Filesystem::kill_suidgid(uint64_t ino) {
   Inode& in = table_.get(ino);
   if (in.type != S_IFREG) return false;
   struct stat st;
-  if (::fstatat(in.fd.get(), "", &st, AT_EMPTY_PATH) != 0) return false;
+  if (::fstatat(in.fd()->get(), "", &st, AT_EMPTY_PATH) != 0) return false;
   mode_t mode = st.st_mode & 07777;
   mode_t next = mode & ~mode_t{S_ISUID};
   if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) next &= ~mode_t{S_ISGID};
   if (next == mode) return false;
-  if (::chmod(proc_path(in.fd.get()).c_str(), next) != 0) {
+  if (::chmod(proc_path(in.fd()->get()).c_str(), next) != 0) {
     spdlog::error("clearing set-id bits of inode {}: {} (errno {})", st.st_ino, std::strerror(errno), errno);
     return false;
   }
@@ -251,11 +282,11 @@ bool Filesystem::kill_suidgid(uint64_t ino) {
 Result<std::string> Filesystem::readlink(uint64_t ino) {
   Inode& in = table_.get(ino);
   char buf[PATH_MAX + 1];
-  ssize_t n = ::readlinkat(in.fd.get(), "", buf, sizeof buf);
+  ssize_t n = ::readlinkat(in.fd()->get(), "", buf, sizeof buf);
   if (n < 0) return errno_status("readlink");
   if (static_cast<size_t>(n) >= sizeof buf) return Status(Code::kIo, "readlink", ENAMETOOLONG);
   auto target = names_.link_to_plain(std::string_view(buf, static_cast<size_t>(n)));
-  if (!target.ok()) return logged(target.status().with_context("symlink " + fd_path(in.fd.get())), "readlink");
+  if (!target.ok()) return logged(target.status().with_context("symlink " + fd_path(in.fd()->get())), "readlink");
   return target;
 }
 
@@ -285,9 +316,9 @@ Result<fuse_entry_param> Filesystem::mknod(uint64_t parent, const char* name, mo
   Inode& dir = table_.get(parent);
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   auto guard = names_.store().guard(b);
-  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "mknod"));
-  if (::mknodat(dir.fd.get(), b.name.c_str(), mode, rdev) != 0) return errno_status("mknod");
-  RETURN_IF_ERROR(own_new(dir.fd.get(), b.name, c, mode));
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "mknod"));
+  if (::mknodat(dir.fd()->get(), b.name.c_str(), mode, rdev) != 0) return errno_status("mknod");
+  RETURN_IF_ERROR(own_new(dir.fd()->get(), b.name, c, mode));
   return entry_for(dir, b.name, name);
 }
 
@@ -295,9 +326,9 @@ Result<fuse_entry_param> Filesystem::mkdir(uint64_t parent, const char* name, mo
   Inode& dir = table_.get(parent);
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   auto guard = names_.store().guard(b);
-  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "mkdir"));
-  if (::mkdirat(dir.fd.get(), b.name.c_str(), mode) != 0) return errno_status("mkdir");
-  RETURN_IF_ERROR(own_new(dir.fd.get(), b.name, c, S_IFDIR | mode));
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "mkdir"));
+  if (::mkdirat(dir.fd()->get(), b.name.c_str(), mode) != 0) return errno_status("mkdir");
+  RETURN_IF_ERROR(own_new(dir.fd()->get(), b.name, c, S_IFDIR | mode));
   return entry_for(dir, b.name, name);
 }
 
@@ -306,9 +337,9 @@ Result<fuse_entry_param> Filesystem::symlink(const char* target, uint64_t parent
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   ASSIGN_OR_RETURN(std::string stored, names_.link_to_backing(target));
   auto guard = names_.store().guard(b);
-  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "symlink"));
-  if (::symlinkat(stored.c_str(), dir.fd.get(), b.name.c_str()) != 0) return errno_status("symlink");
-  RETURN_IF_ERROR(own_new(dir.fd.get(), b.name, c, S_IFLNK | 0777));
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "symlink"));
+  if (::symlinkat(stored.c_str(), dir.fd()->get(), b.name.c_str()) != 0) return errno_status("symlink");
+  RETURN_IF_ERROR(own_new(dir.fd()->get(), b.name, c, S_IFLNK | 0777));
   return entry_for(dir, b.name, name);
 }
 
@@ -317,9 +348,10 @@ Result<fuse_entry_param> Filesystem::link(uint64_t ino, uint64_t newparent, cons
   Inode& dir = table_.get(newparent);
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, newname, true));
   auto guard = names_.store().guard(b);
-  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "link"));
-  int rc = as_root_ ? ::linkat(in.fd.get(), "", dir.fd.get(), b.name.c_str(), AT_EMPTY_PATH)
-                    : ::linkat(AT_FDCWD, proc_path(in.fd.get()).c_str(), dir.fd.get(), b.name.c_str(), AT_SYMLINK_FOLLOW);
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "link"));
+  int rc = as_root_ ? ::linkat(in.fd()->get(), "", dir.fd()->get(), b.name.c_str(), AT_EMPTY_PATH)
+                    : ::linkat(AT_FDCWD, proc_path(in.fd()->get()).c_str(), dir.fd()->get(), b.name.c_str(),
+                               AT_SYMLINK_FOLLOW);
   if (rc != 0) return errno_status("link");
   return entry_for(dir, b.name, newname);
 }
@@ -328,8 +360,8 @@ Status Filesystem::unlink(uint64_t parent, const char* name) {
   Inode& dir = table_.get(parent);
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   auto guard = names_.store().guard(b);
-  if (::unlinkat(dir.fd.get(), b.name.c_str(), 0) != 0) return errno_status("unlink");
-  names_.store().forget(dir.fd.get(), b);
+  if (::unlinkat(dir.fd()->get(), b.name.c_str(), 0) != 0) return errno_status("unlink");
+  names_.store().forget(dir.fd()->get(), b);
   return Status::Ok();
 }
 
@@ -337,8 +369,8 @@ Status Filesystem::rmdir(uint64_t parent, const char* name) {
   Inode& dir = table_.get(parent);
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   auto guard = names_.store().guard(b);
-  if (::unlinkat(dir.fd.get(), b.name.c_str(), AT_REMOVEDIR) != 0) return errno_status("rmdir");
-  names_.store().forget(dir.fd.get(), b);
+  if (::unlinkat(dir.fd()->get(), b.name.c_str(), AT_REMOVEDIR) != 0) return errno_status("rmdir");
+  names_.store().forget(dir.fd()->get(), b);
   return Status::Ok();
 }
 
@@ -351,10 +383,10 @@ Status Filesystem::rename(uint64_t parent, const char* name, uint64_t newparent,
   auto guard = names_.store().guard(a, &b);
   // With RENAME_EXCHANGE the source name ends up naming the other entry: it needs its
   // side file too (it has one already, unless something removed it).
-  RETURN_IF_ERROR(logged(names_.store().prepare(to.fd.get(), b), "rename"));
-  if (flags & RENAME_EXCHANGE) RETURN_IF_ERROR(logged(names_.store().prepare(from.fd.get(), a), "rename"));
-  if (::renameat2(from.fd.get(), a.name.c_str(), to.fd.get(), b.name.c_str(), flags) != 0) return errno_status("rename");
-  if (!(flags & RENAME_EXCHANGE)) names_.store().forget(from.fd.get(), a);
+  RETURN_IF_ERROR(logged(names_.store().prepare(to.fd()->get(), b), "rename"));
+  if (flags & RENAME_EXCHANGE) RETURN_IF_ERROR(logged(names_.store().prepare(from.fd()->get(), a), "rename"));
+  if (::renameat2(from.fd()->get(), a.name.c_str(), to.fd()->get(), b.name.c_str(), flags) != 0) return errno_status("rename");
+  if (!(flags & RENAME_EXCHANGE)) names_.store().forget(from.fd()->get(), a);
   return Status::Ok();
 }
 
@@ -370,18 +402,34 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
   // CryptFile is shared with the rotation worker through the vault's OpenFiles.
   bool rw = true;
   auto f = vault_.open_files().get_or_open(in.dev, in.ino, [&]() -> Result<std::shared_ptr<CryptFile>> {
-    UniqueFd fd(::open(proc_path(in.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd.valid() && !writable && (errno == EROFS || errno == EACCES || errno == EPERM || errno == ETXTBSY)) {
-      rw = false;
-      fd.reset(::open(proc_path(in.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    // The descriptor of an earlier open, kept by the inode (Inode::fd), needs no open(2);
+    // a new one takes the O_PATH one's place once the file opens.
+    std::shared_ptr<const UniqueFd> fd = in.fd();
+    int access = in.fd_access;
+    if (access != O_RDWR) {
+      UniqueFd rw_fd(::open(proc_path(fd->get()).c_str(), O_RDWR | O_CLOEXEC));
+      const int err = errno;
+      if (rw_fd.valid()) {
+        fd = std::make_shared<const UniqueFd>(std::move(rw_fd));
+        access = O_RDWR;
+      } else if (writable || !(err == EROFS || err == EACCES || err == EPERM || err == ETXTBSY)) {
+        errno = err;
+        return errno_status("open backing file");
+      } else if (access == O_PATH) {
+        UniqueFd ro_fd(::open(proc_path(fd->get()).c_str(), O_RDONLY | O_CLOEXEC));
+        if (!ro_fd.valid()) return errno_status("open backing file");
+        fd = std::make_shared<const UniqueFd>(std::move(ro_fd));
+        access = O_RDONLY;
+      }
     }
-    if (!fd.valid()) return errno_status("open backing file");
+    rw = access == O_RDWR;
     // The header read alone would start a 16 KiB readahead, and the first data read a
     // second disk request; asking for the header and the first 128 KiB of blocks together
     // makes a cold small file one request (docs/BENCHMARKS.md, md5sum cold).
-    ::posix_fadvise(fd.get(), 0, kOpenPrefetch, POSIX_FADV_WILLNEED);
-    auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
+    ::posix_fadvise(fd->get(), 0, kOpenPrefetch, POSIX_FADV_WILLNEED);
+    auto backing = std::make_shared<PosixBackingFile>(fd, std::string(), backing_root_);
     ASSIGN_OR_RETURN(auto opened, vault_.open_file(backing));
+    if (access != in.fd_access) in.set_fd(std::move(fd), access);  // the O_PATH one closes once unpinned
     return std::shared_ptr<CryptFile>(std::move(opened));
   });
   if (!f.ok()) return logged(f.status(), "open");
@@ -408,6 +456,7 @@ void Filesystem::release_file(Inode& in) {
   }
   // Again now that no handle is left (Inode::kernel_size_stale).
   if (failed) queue_invalidation(in);
+  if (last) became_evictable();
 }
 
 void Filesystem::track_key(Inode& in, const CryptFile& f) {
@@ -490,8 +539,9 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
   ASSIGN_OR_RETURN(BackingName b, backing_name(dir, name, true));
   const std::string& bname = b.name;
   auto guard = names_.store().guard(b);
-  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd.get(), b), "create"));
-  UniqueFd fd(::openat(dir.fd.get(), bname.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 07777));
+  RETURN_IF_ERROR(admit_fd("create"));
+  RETURN_IF_ERROR(logged(names_.store().prepare(dir.fd()->get(), b), "create"));
+  UniqueFd fd(::openat(dir.fd()->get(), bname.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 07777));
   if (!fd.valid()) {
     if (errno != EEXIST || (flags & O_EXCL)) return errno_status("create");
     // Lost a race with another creator: open the file that is there.
@@ -504,26 +554,28 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
     return Created{e, *fh};
   }
   auto fail = [&](Status s) {
-    ::unlinkat(dir.fd.get(), bname.c_str(), 0);
+    ::unlinkat(dir.fd()->get(), bname.c_str(), 0);
     return logged(s, "create");
   };
-  if (Status s = own_new(dir.fd.get(), bname, c, S_IFREG | mode); !s.ok()) return fail(s);
-  UniqueFd path_fd(::open(proc_path(fd.get()).c_str(), O_PATH | O_CLOEXEC));
-  if (!path_fd.valid()) return fail(errno_status("create"));
+  if (Status s = own_new(dir.fd()->get(), bname, c, S_IFREG | mode); !s.ok()) return fail(s);
+  // One descriptor for the new inode and its open file (Inode::fd).
+  auto shared_fd = std::make_shared<const UniqueFd>(std::move(fd));
   fuse_entry_param e{};
-  if (::fstatat(path_fd.get(), "", &e.attr, AT_EMPTY_PATH) != 0) return fail(errno_status("create"));
-  auto backing = std::make_shared<PosixBackingFile>(std::move(fd), std::string());
+  if (::fstat(shared_fd->get(), &e.attr) != 0) return fail(errno_status("create"));
+  auto backing = std::make_shared<PosixBackingFile>(shared_fd, std::string(), backing_root_);
   // Registered as it is born, so the rotation worker never rewrites its header behind it.
   auto f = vault_.open_files().get_or_open(e.attr.st_dev, e.attr.st_ino, [&]() -> Result<std::shared_ptr<CryptFile>> {
     ASSIGN_OR_RETURN(auto made, vault_.create_file(backing));
     return std::shared_ptr<CryptFile>(std::move(made));
   });
   if (!f.ok()) return fail(f.status());
-  Inode& in = table_.acquire(std::move(path_fd), e.attr, dir, name);
+  Inode& in = table_.acquire(shared_fd, O_RDWR, e.attr, dir, name);
   after_acquire();
   std::shared_ptr<CryptFile> file = std::move(*f);
   {
     std::lock_guard lock(in.mu);
+    // Known already (a lookup of the new name got there first): it holds an O_PATH.
+    if (in.fd_access != O_RDWR) in.set_fd(std::move(shared_fd), O_RDWR);
     in.file = file;
     in.file_writable = true;
     in.kept_size.store(0, std::memory_order_release);
@@ -643,7 +695,8 @@ void Filesystem::release(FileHandle* fh) {
 
 Result<DirHandle*> Filesystem::opendir(uint64_t ino) {
   Inode& in = table_.get(ino);
-  int fd = ::openat(in.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  RETURN_IF_ERROR(admit_fd("opendir"));
+  int fd = ::openat(in.fd()->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno_status("opendir");
   auto dh = std::make_unique<DirHandle>();
   dh->dp = ::fdopendir(fd);
@@ -652,12 +705,14 @@ Result<DirHandle*> Filesystem::opendir(uint64_t ino) {
     ::close(fd);
     return s;
   }
+  dir_handles_.fetch_add(1, std::memory_order_relaxed);
   return dh.release();
 }
 
 Result<size_t> Filesystem::readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, char* buf, size_t size,
                                    off_t off, bool plus) {
   Inode& dir = table_.get(ino);
+  const auto dir_fd = dir.fd();
   std::lock_guard lock(dh->mu);
   if (off != dh->offset) {
     ::seekdir(dh->dp, off);
@@ -677,7 +732,7 @@ Result<size_t> Filesystem::readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, 
     const struct dirent* d = dh->entry;
     const off_t next = d->d_off;
     std::optional<std::string> plain = is_dot(d->d_name) ? std::optional<std::string>(d->d_name)
-                                                          : names_.to_plain(dir.fd.get(), d->d_name, &dir == &table_.root());
+                                                          : names_.to_plain(dir_fd->get(), d->d_name, &dir == &table_.root());
     if (plain) {
       size_t entsize;
       if (plus) {
@@ -732,7 +787,7 @@ Status Filesystem::fsyncdir(DirHandle* dh, bool datasync) {
 
 Result<struct statvfs> Filesystem::statfs() {
   struct statvfs sv {};
-  if (::fstatvfs(table_.root().fd.get(), &sv) != 0) return errno_status("statfs");
+  if (::fstatvfs(table_.root().fd()->get(), &sv) != 0) return errno_status("statfs");
   if (names_.encrypted()) sv.f_namemax = kMaxPlainName;  // longer ones become hashed long names
   return sv;
 }
@@ -750,7 +805,7 @@ Status Filesystem::setxattr(uint64_t ino, const char* name, ByteSpan value, int 
     ASSIGN_OR_RETURN(sealed, names_.store().cipher()->seal_xattr_value(bname, value));
     value = sealed;
   }
-  if (::setxattr(proc_path(in.fd.get()).c_str(), bname.c_str(), value.data(), value.size(), flags) != 0)
+  if (::setxattr(proc_path(in.fd()->get()).c_str(), bname.c_str(), value.data(), value.size(), flags) != 0)
     return errno_status("setxattr");
   return Status::Ok();
 }
@@ -760,7 +815,8 @@ Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteS
   const bool caps = is_caps(name);
   if (caps && in.known_no_caps) return Status(Code::kNotFound, "getxattr", ENODATA);
   ASSIGN_OR_RETURN(std::string bname, names_.xattr_to_backing(name));
-  const std::string path = proc_path(in.fd.get());
+  const auto pin = in.fd();  // held while `path` is used
+  const std::string path = proc_path(pin->get());
   if (bname == name) {
     ssize_t n = ::getxattr(path.c_str(), name, out.data(), out.size());
     if (n < 0) {
@@ -776,7 +832,7 @@ Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteS
                                            },
                                            "getxattr"));
   auto plain = names_.store().cipher()->open_xattr_value(bname, as_bytes(stored));
-  if (!plain.ok()) return logged(plain.status().with_context("xattr of " + fd_path(in.fd.get())), "getxattr");
+  if (!plain.ok()) return logged(plain.status().with_context("xattr of " + fd_path(pin->get())), "getxattr");
   if (out.empty()) return plain->size();
   if (out.size() < plain->size()) return Status(Code::kIo, "getxattr", ERANGE);
   std::copy(plain->begin(), plain->end(), out.begin());
@@ -785,7 +841,8 @@ Result<size_t> Filesystem::getxattr(uint64_t ino, const char* name, MutableByteS
 
 Result<size_t> Filesystem::listxattr(uint64_t ino, MutableByteSpan out) {
   Inode& in = table_.get(ino);
-  const std::string path = proc_path(in.fd.get());
+  const auto pin = in.fd();  // held while `path` is used
+  const std::string path = proc_path(pin->get());
   if (!names_.encrypted()) {
     ssize_t n = ::listxattr(path.c_str(), reinterpret_cast<char*>(out.data()), out.size());
     if (n < 0) return errno_status("listxattr");
@@ -814,10 +871,10 @@ Status Filesystem::removexattr(uint64_t ino, const char* name) {
   Inode& in = table_.get(ino);
   if (is_caps(name)) in.known_no_caps = false;
   ASSIGN_OR_RETURN(std::string bname, names_.xattr_to_backing(name));
-  if (::removexattr(proc_path(in.fd.get()).c_str(), bname.c_str()) != 0) return errno_status("removexattr");
+  if (::removexattr(proc_path(in.fd()->get()).c_str(), bname.c_str()) != 0) return errno_status("removexattr");
   return Status::Ok();
 }
 
-void Filesystem::sync_backing() { ::syncfs(table_.root().fd.get()); }
+void Filesystem::sync_backing() { ::syncfs(table_.root().fd()->get()); }
 
 }  // namespace kmsfs

@@ -2,9 +2,9 @@
 // method returns a Status/Result; fuse_ops.cc turns those into replies (errno in exactly
 // one place, errno_map.cc) and never calls into here with a lock held.
 //
-// Each inode holds an O_PATH fd to its backing object, so operations use *at() calls and
-// renames of parents never invalidate anything. Regular files share one CryptFile per
-// inode across all handles and hard links.
+// Each inode holds an fd to its backing object (O_PATH, or an open file's own: Inode::fd),
+// so operations use *at() calls and renames of parents never invalidate anything. Regular
+// files share one CryptFile per inode across all handles and hard links.
 #pragma once
 
 #include <dirent.h>
@@ -37,6 +37,10 @@ struct FsOptions {
   bool writeback_cache = true;
   // -o badname=PATTERN (fnmatch): undecryptable backing names to show, not hide.
   std::vector<std::string> badname;
+  // The open-file limit in force (FuseMount raises it first) and the part of it kept for
+  // the daemon itself (fs/fd_limit.h); the rest is for inodes, one descriptor each.
+  size_t fd_limit = 1024;
+  size_t fd_reserve = 80;
 };
 
 // Who asked: new files and directories are owned by the caller, not by the daemon.
@@ -102,7 +106,10 @@ class Filesystem {
   // Fills `buf` with entries from `off`; returns the bytes used.
   Result<size_t> readdir(fuse_req_t req, uint64_t ino, DirHandle* dh, char* buf, size_t size,
                          off_t off, bool plus);
-  void releasedir(DirHandle* dh) { delete dh; }
+  void releasedir(DirHandle* dh) {
+    delete dh;
+    dir_handles_.fetch_sub(1, std::memory_order_relaxed);
+  }
   Status fsyncdir(DirHandle* dh, bool datasync);
   Result<struct statvfs> statfs();
 
@@ -178,8 +185,13 @@ class Filesystem {
   void follow_current_key(CryptFile& f);
   // `name` is the plaintext name the kernel knows the entry by (for eviction).
   Result<fuse_entry_param> entry_for(Inode& dir, const std::string& backing_name, std::string_view name);
+  // Refuses (EMFILE, counted as a shortage) what would hold one more descriptor once
+  // inodes and directory handles hold all but the daemon's reserve (fs/fd_limit.h).
+  Status admit_fd(const char* what) const;
   // Wakes await_eviction() past the high-water mark.
   void after_acquire();
+  // The same after a last close, cutting short the pause after a round that found nothing.
+  void became_evictable();
   Result<BackingName> backing_name(const Inode& dir, const char* name, bool creating) const;
   Status own_new(int dirfd, const std::string& name, Caller c, mode_t mode) const;
   void fix_attr(Inode& in, struct stat& st);
@@ -193,17 +205,21 @@ class Filesystem {
 
   Vault& vault_;
   FsOptions opts_;
+  // The backing directory's resolved path: log lines name files relative to it.
+  const std::string backing_root_;
   InodeTable table_;
   NameTransform names_;
   Layout layout_;
   bool writeback_ = true;
   const bool as_root_;
 
-  size_t evict_high_ = 0, evict_low_ = 0;  // inode counts, from RLIMIT_NOFILE at start
+  size_t fd_budget_ = 0;                   // descriptors inodes and directory handles may hold
+  std::atomic<size_t> dir_handles_{0};     // open DirHandles
+  size_t evict_high_ = 0, evict_low_ = 0;  // inode counts, from FsOptions::fd_limit
   mutable std::mutex evict_mu_;
   std::condition_variable evict_cv_;
   bool evict_stop_ = false;  // guarded by evict_mu_
-  bool evict_idle_ = false;  // the last round found nothing; guarded by evict_mu_
+  bool evict_idle_ = false;  // the last round found nothing (until a file closes); guarded by evict_mu_
 
   std::mutex revoke_mu_;  // taken after an Inode::mu, never before
   std::condition_variable revoke_cv_;

@@ -7,7 +7,8 @@ namespace kmsfs {
 InodeTable::InodeTable(UniqueFd root_fd) {
   struct stat st {};
   ::fstat(root_fd.get(), &st);
-  root_ = std::make_unique<Inode>(std::move(root_fd), st.st_dev, st.st_ino, S_IFDIR);
+  root_ = std::make_unique<Inode>(std::make_shared<const UniqueFd>(std::move(root_fd)), O_PATH, st.st_dev, st.st_ino,
+                                  S_IFDIR);
   root_->nlookup = 2;  // never forgotten
 }
 
@@ -21,11 +22,15 @@ uint64_t InodeTable::id_of(const Inode& in) const {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&in));
 }
 
-Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const Inode& parent, std::string_view name) {
+Inode& InodeTable::acquire(std::shared_ptr<const UniqueFd> fd, int access, const struct stat& st, const Inode& parent,
+                           std::string_view name) {
   if (st.st_dev == root_->dev && st.st_ino == root_->ino) return *root_;
   std::lock_guard lock(mu_);
   auto& slot = inodes_[Key{st.st_dev, st.st_ino}];
-  if (!slot) slot = std::make_unique<Inode>(std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  if (!slot) {
+    slot = std::make_unique<Inode>(std::move(fd), access, st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+    count_.store(inodes_.size(), std::memory_order_relaxed);
+  }
   slot->nlookup++;
   slot->parent_dev = parent.dev;
   slot->parent_ino = parent.ino;
@@ -43,6 +48,7 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
     if (in.nlookup == 0) {
       auto it = inodes_.find(Key{in.dev, in.ino});
       if (it != inodes_.end()) doomed = std::move(it->second), inodes_.erase(it);
+      count_.store(inodes_.size(), std::memory_order_relaxed);
     }
   }
 }
@@ -80,9 +86,6 @@ std::optional<std::pair<uint64_t, std::string>> InodeTable::entry_of(const Inode
   return std::make_pair(parent, in.name);
 }
 
-size_t InodeTable::size() const {
-  std::lock_guard lock(mu_);
-  return inodes_.size();
-}
+size_t InodeTable::size() const { return count_.load(std::memory_order_relaxed); }
 
 }  // namespace kmsfs

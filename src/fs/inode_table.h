@@ -5,6 +5,7 @@
 // Lock order: InodeTable::mu_ -> Inode::mu. Neither is held across a fuse_reply_* call.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -25,9 +26,23 @@
 namespace kmsfs {
 
 struct Inode {
-  Inode(UniqueFd f, dev_t d, ino_t i, mode_t t) : fd(std::move(f)), dev(d), ino(i), type(t) {}
+  Inode(std::shared_ptr<const UniqueFd> f, int access, dev_t d, ino_t i, mode_t t)
+      : dev(d), ino(i), type(t), fd_access(access), fd_(std::move(f)) {}
 
-  const UniqueFd fd;  // O_PATH, pins the backing inode so its number cannot be reused
+  // The descriptor every call on the backing object goes through; it pins the backing
+  // inode, so its number cannot be reused while the kernel knows the node. O_PATH from
+  // the lookup. A regular file's is replaced at its first open by the open backing file's
+  // own descriptor (shared with its CryptFile, fd_access says how it was opened), and
+  // that one stays until the kernel forgets the inode: an open file costs one
+  // descriptor instead of two (an O_PATH and a read-write one), and opening it again
+  // needs no open(2). Readers take no lock: the returned pin keeps the descriptor open
+  // while they use its number, even if it is replaced meanwhile. Replaced under mu.
+  std::shared_ptr<const UniqueFd> fd() const { return fd_.load(std::memory_order_acquire); }
+  void set_fd(std::shared_ptr<const UniqueFd> f, int access) {
+    fd_access = access;
+    fd_.store(std::move(f), std::memory_order_release);
+  }
+
   const dev_t dev;
   const ino_t ino;
   const mode_t type;  // S_IFMT bits
@@ -46,6 +61,7 @@ struct Inode {
   std::shared_ptr<CryptFile> file;
   bool file_writable = false;
   uint32_t open_count = 0;
+  int fd_access = O_PATH;  // O_PATH, O_RDONLY or O_RDWR: what fd() was opened for
 
   // The kernel asks for security.capability before every write(2) (FUSE superblocks lack
   // SB_NOSEC with libfuse 3.14); once the backing file is known to have none, answer from
@@ -72,6 +88,9 @@ struct Inode {
   // max(x, this), so the file holds a prefix of what was written, never data after a hole
   // where lost data belonged (the kernel writes pages back in no particular order).
   std::atomic<uint64_t> kept_size{0};
+
+ private:
+  std::atomic<std::shared_ptr<const UniqueFd>> fd_;
 };
 
 class InodeTable {
@@ -85,12 +104,17 @@ class InodeTable {
   Inode& get(uint64_t id);
   uint64_t id_of(const Inode& in) const;
 
-  // Finds the inode of (st.st_dev, st.st_ino) or adopts `fd` as a new one, and counts one
-  // kernel lookup reference, made as `name` in directory `parent`.
-  Inode& acquire(UniqueFd fd, const struct stat& st, const Inode& parent, std::string_view name);
+  // Finds the inode of (st.st_dev, st.st_ino) or adopts `fd` (an O_PATH one, or an open
+  // file's with `access` O_RDONLY or O_RDWR) as a new one, and counts one kernel lookup
+  // reference, made as `name` in directory `parent`.
+  Inode& acquire(std::shared_ptr<const UniqueFd> fd, int access, const struct stat& st, const Inode& parent,
+                 std::string_view name);
+  Inode& acquire(UniqueFd fd, const struct stat& st, const Inode& parent, std::string_view name) {
+    return acquire(std::make_shared<const UniqueFd>(std::move(fd)), O_PATH, st, parent, name);
+  }
   // Drops n lookup references; frees the inode at zero.
   void forget(uint64_t id, uint64_t n);
-  size_t size() const;
+  size_t size() const;  // without the lock: every lookup checks the descriptor budget
   // Up to n (parent nodeid, name) pairs of inodes no file handle has open, for the
   // kernel to forget; each inode is offered once per lookup, and only while its parent
   // directory is still known.
@@ -115,6 +139,7 @@ class InodeTable {
   std::unique_ptr<Inode> root_;
   mutable std::mutex mu_;
   std::unordered_map<Key, std::unique_ptr<Inode>, KeyHash> inodes_;
+  std::atomic<size_t> count_{0};  // inodes_.size(), written under mu_
 };
 
 }  // namespace kmsfs

@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "fs/fd_limit.h"
 #include "fs/fuse_api.h"
 #include "fs/fuse_ops.h"
 
@@ -68,30 +69,6 @@ class FuseSetupMessages {
   std::string text_;
 };
 
-// Every inode the kernel knows holds an O_PATH fd (filesystem.h), and the kernel keeps
-// inodes for as long as its caches do: creating or listing a directory of 100,000
-// entries pins 100,000 fds until the kernel forgets them. The more fds, the later
-// Filesystem::await_eviction() must make the kernel forget. So: soft limit up to the
-// hard one, and as root the hard one up to the system's per-process maximum
-// (fs.nr_open), as virtiofsd does.
-void raise_fd_limit() {
-  rlimit cur{};
-  if (::getrlimit(RLIMIT_NOFILE, &cur) != 0) return;
-  rlim_t want = cur.rlim_max;
-  if (::geteuid() == 0) {
-    std::ifstream in("/proc/sys/fs/nr_open");
-    unsigned long long nr_open = 0;
-    if (in >> nr_open && want != RLIM_INFINITY && nr_open > want) want = static_cast<rlim_t>(nr_open);
-  }
-  if (cur.rlim_cur == want && cur.rlim_max >= want) return;
-  rlimit next{want, std::max(want, cur.rlim_max)};
-  if (::setrlimit(RLIMIT_NOFILE, &next) != 0) {
-    next = rlimit{cur.rlim_max, cur.rlim_max};  // not allowed to raise the hard limit
-    if (::setrlimit(RLIMIT_NOFILE, &next) != 0) return;
-  }
-  spdlog::debug("open file limit raised from {} to {}", cur.rlim_cur, next.rlim_cur);
-}
-
 }  // namespace
 
 bool is_dead_mount(const std::string& path) {
@@ -130,9 +107,17 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   UniqueFd root(::open(cfg.backing.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return Status::Io(errno, "backing directory " + cfg.backing);
 
-  raise_fd_limit();
+  // Every inode the kernel knows holds a descriptor, and the kernel keeps inodes for as
+  // long as its caches do: the more descriptors, the more files clients can hold open and
+  // the later the daemon must make the kernel forget inodes. The budget is sized from the
+  // limit now in force.
+  FsOptions fs_opts = cfg.fs;
+  const FdLimit fds = raise_fd_limit();
+  fs_opts.fd_limit = fds.limit;
+  fs_opts.fd_reserve = kFdReserve + cfg.max_threads;
+  FdShortage::process().set_limit(fs_opts.fd_limit, fs_opts.fd_reserve);
   std::unique_ptr<FuseMount> m(new FuseMount());
-  m->fs_ = std::make_unique<Filesystem>(vault, std::move(root), cfg.fs);
+  m->fs_ = std::make_unique<Filesystem>(vault, std::move(root), fs_opts);
   m->mountpoint_ = cfg.mountpoint;
   m->max_threads_ = cfg.max_threads;
 
@@ -162,6 +147,7 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
                                  fuse_says.why("is /dev/fuse available, and the mountpoint empty or allowed?") + ")",
                   EIO);
   m->mounted_ = true;
+  log_fd_limit(fds);
   Filesystem* fs = m->fs_.get();
   if (cfg.key_cache) {
     m->key_cache_ = cfg.key_cache;
@@ -222,6 +208,12 @@ Status FuseMount::serve() {
   fuse_loop_cfg_set_max_threads(lc, max_threads_);
   int rc = fuse_session_loop_mt(session_, lc);
   fuse_loop_cfg_destroy(lc);
+  // An unmount ends the connection; a worker reading just then may get ECONNABORTED
+  // instead of ENODEV (seen on 6.x kernels, more often the more workers are idle), and
+  // the loop reports that as its error. Once the mount is gone from the mountpoint that
+  // was a clean unmount; a connection aborted under a mount that is still there (fusectl
+  // abort) leaves it dead (ENOTCONN), and stays an error.
+  if (rc == -ECONNABORTED && !is_dead_mount(mountpoint_)) rc = 0;
   fs_->stop_eviction();
   fs_->stop_revocations();
   fs_->stop_invalidations();

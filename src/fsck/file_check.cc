@@ -127,10 +127,12 @@ void check_content(const CheckContext& ctx, FileCheck& out, Findings& findings, 
 
 }  // namespace
 
-FileCheck check_file(const CheckContext& ctx, const std::string& path, const std::string& rel) {
+namespace {
+
+FileCheck check_opened(const CheckContext& ctx, Result<std::unique_ptr<PosixBackingFile>> opened,
+                       const std::string& rel) {
   FileCheck out;
   Findings findings{rel, out.file_id, out.findings};
-  auto opened = PosixBackingFile::open(path, O_RDONLY | O_NOFOLLOW);
   if (!opened.ok()) {
     findings.add(FindingKind::kUnreadable, opened.status().message());
     return out;
@@ -198,6 +200,17 @@ FileCheck check_file(const CheckContext& ctx, const std::string& path, const std
   check_content(ctx, out, findings, *o.file);
   out.header = std::move(*h);
   return out;
+}
+
+}  // namespace
+
+FileCheck check_file(const CheckContext& ctx, const std::string& path, const std::string& rel) {
+  return check_opened(ctx, PosixBackingFile::open(path, O_RDONLY | O_NOFOLLOW), rel);
+}
+
+FileCheck check_file(const CheckContext& ctx, int dirfd, std::string_view name, const std::string& path,
+                     const std::string& rel) {
+  return check_opened(ctx, PosixBackingFile::open_at(dirfd, std::string(name), O_RDONLY, path), rel);
 }
 
 }  // namespace kmsfs::fsck

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "format/crypt_file.h"
@@ -37,5 +38,9 @@ struct FileCheck {
 
 // `path` is where to open the file, `rel` how findings name it.
 FileCheck check_file(const CheckContext& ctx, const std::string& path, const std::string& rel);
+// The same, on the file `name` in the directory `dirfd` (the tree walk's: a deep file's
+// backing path is longer than any path syscall takes); `path` names it in messages.
+FileCheck check_file(const CheckContext& ctx, int dirfd, std::string_view name, const std::string& path,
+                     const std::string& rel);
 
 }  // namespace kmsfs::fsck

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <ctime>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -151,7 +150,7 @@ void repair_file(const std::string& dir, const std::string& rel, FileCheck& fc, 
   if (has(fc.findings, FindingKind::kOneSlot)) {
     if (fc.good_slot < 0 || !fc.header)
       return mark(FindingKind::kOneSlot, FindingStatus::kFound, "");  // no slot opens it now: its key is unavailable
-    Status s = rewrite_slots(dir + "/" + rel, *fc.header, fc.good_slot);
+    Status s = rewrite_slots(dir, rel, *fc.header, fc.good_slot);
     mark(FindingKind::kOneSlot, s.ok() ? FindingStatus::kRepaired : FindingStatus::kRepairFailed, s.message());
   }
 }
@@ -180,7 +179,7 @@ class Scan {
     if (!fd.valid()) return Status::Io(errno, dir_);
     std::string at;
     size_t begin = 0;
-    while (true) {
+    for (size_t depth = 0;; ++depth) {
       const size_t slash = rel.find('/', begin);
       const std::string name = rel.substr(begin, slash == std::string::npos ? std::string::npos : slash - begin);
       const std::string here = at.empty() ? name : at + "/" + name;
@@ -190,20 +189,20 @@ class Scan {
         const EntryType type = S_ISREG(st.st_mode)   ? EntryType::kFile
                                : S_ISDIR(st.st_mode) ? EntryType::kDirectory
                                                      : EntryType::kOther;
-        visit(WalkEntry{here, name, type, fd.get()});
+        visit(WalkEntry{here, name, type, fd.get(), depth});
         if (type != EntryType::kDirectory) return Status::Ok();
         return walk_entries(
             dir_ + "/" + here, "",
             [&](const WalkEntry& e) {
               const std::string full = here + "/" + e.rel;
-              return visit(WalkEntry{full, e.name, e.type, e.dirfd}), true;
+              return visit(WalkEntry{full, e.name, e.type, e.dirfd, depth + 1 + e.depth}), true;
             },
             [&](const std::string& r, const Status& s) {
               r_.add(make_finding(FindingKind::kUnreadable, here + "/" + r, s.message()));
             });
       }
       if (!S_ISDIR(st.st_mode)) return Status::Io(ENOTDIR, dir_ + "/" + here);
-      name_directory(fd.get(), here, name);
+      name_directory(WalkEntry{here, name, EntryType::kDirectory, fd.get(), depth});
       UniqueFd next(::openat(fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!next.valid()) return Status::Io(errno, dir_ + "/" + here);
       fd = std::move(next);
@@ -213,24 +212,30 @@ class Scan {
   }
 
   // An ancestor of the scope: only its plaintext name is wanted, not a check or a count.
-  void name_directory(int dirfd, const std::string& rel, std::string_view name) {
-    const bool in_root = rel.find('/') == std::string::npos;
-    dir_plain_[rel] = plain_path(rel, check_name(store_.get(), t_.config.encrypted_names(), dirfd, name, in_root));
+  void name_directory(const WalkEntry& e) {
+    const bool in_root = e.depth == 0;
+    record_dir(e, plain_path(e, check_name(store_.get(), t_.config.encrypted_names(), e.dirfd, e.name, in_root)));
   }
 
-  // The plaintext path of `rel`, when its name and every parent's decrypted.
-  std::optional<std::string> plain_path(const std::string& rel, const NameInfo& name) const {
+  // The walk visits a directory before what it holds, depth first: the plaintext path of
+  // an entry's parent is the one last recorded one level up. The plaintext path of `e`,
+  // when its name and every parent's decrypted.
+  std::optional<std::string> plain_path(const WalkEntry& e, const NameInfo& name) const {
     if (name.kind != NameKind::kPlain) return std::nullopt;
-    const size_t slash = rel.rfind('/');
-    if (slash == std::string::npos) return name.plain;
-    auto it = dir_plain_.find(rel.substr(0, slash));
-    if (it == dir_plain_.end() || !it->second) return std::nullopt;
-    return it->second->empty() ? name.plain : *it->second + "/" + name.plain;
+    if (e.depth == 0) return name.plain;
+    if (e.depth > dir_plain_.size() || !dir_plain_[e.depth - 1]) return std::nullopt;
+    const std::string& parent = *dir_plain_[e.depth - 1];
+    return parent.empty() ? name.plain : parent + "/" + name.plain;
+  }
+
+  void record_dir(const WalkEntry& e, std::optional<std::string> plain) {
+    dir_plain_.resize(e.depth + 1);
+    dir_plain_[e.depth] = std::move(plain);
   }
 
   void visit(const WalkEntry& e) {
     ++r_.entries;
-    const bool in_root = e.rel.find('/') == std::string::npos;
+    const bool in_root = e.depth == 0;
     const NameInfo name = check_name(store_.get(), t_.config.encrypted_names(), e.dirfd, e.name, in_root);
     std::optional<std::string> plain;
     switch (name.kind) {
@@ -239,13 +244,13 @@ class Scan {
       case NameKind::kUndecryptable:
         r_.add(make_finding(FindingKind::kUndecryptableName, e.rel, "name does not decrypt: " + name.why));
         break;
-      case NameKind::kPlain: plain = plain_path(e.rel, name); break;
+      case NameKind::kPlain: plain = plain_path(e, name); break;
       case NameKind::kUnknown: break;
     }
-    if (e.type == EntryType::kDirectory) dir_plain_[e.rel] = plain;
+    if (e.type == EntryType::kDirectory) record_dir(e, plain);
     if (e.type != EntryType::kFile) return;
     ++r_.files;
-    FileCheck fc = check_file(ctx_, dir_ + "/" + e.rel, e.rel);
+    FileCheck fc = check_file(ctx_, e.dirfd, e.name, dir_ + "/" + e.rel, e.rel);
     if (fc.kmsfs) {
       ++r_.kmsfs_files;
       r_.bytes += fc.backing_size;
@@ -272,7 +277,7 @@ class Scan {
     Finding f = make_finding(FindingKind::kStaleTemporary, e.rel,
                              "a long name's side file that was never put in place (a crash while it was written)");
     if (opts_.repair) {
-      Status s = remove_temporary(dir_ + "/" + e.rel);
+      Status s = remove_temporary(e.dirfd, e.name, dir_ + "/" + e.rel);
       f.status = s.ok() ? FindingStatus::kRemoved : FindingStatus::kRepairFailed;
       if (!s.ok()) f.repair_error = s.message();
     }
@@ -286,7 +291,9 @@ class Scan {
   SlotKeys keys_;
   std::unique_ptr<NameStore> store_;
   CheckContext ctx_;
-  std::map<std::string, std::optional<std::string>> dir_plain_;  // directory -> its plaintext path
+  // The plaintext path of the directories on the walk's current path, by depth (the
+  // current path only: a map of every directory would grow with the square of the depth).
+  std::vector<std::optional<std::string>> dir_plain_;
 };
 
 // The backing path of the scope (FsckOptions::scope), and its plaintext path.

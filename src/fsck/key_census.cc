@@ -14,8 +14,10 @@ namespace {
 
 enum class Verdict : uint8_t { kNotKmsfs, kUnder, kOther, kUnknown };
 
-Verdict verdict(const std::string& path, const KeyRef& key) {
-  auto f = PosixBackingFile::open(path, O_RDONLY | O_NOFOLLOW);
+// The file `name` in `dirfd`, the directory the walk holds: a deep file's backing path
+// is longer than any path syscall takes.
+Verdict verdict(int dirfd, std::string_view name, const KeyRef& key) {
+  auto f = PosixBackingFile::open_at(dirfd, std::string(name), O_RDONLY, std::string(name));
   if (!f.ok()) return Verdict::kUnknown;
   Bytes raw(header::kSize);
   auto n = (*f)->read_at(raw, 0);
@@ -40,7 +42,7 @@ Result<KeyCensus> census_key(const std::string& dir, const KeyRef& key, size_t m
         [&](const WalkEntry& e) {
           if (e.type != EntryType::kFile) return true;
           const std::string rel = prefix + e.rel;
-          switch (verdict(root + "/" + e.rel, key)) {
+          switch (verdict(e.dirfd, e.name, key)) {
             case Verdict::kUnder:
               if (c.listed.size() < max_listed) c.listed.push_back(rel);
               ++c.files;

@@ -7,12 +7,14 @@
 
 #include <cerrno>
 
+#include "base/path_safety.h"
 #include "base/unique_fd.h"
 #include "format/backing_file.h"
 #include "format/names.h"
 #include "format/slot_rewrap.h"
 #include "format/reencrypt_journal.h"
 #include "rotation/reencryptor.h"
+#include "rotation/tree_walk.h"
 #include "vault/config.h"
 #include "vault/reencrypt_recovery.h"
 #include "vault/vault.h"
@@ -40,31 +42,40 @@ std::string base_of(const std::string& rel) {
   return slash == std::string::npos ? rel : rel.substr(slash + 1);
 }
 
-Status mkdirs(const std::string& root, const std::string& rel) {
-  std::string path = root;
+// Opens (creating what is missing) the directory `rel` beneath `root`, one component at
+// a time relative to the last: quarantine mirrors the tree, so `rel` may be far longer
+// than any path syscall takes.
+Result<UniqueFd> mkdirs(int root, const std::string& shown, const std::string& rel) {
+  UniqueFd dir(::fcntl(root, F_DUPFD_CLOEXEC, 0));
+  if (!dir.valid()) return Status::Io(errno, shown);
   size_t start = 0;
   while (start < rel.size()) {
     size_t slash = rel.find('/', start);
     if (slash == std::string::npos) slash = rel.size();
-    path += "/" + rel.substr(start, slash - start);
-    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return Status::Io(errno, "mkdir " + path);
+    const std::string part = rel.substr(start, slash - start);
     start = slash + 1;
+    if (part.empty()) continue;
+    if (::mkdirat(dir.get(), part.c_str(), 0700) != 0 && errno != EEXIST)
+      return Status::Io(errno, "mkdir " + shown + "/" + rel.substr(0, slash));
+    UniqueFd next(::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid()) return Status::Io(errno, "open " + shown + "/" + rel.substr(0, slash));
+    dir = std::move(next);
   }
-  return Status::Ok();
+  return dir;
 }
 
-Status sync_dir(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::Io(errno, "fsync " + path);
+Status sync_dir(int fd, const std::string& shown) {
+  if (::fsync(fd) != 0) return Status::Io(errno, "fsync " + shown);
   return Status::Ok();
 }
 
 }  // namespace
 
-Status rewrite_slots(const std::string& path, const FileHeader& checked, int good_slot) {
+Status rewrite_slots(const std::string& vault_dir, const std::string& rel, const FileHeader& checked, int good_slot) {
+  const std::string path = vault_dir + "/" + rel;  // for messages
   if (good_slot < 0 || good_slot > 1 || !checked.slots[good_slot])
     return Status(Code::kInternal, path + ": no slot to rewrite the header from");
-  ASSIGN_OR_RETURN(auto f, PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW));
+  ASSIGN_OR_RETURN(auto f, open_tree_file(vault_dir, rel, -1, O_RDWR));
   ASSIGN_OR_RETURN(FileHeader h, read_header(*f));
   if (h.immutable_raw != checked.immutable_raw || !same_slots(h, checked))
     return Status(Code::kUnavailable, path + ": header changed since it was checked; check again");
@@ -86,29 +97,48 @@ Status rewrite_slots(const std::string& path, const FileHeader& checked, int goo
 
 Result<std::string> quarantine(const std::string& vault_dir, const std::string& rel) {
   const std::string dir_rel = std::string(kQuarantineDirName) + (parent_of(rel).empty() ? "" : "/" + parent_of(rel));
-  RETURN_IF_ERROR(mkdirs(vault_dir, dir_rel));
-  const std::string from = vault_dir + "/" + rel;
-  const std::string name = base_of(rel);
-  std::string to_rel;
-  for (int n = 0;; ++n) {
-    to_rel = dir_rel + "/" + name + (n == 0 ? "" : "." + std::to_string(n));
-    // Never over an earlier quarantined file of the same path.
-    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, (vault_dir + "/" + to_rel).c_str(), RENAME_NOREPLACE) == 0) break;
-    if (errno != EEXIST || n >= 1000) return Status::Io(errno, "moving " + from + " to " + vault_dir + "/" + to_rel);
+  const std::string from = vault_dir + "/" + rel;  // for messages
+  // Every path below is opened relative to a directory descriptor: a deep file's is
+  // longer than any path syscall takes.
+  UniqueFd root(::open(vault_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Status::Io(errno, vault_dir);
+  ASSIGN_OR_RETURN(UniqueFd to_dir, mkdirs(root.get(), vault_dir, dir_rel));
+  UniqueFd from_dir;
+  if (parent_of(rel).empty()) {
+    from_dir = std::move(root);
+  } else {
+    ASSIGN_OR_RETURN(from_dir, open_beneath(root.get(), parent_of(rel), O_RDONLY | O_DIRECTORY));
   }
+  const std::string name = base_of(rel);
+  std::string to_name;
+  for (int n = 0;; ++n) {
+    to_name = name + (n == 0 ? "" : "." + std::to_string(n));
+    // Never over an earlier quarantined file of the same path.
+    if (::renameat2(from_dir.get(), name.c_str(), to_dir.get(), to_name.c_str(), RENAME_NOREPLACE) == 0) break;
+    if (errno != EEXIST || n >= 1000)
+      return Status::Io(errno, "moving " + from + " to " + vault_dir + "/" + dir_rel + "/" + to_name);
+  }
+  const std::string to_rel = dir_rel + "/" + to_name;
   if (NameCipher::is_long_name(name)) {
     // The side file holds the entry's encrypted name: keep them together.
-    const std::string side = from + std::string(kSideFileSuffix);
-    if (::rename(side.c_str(), (vault_dir + "/" + to_rel + std::string(kSideFileSuffix)).c_str()) != 0 && errno != ENOENT)
-      return Status::Io(errno, "moving " + side);
+    const std::string side = name + std::string(kSideFileSuffix);
+    if (::renameat(from_dir.get(), side.c_str(), to_dir.get(), (to_name + std::string(kSideFileSuffix)).c_str()) != 0 &&
+        errno != ENOENT)
+      return Status::Io(errno, "moving " + from + std::string(kSideFileSuffix));
   }
-  RETURN_IF_ERROR(sync_dir(vault_dir + "/" + dir_rel));
-  RETURN_IF_ERROR(sync_dir(parent_of(from)));
+  RETURN_IF_ERROR(sync_dir(to_dir.get(), vault_dir + "/" + dir_rel));
+  RETURN_IF_ERROR(sync_dir(from_dir.get(), parent_of(from)));
   return to_rel;
 }
 
 Status remove_temporary(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::Io(errno, "removing " + path);
+  return Status::Ok();
+}
+
+Status remove_temporary(int dirfd, std::string_view name, const std::string& path) {
+  if (::unlinkat(dirfd, std::string(name).c_str(), 0) != 0 && errno != ENOENT)
+    return Status::Io(errno, "removing " + path);
   return Status::Ok();
 }
 
@@ -138,7 +168,8 @@ std::optional<Finding> pending_step(const std::string& vault_dir) {
 }
 
 Status finish_reencryption(Vault& vault, const std::string& rel) {
-  ASSIGN_OR_RETURN(auto file, vault.open_file(vault.dir() + "/" + rel, false));
+  ASSIGN_OR_RETURN(auto backing, open_tree_file(vault.dir(), rel, -1, O_RDONLY));
+  ASSIGN_OR_RETURN(auto file, vault.open_file(std::shared_ptr<BackingFile>(std::move(backing))));
   const FileHeader h = file->header();
   const auto& re = h.slots[h.active_slot()]->reencrypt;
   if (!re) return Status::Ok();

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 #include "format/header.h"
@@ -15,11 +16,11 @@
 
 namespace kmsfs::fsck {
 
-// Rewrites both slots of the file at `path` from `good_slot` of `checked` (the header
-// the check found, which must still be on disk), with the newest file state any slot
-// held, then reads them back. The slot rewrite protocol (FORMAT.md §3.7) keeps a valid
-// slot at every instant, and the file's mtime is put back.
-Status rewrite_slots(const std::string& path, const FileHeader& checked, int good_slot);
+// Rewrites both slots of the file `rel` (relative to the vault) from `good_slot` of
+// `checked` (the header the check found, which must still be on disk), with the newest
+// file state any slot held, then reads them back. The slot rewrite protocol (FORMAT.md
+// §3.7) keeps a valid slot at every instant, and the file's mtime is put back.
+Status rewrite_slots(const std::string& vault_dir, const std::string& rel, const FileHeader& checked, int good_slot);
 
 // Moves `rel` (and a hashed long name's side file with it) to
 // kmsfs.quarantine/<rel>, adding ".1", ".2", ... if that is taken; returns where it went,
@@ -28,6 +29,9 @@ Result<std::string> quarantine(const std::string& vault_dir, const std::string& 
 
 // Removes a stale temporary (never a file of the tree).
 Status remove_temporary(const std::string& path);
+// The same, for the entry `name` of the directory `dirfd` (the tree walk's); `path`
+// names it in messages.
+Status remove_temporary(int dirfd, std::string_view name, const std::string& path);
 
 // Puts back a re-encryption step a crash cut short (vault/reencrypt_recovery.h): the
 // journal finding, repaired, or nullopt when the journal held nothing to undo.

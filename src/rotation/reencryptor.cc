@@ -5,11 +5,13 @@
 
 #include <cerrno>
 
+#include "rotation/tree_walk.h"
+
 namespace kmsfs {
 
-Result<ReencryptResult> Reencryptor::reencrypt(const std::string& rel) {
-  const std::string path = vault_.dir() + "/" + rel;
-  auto opened = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
+Result<ReencryptResult> Reencryptor::reencrypt(const std::string& rel, int dirfd) {
+  const std::string path = vault_.dir() + "/" + rel;  // for messages
+  auto opened = open_tree_file(vault_.dir(), rel, dirfd, O_RDWR);
   if (!opened.ok()) {
     if (opened.status().sys_errno() == ENOENT) return ReencryptResult{ReencryptOutcome::kGone, 0};
     return opened.status();

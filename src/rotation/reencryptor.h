@@ -43,8 +43,9 @@ class Reencryptor {
   Reencryptor(Vault& vault, ReencryptJournal journal, Options opts)
       : vault_(vault), journal_(std::move(journal)), opts_(std::move(opts)) {}
 
-  // `rel` is relative to the vault directory. Errors name the backing path and file id.
-  Result<ReencryptResult> reencrypt(const std::string& rel);
+  // `rel` is relative to the vault directory; `dirfd`, if given, is the directory holding
+  // it (as for Rewrapper::rewrap). Errors name the backing path and file id.
+  Result<ReencryptResult> reencrypt(const std::string& rel, int dirfd = -1);
 
   uint64_t calls() const { return calls_; }
 

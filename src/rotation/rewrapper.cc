@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "rotation/tree_walk.h"
 
 namespace kmsfs {
 
@@ -30,9 +31,9 @@ Result<SlotWrap> Rewrapper::moved(const FileHeader& h, const SlotWrap& from) {
   return to;
 }
 
-Result<RewrapResult> Rewrapper::rewrap(const std::string& rel) {
-  const std::string path = vault_.dir() + "/" + rel;
-  auto backing = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
+Result<RewrapResult> Rewrapper::rewrap(const std::string& rel, int dirfd) {
+  const std::string path = vault_.dir() + "/" + rel;  // for messages
+  auto backing = open_tree_file(vault_.dir(), rel, dirfd, O_RDWR);
   if (!backing.ok()) {
     if (backing.status().sys_errno() == ENOENT) return RewrapResult{RewrapOutcome::kGone, 0};
     return backing.status();

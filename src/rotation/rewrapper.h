@@ -42,10 +42,12 @@ class Rewrapper {
 
   Rewrapper(Vault& vault, Options opts) : vault_(vault), opts_(std::move(opts)) {}
 
-  // `rel` is relative to the vault directory. Errors name the backing path and file id:
-  // kCorrupt for a damaged header, kUnavailable (retry later) for an unreachable
-  // provider, what the provider said otherwise.
-  Result<RewrapResult> rewrap(const std::string& rel);
+  // `rel` is relative to the vault directory; `dirfd`, if given, is the directory holding
+  // it (the tree walk's), else it is found from the vault root (rotation/tree_walk.h
+  // open_tree_file). Errors name the backing path and file id: kCorrupt for a damaged
+  // header, kUnavailable (retry later) for an unreachable provider, what the provider
+  // said otherwise.
+  Result<RewrapResult> rewrap(const std::string& rel, int dirfd = -1);
 
   uint64_t calls() const { return calls_; }
 

@@ -31,6 +31,17 @@ constexpr auto kMaxDeferBackoff = std::chrono::milliseconds(30000);
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// A deep file's backing path, and a message naming it, can be tens of KiB: the state file
+// keeps kMaxRotationErrors of them and is read back only up to 1 MiB. Cut at a character
+// boundary (the file is JSON); the file id still finds the file.
+std::string clipped(const std::string& s) {
+  constexpr size_t kMax = 4096;
+  if (s.size() <= kMax) return s;
+  size_t n = kMax - 3;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
+  return s.substr(0, n) + "...";
+}
+
 // Makes the re-wraps done so far durable before a checkpoint names them.
 void sync_backing(const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -198,7 +209,7 @@ void RotationWorker::record_error(const std::string& rel, const Status& s) {
   // Messages name "file <32 hex>" when the header was read.
   if (auto at = s.message().find("file "); at != std::string::npos && at + 5 + 32 <= s.message().size())
     file_id = s.message().substr(at + 5, 32);
-  state_.errors.push_back({rel, file_id, s.message()});
+  state_.errors.push_back({clipped(rel), file_id, clipped(s.message())});
   while (state_.errors.size() > kMaxRotationErrors) state_.errors.pop_front();
 }
 
@@ -248,7 +259,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
   }
   if (after.empty()) {
     uint64_t total = 0;
-    (void)walk_files(vault_.dir(), wo, "", [&](const std::string&) { return ++total, true; },
+    (void)walk_files(vault_.dir(), wo, "", [&](const WalkEntry&) { return ++total, true; },
                      [](const std::string&, const Status&) {});
     std::lock_guard lock(mu_);
     state_.total = total;
@@ -282,10 +293,11 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
   };
 
   enum class Step { kDone, kDeferred, kStopped };
-  auto process = [&](const std::string& rel) -> Step {
+  // `dirfd`: the directory holding `rel` while the walk is in it; -1 for a deferred file.
+  auto process = [&](const std::string& rel, int dirfd) -> Step {
     Result<RewrapResult> r = [&] {
       const uint64_t calls_before = rw.calls();
-      Result<RewrapResult> x = rw.rewrap(rel);
+      Result<RewrapResult> x = rw.rewrap(rel, dirfd);
       std::lock_guard lock(mu_);
       state_.kms_calls += rw.calls() - calls_before;
       return x;
@@ -300,7 +312,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
     if (re && r.ok() && (r->outcome == RewrapOutcome::kRotated || r->outcome == RewrapOutcome::kAlready)) {
       re_r = retrying(st, [&] {
         const uint64_t calls_before = re->calls();
-        Result<ReencryptResult> x = re->reencrypt(rel);
+        Result<ReencryptResult> x = re->reencrypt(rel, dirfd);
         std::lock_guard lock(mu_);
         state_.kms_calls += re->calls() - calls_before;
         return x;
@@ -362,7 +374,7 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
         ++it;
         continue;
       }
-      const Step step = process(it->rel);
+      const Step step = process(it->rel, -1);
       if (step == Step::kStopped) return false;
       if (step == Step::kDeferred) {
         it->backoff = std::min<std::chrono::milliseconds>(it->backoff * 2, kMaxDeferBackoff);
@@ -385,14 +397,15 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
     return !cv_.wait_until(lock, next, [&] { return interrupted(st); });
   };
 
-  auto visit = [&](const std::string& rel) {
+  auto visit = [&](const WalkEntry& e) {
+    const std::string& rel = e.rel;
     {
       std::unique_lock lock(mu_);
       if (!files_limit_.acquire(lock, cv_, [&] { return interrupted(st); })) return !(stopped = true);
     }
     if (!retry_due()) return !(stopped = true);
     const std::string before = walked;
-    const Step step = process(rel);
+    const Step step = process(rel, e.dirfd);
     if (step == Step::kStopped) return !(stopped = true);
     walked = rel;
     if (step == Step::kDeferred)

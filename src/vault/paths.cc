@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <memory>
 
+#include "base/path_safety.h"
 #include "base/unique_fd.h"
 #include "vault/name_store.h"
 
@@ -102,9 +103,23 @@ Result<std::string> decrypt_path(const Vault& v, std::string_view backing_rel) {
 
 Result<Listing> list_dir(const Vault& v, std::string_view plain_rel) {
   ASSIGN_OR_RETURN(std::string rel, encrypt_path(v, plain_rel));
-  const std::string path = rel.empty() ? v.dir() : v.dir() + "/" + rel;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return Status::Io(errno, "'" + std::string(plain_rel) + "' (" + path + ")");
+  const std::string path = rel.empty() ? v.dir() : v.dir() + "/" + rel;  // for messages
+  // Opened beneath the vault one component at a time when it is long: the backing path of
+  // a deep directory is longer than any path syscall takes.
+  UniqueFd root(::open(v.dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Status::Io(errno, v.dir());
+  UniqueFd fd;
+  if (rel.empty()) {
+    fd = std::move(root);
+  } else {
+    auto sub = open_beneath(root.get(), rel, O_RDONLY | O_DIRECTORY);
+    if (!sub.ok()) {
+      const std::string where = "'" + std::string(plain_rel) + "' (" + path + ")";
+      const int e = sub.status().sys_errno();
+      return e != 0 && sub.status().code() == Code::kIo ? Status::Io(e, where) : sub.status().with_context(where);
+    }
+    fd = std::move(*sub);
+  }
   const int dfd = fd.get();
   std::unique_ptr<DIR, DirCloser> d(::fdopendir(fd.get()));
   if (!d) return Status::Io(errno, path);

@@ -4,8 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
-
+#include "base/dir_walk.h"
 #include "base/path_safety.h"
 #include "base/unique_fd.h"
 #include "format/backing_file.h"
@@ -26,10 +25,7 @@ Result<std::shared_ptr<BackingFile>> find(const std::string& dir, const JournalE
     if (!h.ok() || h->file_id != e.file_id) return nullptr;
     return std::shared_ptr<BackingFile>(std::move(f));
   };
-  auto at = [&](const std::string& path) -> std::shared_ptr<BackingFile> {
-    auto f = PosixBackingFile::open(path, O_RDWR | O_NOFOLLOW);
-    return f.ok() ? matches(std::move(*f)) : nullptr;
-  };
+
   // The journaled path is a hint read from the backing directory: resolved only beneath
   // the vault, through no symlink, so a forged entry cannot point recovery at a file
   // anywhere else (another vault's file with a known id, say). Otherwise: the search.
@@ -37,13 +33,26 @@ Result<std::shared_ptr<BackingFile>> find(const std::string& dir, const JournalE
   if (!root.valid()) return Status::Io(errno, "vault directory " + dir);
   if (auto fd = open_beneath(root.get(), e.path, O_RDWR); fd.ok())
     if (auto f = matches(std::make_unique<PosixBackingFile>(std::move(*fd), dir + "/" + e.path))) return f;
-  std::error_code ec;
-  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
-    if (it.depth() == 0 && is_vault_file_name(it->path().filename().string())) continue;
-    if (auto f = at(it->path().string())) return f;
-  }
-  if (ec) return Status::Io(ec.value(), "search " + dir + " for the journaled file");
+  // Relative to the directories the walk holds: a deep file's path is longer than any
+  // path syscall takes.
+  std::shared_ptr<BackingFile> found;
+  Status failed;
+  DirWalkOptions o;
+  o.skip_in_root = [](std::string_view name) { return is_vault_file_name(name); };
+  RETURN_IF_ERROR(walk_dir_tree(
+      dir, o,
+      [&](const WalkEntry& w) {
+        if (w.type != EntryType::kFile) return true;
+        auto f = PosixBackingFile::open_at(w.dirfd, std::string(w.name), O_RDWR, dir + "/" + w.rel);
+        if (f.ok()) found = matches(std::move(*f));
+        return !found;
+      },
+      [&](const std::string& rel, const Status& s) {
+        if (failed.ok()) failed = s.with_context("search " + dir + " for the journaled file: " + rel);
+      }));
+  if (found) return found;
+  // A directory it could not read may hold the file: not "gone".
+  if (!failed.ok()) return failed;
   return std::shared_ptr<BackingFile>();
 }
 

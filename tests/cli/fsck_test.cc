@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -416,6 +417,36 @@ TEST_F(FsckTest, FilesUnderTheOldVersionAreListedUntilTheVaultIsRotated) {
   EXPECT_EQ(after["keys"][0]["key"], "keyring:main@2");
   EXPECT_EQ(after["keys"][0]["files"], 2);
   EXPECT_EQ(after["rotation"]["phase"], "done");
+}
+
+// A name holding a newline, an escape sequence and a backslash: one escaped line in the
+// human output of fsck and ls (docs/CLI.md "Names in human output"), exact in JSON.
+TEST_F(FsckTest, NamesWithControlCharactersAreEscapedInTextAndExactInJson) {
+  const std::string name = "new\nline \x1b[31mred\\";
+  const std::string shown = "new\\nline \\x1b[31mred\\\\";
+  write_file(p("src"), "data");
+  ASSERT_TRUE(Succeeded(kmsfs({"encrypt-file", "vault", "src", "d/" + name})));
+
+  ProcessResult ls = kmsfs({"ls", "vault/d"});
+  ASSERT_TRUE(Succeeded(ls));
+  EXPECT_EQ(ls.out, shown + "\n");
+  ProcessResult ll = kmsfs({"ls", "vault/d", "-l"});
+  ASSERT_TRUE(Succeeded(ll));
+  EXPECT_EQ(std::count(ll.out.begin(), ll.out.end(), '\n'), 1) << ll.out;
+  EXPECT_TRUE(contains(ll.out, " " + shown + "  (")) << ll.out;
+
+  // A finding on the file names it (not under the current key after a rotation).
+  ASSERT_EQ(kmsfs({"keyring", "rotate", "kr", "main"}).out, "2\n");
+  ProcessResult text = fsck();
+  EXPECT_EQ(text.exit_code, kClean) << text.err;
+  EXPECT_TRUE(contains(text.out, "d/" + shown)) << text.out;
+  EXPECT_EQ(text.out.find('\x1b'), std::string::npos) << text.out;
+  EXPECT_FALSE(contains(text.out, "\nline ")) << "the name broke its line:\n" << text.out;
+  const json j = fsck_json(kClean);
+  std::set<std::string> plain;
+  for (const auto& f : findings(j, "not_rotated"))
+    if (f.contains("plain_path")) plain.insert(f["plain_path"].get<std::string>());
+  EXPECT_EQ(plain.count("d/" + name), 1u) << j.dump(2);
 }
 
 TEST_F(FsckTest, InterruptedRotationIsFinishedByRepair) {

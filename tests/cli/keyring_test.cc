@@ -148,6 +148,15 @@ TEST_F(KeyringTest, CorruptedKeyringIsCorrupt) {
   flip_bit(p("keyring"), kr.size() - 40);
   EXPECT_TRUE(FailedWith(kmsfs({"cat", "--backing-path", "vault/f"}), kCorrupt, {"cat: ", "keyring"}));
   EXPECT_TRUE(FailedWith(kmsfs({"keyring", "rotate", "keyring", "main"}), kCorrupt, {"keyring rotate: ", "keyring"}));
+
+  // Cut short (a copy interrupted): one line naming the keyring and saying so, for every
+  // command that reads it.
+  write_file(p("cut"), kr.substr(0, 40));
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"keyring", "list", "cut"}, {"keyring", "rotate", "cut", "main"}, {"cat", "vault/f", "--keyring", "cut"}})
+    EXPECT_TRUE(FailedWith(kmsfs(cmd), kCorrupt,
+                           {"keyring cut: truncated or damaged (", "restore it from a backup"}))
+        << cmd[0] << " " << cmd[1];
 }
 
 }  // namespace

@@ -75,9 +75,15 @@ Damaged make_file(const std::string& name) {
   return d;
 }
 
+// The daemon names a backing file by its path relative to the vault (as fsck does).
+std::string in_vault(const MountedVault& v, const std::string& backing_file) {
+  return backing_file.substr(v.backing().size() + 1);
+}
+
+// A line "<op>: <path relative to the vault>: file <id> block <n>...".
 bool log_names_block(const std::string& log, const Damaged& d, uint64_t block) {
-  std::regex line(".*" + std::regex_replace(d.backing_file, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
-                  ".*" + d.layout.file_id + ".*block " + std::to_string(block) + "\\b.*");
+  std::regex line(".*: " + std::regex_replace(in_vault(*d.v, d.backing_file), std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                  ": file " + d.layout.file_id + ".*block " + std::to_string(block) + "\\b.*");
   std::istringstream in(log);
   std::string l;
   while (std::getline(in, l))
@@ -213,7 +219,7 @@ TEST(Damage, FlippedBitInTheHeader) {
   EXPECT_EQ(::open(d.v->at("hdr").c_str(), O_RDONLY | O_CLOEXEC), -1);
   EXPECT_EQ(errno, EIO) << err_str(errno);
   const std::string log = d.v->log();
-  EXPECT_NE(log.find(d.backing_file), std::string::npos) << log;
+  EXPECT_NE(log.find(": " + in_vault(*d.v, d.backing_file) + ": "), std::string::npos) << log;
   EXPECT_EQ(read_file(d.v->at("probe")), "p");
   EXPECT_TRUE(d.v->mounted());
 }
@@ -231,7 +237,7 @@ TEST(Damage, BackingFileCutTo100Bytes) {
   EXPECT_EQ(::open(d.v->at("cut").c_str(), O_RDWR | O_CLOEXEC), -1);
   EXPECT_EQ(errno, EIO);
   const std::string log = d.v->log();
-  EXPECT_NE(log.find(d.backing_file), std::string::npos) << log;
+  EXPECT_NE(log.find(": " + in_vault(*d.v, d.backing_file) + ": "), std::string::npos) << log;
   EXPECT_NE(log.find("error"), std::string::npos) << log;
   // Other files are unaffected, and the damaged one can be removed.
   EXPECT_EQ(read_file(d.v->at("probe")), "p");
@@ -289,7 +295,7 @@ TEST(Damage, AHeaderNamingAnUntrustedKeyIsEioAndTheDaemonLives) {
   EXPECT_FALSE(again.ok());
   EXPECT_TRUE(d.v->mounted());
   const std::string log = d.v->log();
-  EXPECT_NE(log.find(d.backing_file), std::string::npos) << log;
+  EXPECT_NE(log.find(": " + in_vault(*d.v, d.backing_file) + ": "), std::string::npos) << log;
   // Refused by the trust anchor, or already by the header decoder (not UTF-8).
   EXPECT_TRUE(log.find("no request was made") != std::string::npos || log.find("UTF-8") != std::string::npos) << log;
   EXPECT_EQ(log.find('\xff'), std::string::npos) << "a raw attacker byte in the log";
@@ -316,7 +322,7 @@ TEST(Damage, NonKmsfsFileGivesEioWithoutCrashing) {
     }
   }
   const std::string log = v.log();
-  EXPECT_NE(log.find(v.backing_at("intruder.txt")), std::string::npos) << log;
+  EXPECT_NE(log.find(": " + in_vault(v, v.backing_at("intruder.txt")) + ": "), std::string::npos) << log;
   // Repeated attempts are repeatable failures, not crashes; the rest of the mount works.
   for (int i = 0; i < 20; ++i) {
     int fd = ::open(v.at("intruder.txt").c_str(), O_RDWR | O_CLOEXEC);

@@ -114,7 +114,10 @@ bool MountedVault::mounted() const {
 }
 
 void MountedVault::mount() {
-  std::vector<std::string> argv = {kmsfs_bin(), "mount", backing_, mnt_, "--foreground", "--keyring", keyring_};
+  std::vector<std::string> argv = opts_.daemon_prefix;
+  for (const auto& a : {kmsfs_bin(), std::string("mount"), backing_, mnt_, std::string("--foreground"),
+                        std::string("--keyring"), keyring_})
+    argv.push_back(a);
   for (const auto& a : opts_.mount_args) argv.push_back(a);
   daemon_ = std::make_unique<Background>(argv, log_path_);
   for (int i = 0; i < 500; ++i) {

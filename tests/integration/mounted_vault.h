@@ -33,6 +33,8 @@ struct VaultOptions {
   std::optional<std::vector<std::string>> key_args;
   std::vector<std::string> init_args;   // added after the matrix args
   std::vector<std::string> mount_args;  // e.g. {"-o", "allow_other"}
+  // Runs the daemon through these first, e.g. {"/usr/bin/prlimit", "--nofile=256:256", "--"}.
+  std::vector<std::string> daemon_prefix;
 };
 
 class MountedVault {

@@ -11,15 +11,23 @@ namespace {
 
 Status corrupt(const std::string& why) { return Status(Code::kCorrupt, why); }
 
+// A file cut short (a copy interrupted, a full disk, a bad restore) or a length field
+// damaged: said in words, with what to do; the caller names the keyring.
+Status cut_short(const std::string& what) {
+  return corrupt("truncated or damaged (" + what + "); restore it from a backup");
+}
+
 }  // namespace
 
 Result<KeyringContainer> parse_keyring_container(ByteSpan file) {
   ByteReader r(file);
   ByteSpan magic;
-  if (!r.raw(kKeyringMagic.size(), magic)) return corrupt("truncated (no header)");
+  if (!r.raw(kKeyringMagic.size(), magic))
+    return cut_short(std::to_string(file.size()) + " bytes, shorter than a keyring's header");
   if (as_chars(magic) != kKeyringMagic) return corrupt("not a kmsfs keyring (bad magic)");
   uint16_t version, flags;
-  if (!r.u16(version) || !r.u16(flags)) return corrupt("truncated (no header)");
+  if (!r.u16(version) || !r.u16(flags))
+    return cut_short(std::to_string(file.size()) + " bytes, shorter than a keyring's header");
   if (version != kKeyringFormatVersion)
     return Status(Code::kUnsupported,
                   "unsupported keyring format version " + std::to_string(version));
@@ -31,11 +39,15 @@ Result<KeyringContainer> parse_keyring_container(ByteSpan file) {
   c.pruned = (flags & kKeyringFlagPruned) != 0;
 
   uint32_t meta_len, blob_len;
-  if (!r.u32(meta_len)) return corrupt("meta_len: truncated");
-  if (!r.raw(meta_len, c.meta)) return corrupt("meta_len: larger than the file");
+  if (!r.u32(meta_len)) return cut_short("it ends inside its header, at byte " + std::to_string(file.size()));
+  if (!r.raw(meta_len, c.meta))
+    return cut_short("its header gives " + std::to_string(meta_len) + " bytes of key list, only " +
+                     std::to_string(r.left()) + " follow");
   c.aad = file.first(r.pos());
-  if (!r.u32(blob_len)) return corrupt("blob_len: truncated");
-  if (!r.raw(blob_len, c.blob)) return corrupt("blob_len: larger than the file");
+  if (!r.u32(blob_len)) return cut_short("it ends after its key list, at byte " + std::to_string(file.size()));
+  if (!r.raw(blob_len, c.blob))
+    return cut_short("it gives " + std::to_string(blob_len) + " bytes of key material, only " +
+                     std::to_string(r.left()) + " follow");
 
   if (c.sealed) {
     if (r.left() != 0) return corrupt("trailing bytes after the blob");
@@ -45,7 +57,7 @@ Result<KeyringContainer> parse_keyring_container(ByteSpan file) {
     c.material_count = ct / kKeyringMaterialSize;
   } else {
     ByteSpan checksum;
-    if (!r.raw(kKeyringChecksumSize, checksum)) return corrupt("checksum: truncated");
+    if (!r.raw(kKeyringChecksumSize, checksum)) return cut_short("its checksum is cut off");
     if (r.left() != 0) return corrupt("trailing bytes after the checksum");
     Digest32 want = sha256(file.first(file.size() - kKeyringChecksumSize));
     // Not a secret comparison, but constant time costs nothing here.

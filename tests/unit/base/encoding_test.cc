@@ -58,3 +58,28 @@ RC_GTEST_PROP(Encoding, RoundTripsAndIsCanonical, (const std::vector<uint8_t>& b
 
 }  // namespace
 }  // namespace kmsfs
+
+namespace kmsfs {
+namespace {
+
+TEST(Printable, ControlCharactersBackslashesAndBrokenUtf8AreEscapedTheRestKept) {
+  EXPECT_EQ(printable("plain name.txt"), "plain name.txt");
+  EXPECT_EQ(printable("two\nlines"), "two\\nlines");
+  EXPECT_EQ(printable("a\rb\tc"), "a\\rb\\tc");
+  EXPECT_EQ(printable("\x1b[31mred"), "\\x1b[31mred");
+  EXPECT_EQ(printable(std::string("nul\0x", 5)), "nul\\x00x");
+  EXPECT_EQ(printable("del\x7f"), "del\\x7f");
+  EXPECT_EQ(printable("back\\slash"), "back\\\\slash");  // so "\\n" and a newline differ
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91");
+  EXPECT_EQ(printable("csi\xc2\x9b" "2J"), "csi\\xc2\\x9b2J");  // U+009B, a C1 control
+  EXPECT_EQ(printable("bad\xff\xc3"), "bad\\xff\\xc3");      // not UTF-8, and cut short
+  EXPECT_EQ(printable("\xe0\x80\xaf"), "\\xe0\\x80\\xaf");   // overlong
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");   // a surrogate
+  // Nothing it prints is a control character.
+  for (int c = 0; c < 256; ++c)
+    for (char out : printable(std::string(1, static_cast<char>(c))))
+      EXPECT_TRUE(static_cast<unsigned char>(out) >= 0x20 && static_cast<unsigned char>(out) != 0x7f) << c;
+}
+
+}  // namespace
+}  // namespace kmsfs

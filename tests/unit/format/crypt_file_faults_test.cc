@@ -38,10 +38,15 @@ class FullDiskBacking final : public BackingFile {
   // reserved (a disk error); later writes succeed.
   uint64_t write_budget = UINT64_MAX;
   int reserves = 0;
+  // Every read fails with EIO (a failing disk).
+  bool fail_reads = false;
 
   size_t allocated() const { return pages_.size(); }
 
-  Result<size_t> read_at(MutableByteSpan b, uint64_t off) override { return f_->read_at(b, off); }
+  Result<size_t> read_at(MutableByteSpan b, uint64_t off) override {
+    if (fail_reads) return Status::Io(EIO, "read " + name());
+    return f_->read_at(b, off);
+  }
 
   Status write_at(ByteSpan d, uint64_t off) override {
     for (size_t done = 0; done < d.size();) {
@@ -134,6 +139,27 @@ struct FaultyFile {
 void expect_enospc(const Status& s) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.sys_errno(), ENOSPC) << s.message();
+}
+
+// The daemon logs a failed read's Status as it is: it must say which file (its backing
+// name and id) and which blocks, and stay an I/O error (EIO to the reader).
+TEST(CryptFileFaults, AFailedBackingReadNamesTheFileItsIdAndTheBlocks) {
+  FaultyFile f;
+  ASSERT_TRUE(f.file->write(pattern(3 * B + 5, 1), 0).ok());
+  f.disk->fail_reads = true;
+  const std::string file = "/vault/f: file " + to_hex(f.t.header.file_id);
+  Bytes out(B);
+  Result<size_t> one = f.file->read(out, B);
+  ASSERT_FALSE(one.ok());
+  EXPECT_EQ(one.status().code(), Code::kIo);
+  EXPECT_EQ(one.status().sys_errno(), EIO);
+  EXPECT_EQ(one.status().message(), file + " block 1: read: Input/output error");
+  Bytes span(2 * B);
+  Result<size_t> several = f.file->read(span, B / 2);
+  ASSERT_FALSE(several.ok());
+  EXPECT_EQ(several.status().message(), file + " blocks 0..2: read: Input/output error");
+  f.disk->fail_reads = false;
+  EXPECT_EQ(*read_all(*f.file), pattern(3 * B + 5, 1));
 }
 
 TEST(CryptFileFaults, AppendThatRunsOutOfSpaceLeavesTheOldContentAndGivesTheSpaceBack) {

@@ -104,8 +104,10 @@ TEST(KeyringCorruption, TruncatedFilesAreRefused) {
       write_raw(target, ByteSpan(good).first(len));
       auto k = Keyring::open(target, &pw);
       ASSERT_TRUE(refused_cleanly(k)) << name << " truncated to " << len;
-      // Truncation is a framing error, found before any KDF work.
+      // Truncation is a framing error, found before any KDF work, and said as such.
       EXPECT_EQ(k.status().code(), Code::kCorrupt) << name << " " << len;
+      EXPECT_EQ(k.status().message().rfind("keyring " + target + ": truncated or damaged (", 0), 0u)
+          << name << " " << len << ": " << k.status().message();
     }
     // Extension is refused as well.
     Bytes longer = good;
@@ -137,7 +139,9 @@ TEST(KeyringCorruption, GarbageIsRefused) {
   write_raw(target, w.bytes());
   auto k = Keyring::open(target, &pw);
   ASSERT_TRUE(refused_cleanly(k));
-  EXPECT_EQ(k.status().message(), "keyring " + target + ": meta_len: larger than the file");
+  EXPECT_EQ(k.status().message(), "keyring " + target +
+                                      ": truncated or damaged (its header gives 4294967295 bytes of key list, only 2 "
+                                      "follow); restore it from a backup");
 
   // Too big to be a keyring: refused before it is read.
   Bytes huge(kMaxKeyringFileSize + 1);

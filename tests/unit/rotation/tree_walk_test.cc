@@ -12,7 +12,7 @@ namespace {
 
 std::vector<std::string> walk(const std::string& root, const std::string& after, bool encrypted = false) {
   std::vector<std::string> out;
-  Status s = walk_files(root, WalkOptions{encrypted}, after, [&](const std::string& rel) { return out.push_back(rel), true; },
+  Status s = walk_files(root, WalkOptions{encrypted}, after, [&](const WalkEntry& e) { return out.push_back(e.rel), true; },
                         [](const std::string&, const Status&) {});
   EXPECT_TRUE(s.ok()) << s.message();
   return out;
