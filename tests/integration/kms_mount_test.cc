@@ -3,6 +3,8 @@
 // suite also runs on kms-local (KMSFS_TEST_KMS=tls in scripts/test.sh); these are the
 // cases that need the server steered.
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -188,6 +191,54 @@ TEST_F(KmsMount, DisabledOrPendingDeletionKeyFailsNewOpensWithEacces) {
   write_file(v.at("new"), "born after recovery\n");
   v.remount();
   EXPECT_EQ(read_file(v.at("new")), "born after recovery\n");
+  EXPECT_EQ(v.unmount(), 0);
+}
+
+// A mapping outlives its file's right to the key no more than a read does: revocation
+// drops the kernel's cached pages, mapped ones included, and the next touch of a page
+// faults into a read that is refused, which the kernel turns into SIGBUS (docs/
+// THREAT_MODEL.md "Revocation"). Pages of a mapping are never left readable.
+TEST_F(KmsMount, AMappingOfARevokedFileFaultsWithSigbus) {
+  MountedVault v(vault_options({}, {"--key-ttl", "1"}));
+  const std::string data(3 * 4096, 'm');
+  write_file(v.at("mapped"), data);
+  v.remount();
+  int fd = ::open(v.at("mapped").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  void* map = ::mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, fd, 0);
+  ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+  const volatile char* bytes = static_cast<const volatile char*>(map);
+  ASSERT_EQ(bytes[0], 'm');  // the first page is mapped and cached now
+  ASSERT_EQ(bytes[4096], 'm');
+
+  key_call("DisableKey");
+  int read_errno = 0;
+  char buf[8];
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    if (::pread(fd, buf, sizeof buf, 0) < 0) {
+      read_errno = errno;
+      break;
+    }
+  }
+  ASSERT_EQ(read_errno, EACCES) << "the file still read after its key was disabled";
+  // The touch happens in a child (it shares the mapping), so the signal ends only it.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    volatile char c = bytes[0];
+    (void)c;
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS)
+      << "a mapped page of a revoked file was still readable (status " << status << ")";
+  ::munmap(map, data.size());
+  ::close(fd);
+  key_call("EnableKey");
+  EXPECT_EQ(open_errno_within(v.at("mapped"), O_RDONLY, 0, std::chrono::seconds(3)), 0);
+  EXPECT_EQ(read_file(v.at("mapped")), data);
   EXPECT_EQ(v.unmount(), 0);
 }
 
