@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "crypto/detail.h"
+#include "crypto/nodump_heap.h"
 
 namespace kmsfs {
 namespace {
@@ -210,7 +211,9 @@ Status harden_process() {
   const rlimit none{0, 0};
   if (setrlimit(RLIMIT_CORE, &none) != 0) return Status::Io(errno, "setrlimit(RLIMIT_CORE, 0)");
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Status::Io(errno, "prctl(PR_SET_DUMPABLE, 0)");
-  return Status::Ok();
+  // Neither stops root's gcore (CAP_SYS_PTRACE) or a core_pattern pipe with
+  // fs.suid_dumpable=2; keeping key memory MADV_DONTDUMP does, OpenSSL's included.
+  return route_openssl_to_nodump_heap();
 }
 
 bool ct_equal(ByteSpan a, ByteSpan b) noexcept {

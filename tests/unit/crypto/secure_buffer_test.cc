@@ -1,8 +1,6 @@
 #include "crypto/secure_buffer.h"
 
 #include <gtest/gtest.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include <cstring>
 #include <vector>
@@ -162,25 +160,6 @@ TEST(SecureMemory, SecureZero) {
   secure_zero(v, sizeof v);
   EXPECT_TRUE(all_zero(v));
   secure_zero(nullptr, 0);
-}
-
-TEST(SecureMemory, HardenProcess) {
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_CORE, &saved), 0);
-  const int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-
-  ASSERT_TRUE(harden_process().ok());
-  ASSERT_TRUE(harden_process().ok());  // idempotent
-  rlimit now{};
-  ASSERT_EQ(getrlimit(RLIMIT_CORE, &now), 0);
-  EXPECT_EQ(now.rlim_cur, 0u);
-  EXPECT_EQ(now.rlim_max, 0u);
-  EXPECT_EQ(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
-
-  // Undo what we may: LeakSanitizer needs to ptrace the process at exit. Only root can
-  // raise a lowered hard limit, which is fine for a test.
-  prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
-  (void)setrlimit(RLIMIT_CORE, &saved);
 }
 
 }  // namespace
