@@ -1,9 +1,13 @@
 #include "crypto/secure_buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <vector>
+
+#include "vm_flags.h"
 
 namespace kmsfs {
 namespace {
@@ -144,6 +148,29 @@ TEST(SecureSlab, ManySmallBuffersShareFewChunks) {
     for (size_t i = 0; i < kCount; ++i) bufs.emplace_back(32);
     EXPECT_EQ(secure_slab_stats().chunks, after.chunks);
   }
+}
+
+TEST(SecureBuffer, IsLockedAndLeftOutOfCoreDumpsAlsoInAForkedChild) {
+  for (size_t n : {32u, 1000u}) {  // a slab slot, and sodium_malloc
+    SecureBuffer b(n);
+    const std::string flags = vm_flags_of(b.data());
+    EXPECT_NE(flags.find(" lo "), std::string::npos) << n << ": " << flags;
+    EXPECT_NE(flags.find(" dd "), std::string::npos) << n << ": " << flags;
+  }
+  // `kmsfs mount` forks the daemon after reading a passphrase into a slab slot; the
+  // daemon's keys then take slots of the same chunk.
+  SecureBuffer before_fork(32);
+  const pid_t child = fork();
+  if (child == 0) {
+    SecureBuffer key(32);
+    _exit(vm_flags_of(before_fork.data()).find(" lo ") != std::string::npos &&
+                  vm_flags_of(key.data()).find(" lo ") != std::string::npos
+              ? 0
+              : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's slab chunk is not locked";
 }
 
 TEST(SecureMemory, CtEqual) {
