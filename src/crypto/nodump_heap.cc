@@ -14,6 +14,10 @@
 #include <mutex>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 namespace kmsfs {
 namespace {
 
@@ -109,6 +113,11 @@ class Heap {
       broken_ = true;
       return;
     }
+#if defined(__SANITIZE_ADDRESS__)
+    // LeakSanitizer does not know this memory, so it would call everything that only
+    // blocks here point to (OpenSSL's, libcurl's) leaked.
+    __lsan_register_root_region(m, kReserve);
+#endif
     classes_.assign(kPages, kNoClass);
     runs_.assign(kPages, 0);
     base_ = reinterpret_cast<uintptr_t>(m);

@@ -154,9 +154,12 @@ TEST(SecureBuffer, IsLockedAndLeftOutOfCoreDumpsAlsoInAForkedChild) {
   for (size_t n : {32u, 1000u}) {  // a slab slot, and sodium_malloc
     SecureBuffer b(n);
     const std::string flags = vm_flags_of(b.data());
-    EXPECT_NE(flags.find(" lo "), std::string::npos) << n << ": " << flags;
+    if (kMlockWorks) {
+      EXPECT_NE(flags.find(" lo "), std::string::npos) << n << ": " << flags;
+    }
     EXPECT_NE(flags.find(" dd "), std::string::npos) << n << ": " << flags;
   }
+  if (!kMlockWorks) GTEST_SKIP() << "mlock does nothing under AddressSanitizer";
   // `kmsfs mount` forks the daemon after reading a passphrase into a slab slot; the
   // daemon's keys then take slots of the same chunk.
   SecureBuffer before_fork(32);

@@ -8,6 +8,13 @@
 
 namespace kmsfs {
 
+// AddressSanitizer's mlock interceptor does nothing (and reports success).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMlockWorks = false;
+#else
+constexpr bool kMlockWorks = true;
+#endif
+
 inline std::string vm_flags_of(const void* p) {
   const auto addr = reinterpret_cast<uintptr_t>(p);
   std::ifstream in("/proc/self/smaps");
