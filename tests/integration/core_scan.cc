@@ -139,11 +139,18 @@ std::vector<Hit> scan_core(const std::string& core, const PatternSet& set, const
   for (size_t i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph;
     std::memcpy(&ph, base + eh.e_phoff + i * eh.e_phentsize, sizeof ph);
-    if (ph.p_type != PT_LOAD || ph.p_filesz == 0 || ph.p_offset + ph.p_filesz > size) continue;
-    set.scan(base + ph.p_offset, ph.p_filesz, ph.p_vaddr, hits);
+    if ((ph.p_type != PT_LOAD && ph.p_type != PT_NOTE) || ph.p_filesz == 0 || ph.p_offset + ph.p_filesz > size)
+      continue;
+    // The notes hold each thread's registers (NT_PRSTATUS, NT_X86_XSTATE: the vector
+    // registers AES-NI and ChaCha20 work in); a hit there has no address, only its offset.
+    std::vector<Hit> found;
+    set.scan(base + ph.p_offset, ph.p_filesz, ph.p_type == PT_LOAD ? ph.p_vaddr : ph.p_offset, found);
+    for (Hit& h : found) {
+      h.mapping = ph.p_type == PT_LOAD ? mapping_of(h.address, maps) : "the core's notes (thread registers)";
+      hits.push_back(std::move(h));
+    }
   }
   ::munmap(m, size);
-  for (Hit& h : hits) h.mapping = mapping_of(h.address, maps);
   return hits;
 }
 

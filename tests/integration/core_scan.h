@@ -56,7 +56,8 @@ std::vector<MapsLine> read_maps(pid_t pid);
 // Runs gcore on `pid` and returns the core file's path (under `dir`); throws with gdb's
 // output if no core was written.
 std::string take_core(pid_t pid, const std::string& dir);
-// Every PT_LOAD segment of an ELF core, searched. `maps` names the mapping of each hit.
+// Every PT_LOAD segment of an ELF core (memory) and PT_NOTE (thread registers), searched.
+// `maps` names the mapping of each hit in memory.
 std::vector<Hit> scan_core(const std::string& core, const PatternSet& set, const std::vector<MapsLine>& maps);
 // Every readable mapping of the live process (MADV_DONTDUMP ones included).
 std::vector<Hit> scan_live(pid_t pid, const PatternSet& set);
