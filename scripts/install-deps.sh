@@ -17,7 +17,8 @@ TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       # tests/kms_local: independent KMS clients against tools/kms-local, and curl
       awscli python3-boto3 curl
       # the mount's Prometheus endpoint, parsed by a parser we did not write
-      python3-prometheus-client)
+      python3-prometheus-client
+      gdb)  # tests/integration/secrets_test.cc: gcore of a live daemon
 
 missing=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <spdlog/cfg/env.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
@@ -122,12 +123,14 @@ void log_to_stderr() {
   auto logger = spdlog::stderr_logger_mt("kmsfs-stderr");
   logger->set_pattern("kmsfs[%P]: %l: %v");
   spdlog::set_default_logger(logger);
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug: the debug lines, libfuse's too
 }
 
 void log_to_syslog() {
   auto logger = spdlog::syslog_logger_mt("kmsfs-syslog", "kmsfs", LOG_PID, LOG_DAEMON);
   logger->set_pattern("%l: %v");
   spdlog::set_default_logger(logger);
+  spdlog::cfg::load_env_levels();
 }
 
 // Everything after the fork (or in the foreground): keys, vault, mount, serve.

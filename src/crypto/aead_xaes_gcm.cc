@@ -16,6 +16,7 @@
 
 #include "crypto/aead_impl.h"
 #include "crypto/detail.h"
+#include "crypto/nodump_heap.h"
 #include "crypto/secure_buffer.h"
 
 namespace kmsfs::detail {
@@ -45,6 +46,7 @@ struct Worker {
 class XAes256Gcm final : public Aead {
  public:
   static Result<std::unique_ptr<Aead>> create(ByteSpan key) {
+    const NoDumpScope no_dump;  // the contexts hold the key schedule
     std::unique_ptr<XAes256Gcm> a(new XAes256Gcm(key));
     ASSIGN_OR_RETURN(std::unique_ptr<Worker> w, a->make_worker());
     Scrubbed<kBlock> l;
@@ -71,6 +73,7 @@ class XAes256Gcm final : public Aead {
   Status seal_with_nonce(ByteSpan nonce, ByteSpan pt, ByteSpan aad,
                          MutableByteSpan out) const override {
     RETURN_IF_ERROR(check_seal_args(nonce, pt, out, kMaxPlaintext));
+    const NoDumpScope no_dump;  // a new worker's contexts, anything OpenSSL keys on the way
     std::memmove(out.data(), nonce.data(), kAeadNonceSize);  // nonce may alias out
     const uint8_t* n = out.data();
     uint8_t* ct = out.data() + kAeadNonceSize;
@@ -97,6 +100,7 @@ class XAes256Gcm final : public Aead {
 
   Status open(ByteSpan in, ByteSpan aad, MutableByteSpan out) const override {
     RETURN_IF_ERROR(check_open_args(in, out));
+    const NoDumpScope no_dump;
     Status st = open_impl(in, aad, out);
     // Never hand back partially decrypted (unauthenticated) bytes.
     if (!st.ok()) secure_zero(out.data(), out.size());

@@ -1,5 +1,6 @@
 #include "crypto/secure_buffer.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "crypto/detail.h"
+#include "crypto/nodump_heap.h"
 
 namespace kmsfs {
 namespace {
@@ -29,14 +31,30 @@ int class_index(size_t n) noexcept {
   return -1;
 }
 
+class Slab;
+Slab& slab();
+
 // Fixed-size slots carved out of locked, non-dumpable 64 KiB mappings. Chunks are never
 // unmapped: the working set of cached keys is bounded by the key cache, and keeping the
 // mapping alive is what makes secure_slab_slot_is_zero a defined read.
 class Slab {
  public:
+  Slab() {
+    // A fork()ed child inherits the chunks but not their locks: `kmsfs mount` reads the
+    // passphrase into a SecureBuffer and then forks the daemon, whose keys would then
+    // share an unlocked chunk with it. mu_ is held across the fork so the child gets a
+    // consistent slab.
+    pthread_atfork([] { slab().mu_.lock(); }, [] { slab().mu_.unlock(); },
+                   [] {
+                     slab().relock_after_fork();
+                     slab().mu_.unlock();
+                   });
+  }
+
   uint8_t* allocate(size_t n, size_t& capacity) {
     const int ci = class_index(n);
     std::lock_guard<std::mutex> lock(mu_);
+    if (broken_) throw std::bad_alloc();
     std::vector<uint8_t*>& free = free_[ci];
     if (free.empty()) add_chunk(ci);
     uint8_t* p = free.back();
@@ -84,6 +102,13 @@ class Slab {
   }
 
  private:
+  // In the child, mu_ held since the fork. A chunk that cannot be locked again cannot be
+  // used: allocations fail from then on (bad_alloc), as when a new chunk cannot be locked.
+  void relock_after_fork() noexcept {
+    for (const auto& [base, slot] : chunks_)
+      if (mlock(reinterpret_cast<void*>(base), kChunkSize) != 0) broken_ = true;
+  }
+
   void add_chunk(int ci) {
     void* m = mmap(nullptr, kChunkSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) throw std::bad_alloc();
@@ -121,6 +146,7 @@ class Slab {
   std::map<uintptr_t, size_t> chunks_;  // chunk base -> slot size
   size_t in_use_ = 0;
   size_t total_ = 0;
+  bool broken_ = false;
 };
 
 Slab& slab() {
@@ -210,7 +236,9 @@ Status harden_process() {
   const rlimit none{0, 0};
   if (setrlimit(RLIMIT_CORE, &none) != 0) return Status::Io(errno, "setrlimit(RLIMIT_CORE, 0)");
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Status::Io(errno, "prctl(PR_SET_DUMPABLE, 0)");
-  return Status::Ok();
+  // Neither stops root's gcore (CAP_SYS_PTRACE) or a core_pattern pipe with
+  // fs.suid_dumpable=2; keeping key memory MADV_DONTDUMP does, OpenSSL's included.
+  return route_openssl_to_nodump_heap();
 }
 
 bool ct_equal(ByteSpan a, ByteSpan b) noexcept {

@@ -60,7 +60,9 @@ SecureSlabStats secure_slab_stats();
 bool secure_slab_slot_is_zero(const void* p, size_t n);
 
 // Process hardening for anything that holds keys: no core dumps (RLIMIT_CORE 0),
-// PR_SET_DUMPABLE 0 (no ptrace by same uid, no /proc/PID/mem). Idempotent.
+// PR_SET_DUMPABLE 0 (no ptrace by same uid, no /proc/PID/mem), and OpenSSL's cipher
+// contexts in no-dump memory (route_openssl_to_nodump_heap: must run before OpenSSL's
+// first allocation, so call this first in main). Idempotent.
 Status harden_process();
 
 // Constant-time equality (sodium_memcmp); false if sizes differ.

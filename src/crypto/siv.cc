@@ -7,6 +7,7 @@
 #include <climits>
 
 #include "crypto/detail.h"
+#include "crypto/nodump_heap.h"
 
 namespace kmsfs {
 
@@ -46,6 +47,7 @@ Status add_ad(EVP_CIPHER_CTX* ctx, std::span<const ByteSpan> ad) {
 Result<Siv> Siv::create(ByteSpan key) {
   if (key.size() != 32 && key.size() != 64)
     return Status(Code::kInvalidArgument, "AES-SIV key must be 32 or 64 bytes, got " + std::to_string(key.size()));
+  const NoDumpScope no_dump;  // the templates hold the CMAC and CTR key schedules
   ASSIGN_OR_RETURN(detail::CipherCtxPtr enc, keyed_ctx(key, true));
   ASSIGN_OR_RETURN(detail::CipherCtxPtr dec, keyed_ctx(key, false));
   return Siv(Ctx(enc.release(), detail::CipherCtxFree()), Ctx(dec.release(), detail::CipherCtxFree()));
@@ -53,6 +55,7 @@ Result<Siv> Siv::create(ByteSpan key) {
 
 Result<Bytes> Siv::seal(std::span<const ByteSpan> ad, ByteSpan pt) const {
   if (pt.size() > INT_MAX - kSivTagSize) return Status(Code::kInvalidArgument, "AES-SIV: plaintext too large");
+  const NoDumpScope no_dump;  // the per-call copy of the keyed template
   ASSIGN_OR_RETURN(detail::CipherCtxPtr ctx, copy_of(enc_.get()));
   RETURN_IF_ERROR(add_ad(ctx.get(), ad));
   Bytes out(kSivTagSize + pt.size());
@@ -72,6 +75,7 @@ Result<Bytes> Siv::seal(std::span<const ByteSpan> ad, ByteSpan pt) const {
 Result<Bytes> Siv::open(std::span<const ByteSpan> ad, ByteSpan in) const {
   if (in.size() < kSivTagSize) return Status(Code::kCorrupt, "AES-SIV: ciphertext shorter than its tag");
   if (in.size() > INT_MAX) return Status(Code::kInvalidArgument, "AES-SIV: ciphertext too large");
+  const NoDumpScope no_dump;
   ASSIGN_OR_RETURN(detail::CipherCtxPtr ctx, copy_of(dec_.get()));
   // The tag goes in first: SIV decrypts with V as the CTR IV, then recomputes and compares.
   if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSivTagSize,

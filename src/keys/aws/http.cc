@@ -1,11 +1,16 @@
 #include "keys/aws/http.h"
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
+
+#include "crypto/nodump_heap.h"
 
 namespace kmsfs::aws {
 
@@ -31,11 +36,41 @@ using EasyPtr = std::unique_ptr<CURL, EasyDeleter>;
 using SharePtr = std::unique_ptr<CURLSH, ShareDeleter>;
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
 
+// libcurl's own memory comes from the no-dump heap: its receive buffer holds every KMS
+// answer (data keys in base64), its request buffers an Encrypt's plaintext, and both stay
+// in a pooled handle after the call. Locked, left out of core dumps, zeroed when freed.
+void* curl_alloc(size_t n) { return nodump_alloc(n); }
+void curl_release(void* p) { nodump_free(p); }
+void* curl_grow(void* p, size_t n) { return nodump_realloc(p, n); }
+char* curl_dup(const char* s) {
+  const size_t n = std::strlen(s) + 1;
+  auto* p = static_cast<char*>(nodump_alloc(n));
+  if (p != nullptr) std::memcpy(p, s, n);
+  return p;
+}
+void* curl_zalloc(size_t n, size_t size) {
+  if (size != 0 && n > SIZE_MAX / size) return nullptr;
+  void* p = nodump_alloc(n * size);
+  if (p != nullptr) std::memset(p, 0, n * size);
+  return p;
+}
+
 // curl_global_init is not thread-safe in libcurl < 7.84: run it once, before the first
 // handle, whichever thread gets here first.
 void global_init() {
   static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  std::call_once(once, [] {
+    curl_global_init_mem(CURL_GLOBAL_DEFAULT, curl_alloc, curl_release, curl_grow, curl_dup, curl_zalloc);
+  });
+}
+
+// OpenSSL decrypts each TLS record in place in its read buffer and by default leaves the
+// plaintext there (a KMS answer with its data key) until the buffer is reused or freed
+// unwiped. With SSL_OP_CLEANSE_PLAINTEXT it wipes it once libcurl has copied it out.
+// libcurl calls this only with its OpenSSL backend, which is what Debian builds.
+CURLcode on_ssl_ctx(CURL*, void* ssl_ctx, void*) {
+  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_CLEANSE_PLAINTEXT);
+  return CURLE_OK;
 }
 
 struct Sink {
@@ -187,6 +222,7 @@ class CurlTransport final : public HttpTransport {
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp);
     if (share_) curl_easy_setopt(h, CURLOPT_SHARE, share_.get());
     if (!opts_.ca_bundle.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, opts_.ca_bundle.c_str());
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &on_ssl_ctx);
     // Not setting CURLOPT_PROXY is what makes libcurl read the proxy environment; "*"
     // in NOPROXY bypasses it for this request only.
     if (call.no_proxy) curl_easy_setopt(h, CURLOPT_NOPROXY, "*");

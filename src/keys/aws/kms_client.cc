@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "crypto/vector_registers.h"
 #include "keys/aws/kms_errors.h"
 #include "keys/aws/url.h"
 #include "keys/call_priority.h"
@@ -252,6 +253,7 @@ Result<PlaintextAnswer> KmsClient::generate_data_key(const std::string& key_id,
   ASSIGN_OR_RETURN(HttpResponse r, call("GenerateDataKey", key_id, std::move(body)));
   Result<PlaintextAnswer> a = parse_generate_data_key(r.body);
   wipe(r.body);
+  clear_vector_registers();  // the base64 key passed through them; the thread may now sleep
   if (!a.ok()) return a.status().with_context("KMS GenerateDataKey");
   if (a.ok() && a->plaintext.size() != 32) {
     return Status(Code::kCorrupt, "KMS GenerateDataKey returned a " +
@@ -266,6 +268,7 @@ Result<PlaintextAnswer> KmsClient::decrypt(const std::string& key_id, ByteSpan b
   ASSIGN_OR_RETURN(HttpResponse r, call("Decrypt", key_id, std::move(body)));
   Result<PlaintextAnswer> a = parse_decrypt(r.body);
   wipe(r.body);
+  clear_vector_registers();
   if (!a.ok()) return a.status().with_context("KMS Decrypt");
   return a;
 }

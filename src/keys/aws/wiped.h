@@ -1,14 +1,16 @@
 // Growable buffers for bytes that may carry key material on their way in or out (an HTTP
-// response with a base64 Plaintext, an Encrypt request body): every block they ever
-// allocate is zeroed before it is freed, including the old block on each reallocation.
-// Not locked memory: these hold secrets for one request; the plaintext itself goes
-// straight into a SecureBuffer.
+// response with a base64 Plaintext, an Encrypt request body): allocated from the no-dump
+// heap (locked, left out of core dumps: a core taken while a KMS answer is being parsed
+// must not hold it) and zeroed before they are freed, including the old block on each
+// reallocation. The plaintext itself goes straight into a SecureBuffer.
 #pragma once
 
 #include <cstddef>
-#include <memory>
+#include <cstdint>
+#include <new>
 #include <string>
 
+#include "crypto/nodump_heap.h"
 #include "crypto/secure_buffer.h"
 
 namespace kmsfs::aws {
@@ -19,11 +21,13 @@ struct WipingAllocator {
   WipingAllocator() noexcept = default;
   template <typename U>
   WipingAllocator(const WipingAllocator<U>&) noexcept {}  // NOLINT: rebinding
-  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
-  void deallocate(T* p, size_t n) noexcept {
-    secure_zero(p, n * sizeof(T));
-    std::allocator<T>().deallocate(p, n);
+  T* allocate(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    void* p = nodump_alloc(n * sizeof(T));
+    if (p == nullptr) throw std::bad_alloc();  // like SecureBuffer: never unlocked instead
+    return static_cast<T*>(p);
   }
+  void deallocate(T* p, size_t) noexcept { nodump_free(p); }  // which zeroes it
   template <typename U>
   bool operator==(const WipingAllocator<U>&) const noexcept { return true; }
 };
