@@ -148,6 +148,10 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
                   EIO);
   m->mounted_ = true;
   log_fd_limit(fds);
+  // What the kernel was told, for whoever turned debug lines on to find out why a mount
+  // behaves as it does (the options say whether writeback, allow_other, ... are on).
+  spdlog::debug("FUSE options {}; up to {} worker threads; {} descriptors held in reserve", opts, cfg.max_threads,
+                fs_opts.fd_reserve);
   Filesystem* fs = m->fs_.get();
   if (cfg.key_cache) {
     m->key_cache_ = cfg.key_cache;
