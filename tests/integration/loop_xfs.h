@@ -125,12 +125,15 @@ class LoopXfs {
 // always keeps its backing directory in its own temp dir).
 class Daemon {
  public:
-  Daemon(std::string backing, std::string mnt, std::string keyring, std::string log, std::vector<std::string> extra)
+  // `prefix` runs the daemon through a wrapper, e.g. {"setpriv", "--bounding-set", ..., "--"}.
+  Daemon(std::string backing, std::string mnt, std::string keyring, std::string log, std::vector<std::string> extra,
+         std::vector<std::string> prefix = {})
       : backing_(std::move(backing)),
         mnt_(std::move(mnt)),
         keyring_(std::move(keyring)),
         log_(std::move(log)),
-        extra_(std::move(extra)) {
+        extra_(std::move(extra)),
+        prefix_(std::move(prefix)) {
     struct stat st {};
     std::string parent = mnt_.substr(0, mnt_.find_last_of('/'));
     ::stat(parent.c_str(), &st);
@@ -144,7 +147,10 @@ class Daemon {
   }
 
   void start() {
-    std::vector<std::string> argv = {kmsfs_bin(), "mount", backing_, mnt_, "--foreground", "--keyring", keyring_};
+    std::vector<std::string> argv = prefix_;
+    for (const auto& a : {kmsfs_bin(), std::string("mount"), backing_, mnt_, std::string("--foreground"),
+                          std::string("--keyring"), keyring_})
+      argv.push_back(a);
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     bg_ = std::make_unique<Background>(argv, log_);
     for (int i = 0; i < 500; ++i) {
@@ -173,6 +179,8 @@ class Daemon {
     return rc;
   }
 
+  pid_t pid() const { return bg_ ? bg_->pid() : -1; }
+
   std::string log() const {
     try {
       return read_file(log_);
@@ -183,7 +191,7 @@ class Daemon {
 
  private:
   std::string backing_, mnt_, keyring_, log_;
-  std::vector<std::string> extra_;
+  std::vector<std::string> extra_, prefix_;
   dev_t parent_dev_ = 0;
   std::unique_ptr<Background> bg_;
 };
