@@ -13,6 +13,7 @@ TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       python3 xxd
       # tests/integration/apps_test.cc and powerloss_test.cc (losetup is in mount)
       sqlite3 git rsync tar diffutils xfsprogs mount
+      e2fsprogs  # mkfs.ext4: the small, nearly full backing store (enospc_test, soak_test)
       libcap2-bin  # setcap/getcap: file capabilities through the mount
       # tests/kms_local: independent KMS clients against tools/kms-local, and curl
       awscli python3-boto3 curl

@@ -9,13 +9,19 @@
 //    was written (size and bytes), the files that were there before are unchanged;
 //  * on a disk filled to the last block, a sparse file overwritten in place (its holes
 //    need space) fails the same way and every 4 KiB block holds either its old or its new
-//    content; a dense file overwritten in place needs no space and succeeds.
+//    content; a dense file overwritten in place needs no space and succeeds;
+//  * appends and writes through a shared mapping (msync) on a nearly full disk: the
+//    first failure comes at write, fsync, msync or close; every byte a successful fsync
+//    (msync) acknowledged reads back after a remount, the bytes of the failed call are
+//    block by block old or new, and stat's size agrees with what reads return.
 //
 // Needs root, loop devices and e2fsprogs. Without them it skips with the reason, except
 // under CI (CI=true), where that is a failure. The kmsfs mount, the ext4 mount and the loop
 // device are torn down by destructors, also when a check fails.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/quota.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -28,10 +34,12 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "loop_ext4.h"
 #include "loop_xfs.h"  // Daemon, must, have, add_sbin_to_path
 #include "mounted_vault.h"
 
@@ -39,60 +47,6 @@ namespace kmsfs::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-// An ext4 filesystem in an image file on a loop device. -m 0: no blocks reserved for root
-// (the daemon runs as root), so the free space statvfs reports is all there is.
-class LoopExt4 {
- public:
-  static std::string unavailable() {
-    if (::geteuid() != 0) return "needs root";
-    if (::access("/dev/loop-control", F_OK) != 0) return "no /dev/loop-control (loop devices unavailable)";
-    for (const char* p : {"losetup", "mkfs.ext4"})
-      if (!have(p)) return std::string(p) + " not found (Debian packages mount, e2fsprogs)";
-    return "";
-  }
-
-  LoopExt4(const TempDir& tmp, uint64_t size) : image_(tmp / "ext4.img"), mnt_(tmp / "ext4") {
-    ::mkdir(mnt_.c_str(), 0755);
-    int fd = ::open(image_.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0) throw std::runtime_error("cannot create image");
-    ::close(fd);
-    must({"mkfs.ext4", "-q", "-F", "-m", "0", image_});
-    ProcessResult r = run({"losetup", "--find", "--show", image_});
-    if (r.exit_code != 0) {
-      skip_reason_ = "losetup --find --show failed: " + r.err;
-      return;
-    }
-    dev_ = r.out.substr(0, r.out.find('\n'));
-    r = run({"mount", "-t", "ext4", dev_, mnt_});
-    if (r.exit_code != 0) {
-      skip_reason_ = "cannot mount ext4 from a loop device: " + r.err;
-      return;
-    }
-    mounted_ = true;
-  }
-  ~LoopExt4() {
-    if (mounted_ && ::umount2(mnt_.c_str(), 0) != 0) ::umount2(mnt_.c_str(), MNT_DETACH);
-    if (!dev_.empty()) {
-      // A lazily detached filesystem may hold the device a moment longer.
-      for (int i = 0; i < 50 && run({"losetup", "-d", dev_}).exit_code != 0; ++i) std::this_thread::sleep_for(100ms);
-    }
-  }
-  LoopExt4(const LoopExt4&) = delete;
-  LoopExt4& operator=(const LoopExt4&) = delete;
-
-  const std::string& skip_reason() const { return skip_reason_; }
-  std::string at(const std::string& rel) const { return mnt_ + "/" + rel; }
-  uint64_t free_bytes() const {
-    struct statvfs sv {};
-    ::statvfs(mnt_.c_str(), &sv);
-    return static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
-  }
-
- private:
-  std::string image_, mnt_, dev_, skip_reason_;
-  bool mounted_ = false;
-};
 
 // Where a sequence of write(2)s, fsync and close first failed, and with what.
 struct Outcome {
@@ -162,15 +116,60 @@ size_t first_difference(const std::string& a, const std::string& b) {
 }
 
 enum class Cache { kWriteback, kNoWriteback };
+// What runs out: the filesystem's free blocks, or a block quota on it.
+enum class Limit { kDisk, kQuota };
+struct Param {
+  Cache cache;
+  Limit limit;
+};
 
-class FullDisk : public ::testing::TestWithParam<Cache> {
+// The quota case: ext4 made with `-O quota`, mounted with usrquota, and a hard block limit
+// for root (uid 0), whom the daemon's backing writes are charged to (it creates backing
+// files as root for a root caller). Root ignores quota hard limits only through
+// CAP_SYS_RESOURCE (the kernel's ignore_hardlimit()), so the daemon runs without it,
+// from setpriv with the capability dropped from its bounding set; the test itself keeps
+// it, which lets it fill the quota exactly (its own writes are not refused).
+constexpr uint64_t kQuotaBytes = 24ull << 20;
+
+// Where a file's bytes stand after a failed write: every 4 KiB block of `got` holds the
+// block of `before` or of `after` (both read as zeros past their end), and its size lies
+// between theirs. Returns what breaks that, or "".
+std::string blocks_old_or_new(const std::string& got, const std::string& before, const std::string& after) {
+  const size_t lo = std::min(before.size(), after.size()), hi = std::max(before.size(), after.size());
+  if (got.size() < lo || got.size() > hi)
+    return "size " + std::to_string(got.size()) + " outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  auto padded = [&](const std::string& x) {
+    std::string p = x.substr(0, got.size());
+    p.resize(got.size(), '\0');
+    return p;
+  };
+  const std::string b = padded(before), a = padded(after);
+  for (size_t off = 0; off < got.size(); off += 4096) {
+    const size_t n = std::min<size_t>(4096, got.size() - off);
+    if (got.compare(off, n, b, off, n) != 0 && got.compare(off, n, a, off, n) != 0)
+      return "the block at " + std::to_string(off) + " holds neither its old nor its new content";
+  }
+  return "";
+}
+
+class FullDisk : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
     add_sbin_to_path();
     std::string why = LoopExt4::unavailable();
+    if (why.empty() && quota()) {
+      for (const char* p : {"setquota", "setpriv"})
+        if (!have(p)) why = std::string(p) + " not found (Debian packages quota, util-linux)";
+    }
     if (why.empty()) {
-      ext4_ = std::make_unique<LoopExt4>(tmp_, 32ull << 20);
+      LoopExt4::Options o;
+      if (quota()) o = {{"-O", "quota"}, "usrquota"};
+      ext4_ = std::make_unique<LoopExt4>(tmp_, quota() ? 64ull << 20 : 32ull << 20, o);
       why = ext4_->skip_reason();
+    }
+    if (why.empty() && quota()) {
+      ProcessResult q = run({"setquota", "-u", "root", "0", std::to_string(kQuotaBytes >> 10), "0", "0", ext4_->mnt()});
+      if (q.exit_code != 0) why = "setquota failed: " + q.err + q.out;
     }
     if (!why.empty()) {
       const char* ci = std::getenv("CI");
@@ -196,12 +195,60 @@ class FullDisk : public ::testing::TestWithParam<Cache> {
     ext4_.reset();
   }
 
+  bool quota() const { return GetParam().limit == Limit::kQuota; }
+  bool writeback() const { return GetParam().cache == Cache::kWriteback; }
+  const char* mode() const {
+    if (quota()) return writeback() ? "quota, writeback" : "quota, no-writeback";
+    return writeback() ? "writeback" : "no-writeback";
+  }
+
   void start() {
-    std::vector<std::string> extra;
-    if (GetParam() == Cache::kNoWriteback) extra.push_back("--no-writeback");
-    daemon_ = std::make_unique<Daemon>(vault_, mnt_, keyring_, tmp_ / ("daemon" + std::to_string(starts_++) + ".log"), extra);
+    std::vector<std::string> extra, prefix;
+    if (!writeback()) extra.push_back("--no-writeback");
+    if (quota()) prefix = {"setpriv", "--inh-caps=-sys_resource", "--bounding-set=-sys_resource", "--"};
+    daemon_ = std::make_unique<Daemon>(vault_, mnt_, keyring_, tmp_ / ("daemon" + std::to_string(starts_++) + ".log"),
+                                       extra, prefix);
     daemon_->start();
   }
+
+  // Bytes the daemon may still allocate: the free space, or what is left of the quota.
+  uint64_t space_left() const {
+    if (!quota()) return ext4_->free_bytes();
+    if_dqblk q{};
+    if (::quotactl(QCMD(Q_GETQUOTA, USRQUOTA), ext4_->dev().c_str(), 0, reinterpret_cast<caddr_t>(&q)) != 0)
+      throw std::runtime_error(std::string("quotactl Q_GETQUOTA: ") + std::strerror(errno));
+    const uint64_t limit = q.dqb_bhardlimit * 1024;
+    return std::min<uint64_t>(ext4_->free_bytes(), q.dqb_curspace < limit ? limit - q.dqb_curspace : 0);
+  }
+  // Leaves at most `keep` bytes for the daemon (0: to the last block), with a file beside
+  // the vault.
+  void leave(uint64_t keep, const std::string& name = "filler") {
+    const uint64_t left = space_left();
+    if (left > keep) {
+      int fd = ::open(ext4_->at(name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+      ASSERT_GE(fd, 0);
+      struct stat st {};
+      ::fstat(fd, &st);
+      ASSERT_EQ(::posix_fallocate(fd, st.st_size, static_cast<off_t>((left - keep) & ~uint64_t{4095})), 0);
+      ::fsync(fd);
+      ::close(fd);
+    }
+    if (keep == 0) {
+      if (quota()) {
+        // The last blocks of the quota: whatever rounding left.
+        int fd = ::open(ext4_->at(name).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        const std::string block(4096, 'f');
+        for (int i = 0; i < 64 && space_left() > 0; ++i) ASSERT_EQ(::write(fd, block.data(), block.size()), 4096);
+        ::fsync(fd);
+        ::close(fd);
+      } else {
+        ext4_->fill(name);
+      }
+    }
+    std::cout << mode() << ": " << space_left() << " bytes left for the daemon\n";
+  }
+  void free_filler(const std::string& name = "filler") { ::unlink(ext4_->at(name).c_str()); }
+
   // Unmounts, checks the vault offline, mounts again.
   void fsck_and_remount() {
     ASSERT_EQ(daemon_->stop(), 0) << daemon_->log();
@@ -216,15 +263,15 @@ class FullDisk : public ::testing::TestWithParam<Cache> {
   // Fills the disk: a copy of more than the free space into `name`, which must fail.
   // Returns what was written.
   std::string fill(const std::string& name, uint64_t seed) {
-    const std::string data = pattern(ext4_->free_bytes() + (8 << 20), seed);
+    const std::string data = pattern(space_left() + (8 << 20), seed);
     Outcome o = write_fsync_close(at(name), data, O_CREAT | O_TRUNC);
-    std::cout << (GetParam() == Cache::kWriteback ? "writeback" : "no-writeback") << ": copy of " << data.size()
+    std::cout << mode() << ": copy of " << data.size()
               << " bytes failed at " << o.step << " (" << std::strerror(o.err) << ") after " << o.written
               << " bytes accepted by write(2)\n";
     EXPECT_NE(o.step, "none") << "a copy bigger than the free space succeeded";
     EXPECT_NE(o.step, "open");
     EXPECT_TRUE(o.err == ENOSPC || o.err == EDQUOT) << o.step << ": " << std::strerror(o.err);
-    if (GetParam() == Cache::kNoWriteback) {
+    if (!writeback()) {
       EXPECT_EQ(o.step, "write") << "without the cache write(2) itself must fail";
     }
     return data;
@@ -295,17 +342,7 @@ TEST_P(FullDisk, OverwritesInPlaceOnAFullDiskKeepTheOldContentOrSucceed) {
   write_file(at("dense"), dense_old);
   // The disk made full under the vault, beside it: with the writeback cache a failed copy
   // is cut back to a prefix and may leave space free again.
-  {
-    const std::string chunk(1 << 20, 'f');
-    int fd = ::open(ext4_->at("filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0);
-    for (size_t n = chunk.size(); n >= 4096; n /= 16)  // then smaller, to the last block
-      while (::write(fd, chunk.data(), n) > 0) {
-      }
-    ::fsync(fd);
-    ::close(fd);
-  }
-  std::cout << "free after filling: " << ext4_->free_bytes() << " bytes\n";
+  leave(0);
 
   // Filling the holes needs space the disk no longer has.
   const std::string sparse_new = pattern(6 << 20, 7);
@@ -333,9 +370,113 @@ TEST_P(FullDisk, OverwritesInPlaceOnAFullDiskKeepTheOldContentOrSucceed) {
   EXPECT_TRUE(dr.data == dense_new) << "dense: the in-place overwrite did not land";
 }
 
-INSTANTIATE_TEST_SUITE_P(Cache, FullDisk, ::testing::Values(Cache::kWriteback, Cache::kNoWriteback),
-                         [](const ::testing::TestParamInfo<Cache>& i) {
-                           return i.param == Cache::kWriteback ? "writeback" : "no_writeback";
+// Checks, until it holds or 5 s have passed (with the writeback cache the kernel learns of
+// a failed write-back's outcome asynchronously), that `name` reads without error, that
+// stat's size agrees with the bytes read, and that `check` accepts them.
+template <typename Check>
+void expect_converges(const std::string& path, Check check) {
+  std::string why;
+  for (int i = 0; i < 50; ++i) {
+    if (i > 0) std::this_thread::sleep_for(100ms);
+    const uint64_t size = stat_size(path);
+    ReadResult r = read_all(path);
+    if (r.err != 0) why = std::string("read fails: ") + std::strerror(r.err);
+    else if (size != r.data.size())
+      why = "stat says " + std::to_string(size) + " bytes, reads return " + std::to_string(r.data.size());
+    else why = check(r.data);
+    if (why.empty()) return;
+  }
+  ADD_FAILURE() << path << ": " << why;
+}
+
+TEST_P(FullDisk, AppendsFailCleanlyAndKeepEveryFsyncedByte) {
+  const std::string stream = pattern(64 << 20, 21);
+  leave(3 << 20);
+  int fd = ::open(at("log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  size_t written = 0, acked = 0;
+  std::string failed_at;
+  int err = 0;
+  for (int i = 0; failed_at.empty() && written + 50000 <= stream.size(); ++i) {
+    ssize_t w = ::write(fd, stream.data() + written, 50000);  // not block-aligned on purpose
+    if (w < 0) failed_at = "write", err = errno;
+    else written += static_cast<size_t>(w);
+    if (failed_at.empty() && i % 3 == 2) {
+      if (::fsync(fd) == 0) acked = written;
+      else failed_at = "fsync", err = errno;
+    }
+  }
+  if (::close(fd) != 0 && failed_at.empty()) failed_at = "close", err = errno;
+  std::cout << mode() << ": appends failed at " << failed_at << " (" << std::strerror(err) << ") with " << written
+            << " bytes accepted, " << acked << " acknowledged by fsync\n";
+  ASSERT_FALSE(failed_at.empty());
+  EXPECT_TRUE(err == ENOSPC || err == EDQUOT) << std::strerror(err);
+  if (!writeback()) {
+    EXPECT_EQ(failed_at, "write") << "without the cache write(2) itself must fail";
+  }
+  const std::string before = stream.substr(0, acked), after = stream.substr(0, written);
+  auto check = [&](const std::string& got) {
+    if (got.size() < acked) return "lost acknowledged bytes: " + std::to_string(got.size()) + " < " + std::to_string(acked);
+    return blocks_old_or_new(got, before, after);
+  };
+  expect_converges(at("log"), check);
+  fsck_and_remount();
+  expect_converges(at("log"), check);
+  // Space freed, appending works again.
+  free_filler();
+  const std::string more = pattern(100000, 22);
+  fd = ::open(at("log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const uint64_t at_size = stat_size(at("log"));
+  EXPECT_EQ(::write(fd, more.data(), more.size()), static_cast<ssize_t>(more.size()));
+  EXPECT_EQ(::fsync(fd), 0) << std::strerror(errno);
+  EXPECT_EQ(::close(fd), 0);
+  EXPECT_EQ(read_all(at("log")).data.substr(at_size), more);
+}
+
+TEST_P(FullDisk, WritesThroughASharedMappingFailAtMsyncAndKeepEverySyncedPage) {
+  constexpr size_t kSize = 8 << 20, kChunk = 256 << 10;
+  int fd = ::open(at("mapped").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, kSize), 0);  // sparse: pages written through the map need space
+  ASSERT_EQ(::fsync(fd), 0);
+  leave(1 << 20);
+  char* map = static_cast<char*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+  const std::string data = pattern(kSize, 31);
+  size_t acked = 0;
+  int err = 0;
+  for (size_t off = 0; off < kSize; off += kChunk) {
+    std::memcpy(map + off, data.data() + off, kChunk);
+    if (::msync(map + off, kChunk, MS_SYNC) != 0) {
+      err = errno;
+      break;
+    }
+    acked = off + kChunk;
+  }
+  ::munmap(map, kSize);
+  const int close_rc = ::close(fd);
+  std::cout << mode() << ": writes through the mapping failed at msync after " << acked << " bytes ("
+            << std::strerror(err) << "), close " << (close_rc == 0 ? "ok" : std::strerror(errno)) << "\n";
+  ASSERT_NE(err, 0) << "8 MiB written through a mapping fitted in 1 MiB?";
+  EXPECT_TRUE(err == ENOSPC || err == EDQUOT) << std::strerror(err);
+  const std::string zeros(kSize, '\0');
+  auto check = [&](const std::string& got) -> std::string {
+    if (got.size() != kSize) return "size " + std::to_string(got.size()) + ", not the " + std::to_string(kSize) + " set";
+    if (got.compare(0, acked, data, 0, acked) != 0) return "pages synced by msync lost";
+    return blocks_old_or_new(got, zeros, data);
+  };
+  expect_converges(at("mapped"), check);
+  fsck_and_remount();
+  expect_converges(at("mapped"), check);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cache, FullDisk,
+                         // Limit::kQuota: not yet (ext4 -O quota with -o usrquota did not mount here).
+                         ::testing::Values(Param{Cache::kWriteback, Limit::kDisk}, Param{Cache::kNoWriteback, Limit::kDisk}),
+                         [](const ::testing::TestParamInfo<Param>& i) {
+                           std::string n = i.param.cache == Cache::kWriteback ? "writeback" : "no_writeback";
+                           return i.param.limit == Limit::kQuota ? "quota_" + n : n;
                          });
 
 }  // namespace
