@@ -8,9 +8,10 @@ if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: run as root" >&2; exit 1; fi
 BUILD=(cmake ninja-build g++ pkg-config
        libfuse3-dev fuse3 libssl-dev openssl libsodium-dev libcurl4-openssl-dev
        nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev
-       libcpp-httplib-dev systemd)  # systemd: systemd-analyze for tests/systemd; tools/kms-local: Debian's split build, with OpenSSL (TLS) compiled in
+       libcpp-httplib-dev)  # tools/kms-local: Debian's split build, with OpenSSL (TLS) compiled in
 TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       python3 xxd
+      systemd  # systemd-analyze verify/security (tests/systemd)
       # tests/integration/apps_test.cc and powerloss_test.cc (losetup is in mount)
       sqlite3 git rsync tar diffutils xfsprogs mount
       libcap2-bin  # setcap/getcap: file capabilities through the mount
