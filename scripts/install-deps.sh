@@ -11,6 +11,7 @@ BUILD=(cmake ninja-build g++ pkg-config
        libcpp-httplib-dev)  # tools/kms-local: Debian's split build, with OpenSSL (TLS) compiled in
 TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       python3 xxd
+      systemd  # systemd-analyze verify/security (tests/systemd)
       # tests/integration/apps_test.cc and powerloss_test.cc (losetup is in mount)
       sqlite3 git rsync tar diffutils xfsprogs mount
       e2fsprogs  # mkfs.ext4: the small, nearly full backing store (enospc_test, soak_test)

@@ -13,9 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spdlog/cfg/env.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -29,6 +26,9 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/daemon_log.h"
+#include "cli/graceful_stop.h"
+#include "cli/service_notify.h"
 #include "cli/exit_codes.h"
 #include "cli/keyring_locator.h"
 #include "cli/mountinfo.h"
@@ -64,6 +64,7 @@ struct MountArgs {
   size_t max_cached_keys = 10000;
   double stale_if_error = 0;
   std::string metrics_listen;
+  std::string log_level;
   size_t key_pool = 512;
   uint64_t intermediate_max_files = 0;
   double intermediate_max_age = 0;
@@ -119,27 +120,15 @@ std::vector<std::string> split_options(const std::vector<std::string>& raw) {
   return out;
 }
 
-void log_to_stderr() {
-  auto logger = spdlog::stderr_logger_mt("kmsfs-stderr");
-  logger->set_pattern("kmsfs[%P]: %l: %v");
-  spdlog::set_default_logger(logger);
-  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug: the debug lines, libfuse's too
-}
-
-void log_to_syslog() {
-  auto logger = spdlog::syslog_logger_mt("kmsfs-syslog", "kmsfs", LOG_PID, LOG_DAEMON);
-  logger->set_pattern("%l: %v");
-  spdlog::set_default_logger(logger);
-  spdlog::cfg::load_env_levels();
-}
-
 // Everything after the fork (or in the foreground): keys, vault, mount, serve.
 // `report` is called once, with ok or the start-up error, before serving begins.
 Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphrase,
                        const std::string& keyring_path, TrustAnchor anchor,
                        const std::function<void(const Status&)>& report) {
   ::umask(0);  // the kernel already applied the caller's umask; ours must not apply twice
+  StartupProgress progress;  // systemd's start timeout, extended while a KMS is slow
   auto fail = [&](Status s) {
+    progress.finish();
     report(s);
     return s;
   };
@@ -158,6 +147,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
     std::optional<SecureBuffer> pw;
     if (passphrase) pw = passphrase->clone();
     passphrase.reset();
+    progress.step("opening the keyring");
     auto kr = KeyringProvider::open(keyring_path, pw ? &*pw : nullptr);
     if (!kr.ok()) return fail(kr.status());
     providers.add(std::move(*kr));
@@ -169,6 +159,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   auto recovered = recover_reencryption(a.backing);
   if (!recovered.ok()) return fail(recovered.status());
   if (!recovered->empty()) spdlog::warn("{}", *recovered);
+  progress.step("opening the vault (its keys may come from the KMS)");
   auto vault = Vault::open(a.backing, providers, std::move(anchor));
   if (!vault.ok()) return fail(vault.status());
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
@@ -183,7 +174,9 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   ko.intermediate_max_age = ms(a.intermediate_max_age);
   ko.pool.max_size = a.key_pool;
   ko.pool.ttl = co.ttl;
+  progress.step("starting the key sources");
   if (Status s = (*vault)->start_key_sources(ko); !s.ok()) return fail(s);
+  progress.step("mounting " + a.mountpoint);
   MountConfig cfg;
   cfg.backing = a.backing;
   cfg.mountpoint = a.mountpoint;
@@ -228,9 +221,16 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
     spdlog::info("metrics at http://{}:{}/metrics", a.metrics_listen.substr(0, a.metrics_listen.rfind(':')),
                  metrics->port());
   }
+  progress.finish();
   report(Status::Ok());
   spdlog::info("serving {} at {}", a.backing, a.mountpoint);
-  Status s = (*m)->serve();
+  Status s;
+  {
+    GracefulStop stop(a.mountpoint);  // SIGTERM: unmount, writing back cached data first
+    ReadinessWatch ready(a.mountpoint, "serving " + a.backing + " at " + a.mountpoint);
+    s = (*m)->serve();
+  }
+  service_notify("STOPPING=1\nSTATUS=stopping: unmounted " + a.mountpoint);
   spdlog::info("unmounted {}", a.mountpoint);
   return s;
 }
@@ -261,7 +261,7 @@ Status run_mount(MountArgs& a) {
   std::optional<SecureBuffer> passphrase;
   if (anchor.record.key_trust().allows_provider(ProviderId::kKeyring) || a.keyring || a.pass.given()) {
     ASSIGN_OR_RETURN(keyring_path, locate_keyring({a.keyring, anchor.record.keyring, a.backing}));
-    ASSIGN_OR_RETURN(passphrase, keyring_passphrase(keyring_path, a.pass.source()));
+    ASSIGN_OR_RETURN(passphrase, keyring_passphrase(keyring_path, a.pass.source_or_credential()));
   }
 
   // Say it here too: a daemonized child's warning goes to syslog only.
@@ -276,7 +276,8 @@ Status run_mount(MountArgs& a) {
   }
 
   if (a.foreground) {
-    log_to_stderr();
+    ASSIGN_OR_RETURN(std::string logs_to, start_daemon_log({false, a.mountpoint, a.log_level}));
+    (void)logs_to;
     return mount_and_serve(a, std::move(passphrase), keyring_path, std::move(anchor), [](const Status&) {});
   }
 
@@ -288,9 +289,9 @@ Status run_mount(MountArgs& a) {
   if (pid == 0) {
     ::close(pipefd[0]);
     ::setsid();
-    log_to_syslog();
-    auto report = [fd = pipefd[1]](const Status& s) {
-      std::string msg = s.ok() ? std::string("ok") : std::to_string(exit_code(s)) + " " + s.message();
+    auto logs_to = start_daemon_log({true, a.mountpoint, a.log_level});
+    auto report = [fd = pipefd[1], where = logs_to.ok() ? *logs_to : ""](const Status& s) {
+      std::string msg = s.ok() ? "ok " + where : std::to_string(exit_code(s)) + " " + s.message();
       ssize_t ignored = ::write(fd, msg.data(), msg.size());
       (void)ignored;
       ::close(fd);
@@ -302,6 +303,10 @@ Status run_mount(MountArgs& a) {
         }
       }
     };
+    if (!logs_to.ok()) {
+      report(logs_to.status());
+      ::_exit(exit_code(logs_to.status()));
+    }
     Status s = mount_and_serve(a, std::move(passphrase), keyring_path, std::move(anchor), report);
     if (!s.ok()) spdlog::error("{}", s.message());
     ::_exit(s.ok() ? 0 : exit_code(s));
@@ -313,7 +318,7 @@ Status run_mount(MountArgs& a) {
   ssize_t n;
   while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
   ::close(pipefd[0]);
-  if (msg != "ok") {
+  if (!msg.starts_with("ok ")) {
     int wst = 0;
     ::waitpid(pid, &wst, 0);
     if (msg.empty()) return Status(Code::kInternal, "the daemon died during start-up");
@@ -330,8 +335,8 @@ Status run_mount(MountArgs& a) {
     return Status(Code::kInternal, text);
   }
   RETURN_IF_ERROR(wait_until_mounted(a.mountpoint, pid));
-  std::printf("kmsfs: mounted %s at %s (daemon pid %d; logs go to syslog)\n", a.backing.c_str(),
-              a.mountpoint.c_str(), pid);
+  std::printf("kmsfs: mounted %s at %s (daemon pid %d; logs go to %s)\n", a.backing.c_str(),
+              a.mountpoint.c_str(), pid, msg.substr(3).c_str());
   return Status::Ok();
 }
 
@@ -375,6 +380,11 @@ void add_mount_commands(CLI::App& app, Commands& out) {
   m->add_option("--metrics-listen", args->metrics_listen,
                 "Serve the mount's stats as Prometheus text at http://HOST:PORT/metrics (e.g. 127.0.0.1:9411)")
       ->type_name("HOST:PORT");
+  m->add_option("--log-level", args->log_level,
+                "The daemon's log level: trace, debug, info, warning, error, critical or off (default: "
+                "$SPDLOG_LEVEL, else info); no level logs a key, a passphrase or a plaintext name")
+      ->type_name("LEVEL")
+      ->check([](const std::string& v) { return valid_log_level(v) ? std::string() : "unknown log level " + v; });
   add_passphrase_options(*m, args->pass);
   out.push_back({"mount", m, [args] { return run_mount(*args); }});
 

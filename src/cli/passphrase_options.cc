@@ -1,5 +1,9 @@
 #include "cli/passphrase_options.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 namespace kmsfs::cli {
 
 bool PassphraseOptions::given() const {
@@ -12,6 +16,15 @@ PassphraseSource PassphraseOptions::source() const {
   if (extpass_opt != nullptr && extpass_opt->count() > 0)
     return {PassphraseSource::Kind::kExtpass, extpass};
   return {PassphraseSource::Kind::kPrompt, ""};
+}
+
+PassphraseSource PassphraseOptions::source_or_credential() const {
+  if (given()) return source();
+  if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr && *dir != '\0') {
+    std::string path = std::string(dir) + "/passphrase";
+    if (::access(path.c_str(), F_OK) == 0) return {PassphraseSource::Kind::kFile, path};
+  }
+  return source();
 }
 
 void add_passphrase_options(CLI::App& cmd, PassphraseOptions& opts) {

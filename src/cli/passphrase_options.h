@@ -22,6 +22,10 @@ struct PassphraseOptions {
   bool given() const;
   // The source to read from: the file, the command, or the terminal prompt.
   PassphraseSource source() const;
+  // For a service: the file or the command if given, else the systemd credential
+  // $CREDENTIALS_DIRECTORY/passphrase if there is one (LoadCredential=passphrase:...),
+  // else the prompt.
+  PassphraseSource source_or_credential() const;
 };
 
 // Adds the two (mutually exclusive) options to `cmd`, storing into `opts`, which must

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "base/file_io.h"
+#include "base/log_fields.h"
 #include "format/header.h"
 #include "fs/fd_limit.h"
 #include "fs/errno_map.h"
@@ -138,15 +139,19 @@ void Filesystem::stop_eviction() {
   evict_cv_.notify_all();
 }
 
-Status Filesystem::logged(Status s, const char* op) const {
+Status Filesystem::logged(Status s, const char* op, const CryptFile* file) const {
   if (s.ok()) return s;
   // Expected outcomes (ENOENT on lookup, EEXIST on create...) are not events; damage and
   // key failures are, one line each with the file and the errno.
   const Code c = s.code();
   if (c == Code::kCorrupt || c == Code::kUnsupported || c == Code::kUnavailable ||
       c == Code::kInternal || c == Code::kPermissionDenied ||
-      (c == Code::kIo && s.sys_errno() == EIO))
+      (c == Code::kIo && s.sys_errno() == EIO)) {
+    std::vector<LogField> fields = {{"ERRNO", std::to_string(to_errno(s))}};
+    if (file != nullptr) fields.push_back({"KMSFS_FILE_ID", to_hex(file->id())});
+    LogFields scope(std::move(fields));
     spdlog::error("{}: {} (errno {})", op, s.message(), to_errno(s));
+  }
   return s;
 }
 
@@ -235,7 +240,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const struct stat& attr, i
     in.kept_size.store(static_cast<uint64_t>(attr.st_size), std::memory_order_release);
     if (fh) fh->file->allow_gaps();
     if (fh) {
-      RETURN_IF_ERROR(logged(fh->file->truncate(static_cast<uint64_t>(attr.st_size)), "truncate"));
+      RETURN_IF_ERROR(logged(fh->file->truncate(static_cast<uint64_t>(attr.st_size)), "truncate", fh->file.get()));
       if (attr.st_size == 0) follow_current_key(*fh->file);
     } else {
       ASSIGN_OR_RETURN(auto f, acquire_file(in, true));
@@ -592,7 +597,7 @@ Result<Created> Filesystem::create(uint64_t parent, const char* name, mode_t mod
 
 Result<size_t> Filesystem::read(FileHandle* fh, MutableByteSpan out, off_t off) {
   auto n = fh->file->read(out, static_cast<uint64_t>(off));
-  if (!n.ok()) return logged(n.status(), "read");
+  if (!n.ok()) return logged(n.status(), "read", fh->file.get());
   return n;
 }
 
@@ -618,7 +623,7 @@ Result<size_t> Filesystem::write(FileHandle* fh, ByteSpan data, off_t off, bool 
   } else {
     queue_invalidation(in);
   }
-  return logged(s, "write");
+  return logged(s, "write", &f);
 }
 
 void Filesystem::write_failed(Inode& in, CryptFile& f, const Status& s) {
@@ -670,7 +675,7 @@ Status Filesystem::fsync(FileHandle* fh, bool datasync) {
   // by a later lost write-back (Inode::kept_size). The kernel has written its dirty pages
   // back before sending FSYNC, and would have failed the fsync had one been lost.
   const uint64_t size = fh->file->size();
-  RETURN_IF_ERROR(logged(fh->file->sync(datasync), "fsync"));
+  RETURN_IF_ERROR(logged(fh->file->sync(datasync), "fsync", fh->file.get()));
   if (fh->inode->write_error.load(std::memory_order_acquire) == 0) {
     uint64_t kept = fh->inode->kept_size.load(std::memory_order_acquire);
     while (kept < size && !fh->inode->kept_size.compare_exchange_weak(kept, size)) {

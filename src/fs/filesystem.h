@@ -201,7 +201,9 @@ class Filesystem {
   // Which open inodes use which cached key (for key_evicted). Called with in.mu held.
   void track_key(Inode& in, const CryptFile& f);
   void untrack_key(Inode& in, const CryptFile& f);
-  Status logged(Status s, const char* op) const;
+  // Logs an error that is an event (damage, a key failure), with ERRNO and, when the
+  // file is known, KMSFS_FILE_ID as journal fields; returns `s`.
+  Status logged(Status s, const char* op, const CryptFile* file = nullptr) const;
 
   Vault& vault_;
   FsOptions opts_;

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/log_fields.h"
 #include "crypto/kdf.h"
 #include "keys/call_priority.h"
 
@@ -284,6 +285,7 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
           // itself is remembered briefly, so a file hammered after its key was revoked
           // does not send the KMS a request per access.
           if (e.key) {
+            LogFields fields({{"KMSFS_KEY", e.ref.to_string()}});
             spdlog::warn("key {} refused by its provider ({}); dropped from the cache", e.ref.to_string(),
                          r.status().message());
             gone.push_back(id);

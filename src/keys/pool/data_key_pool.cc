@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "base/log_fields.h"
 #include "keys/call_priority.h"
 
 namespace kmsfs {
@@ -70,10 +71,12 @@ void DataKeyPool::filler(std::stop_token st) {
       ++stats_.failures;
       // Stop at the first failure: more fills would only add load to a KMS that is
       // refusing or struggling. The next create that gets a key itself starts us again.
-      if (filling_ && epoch == epoch_)
+      if (filling_ && epoch == epoch_) {
+        LogFields fields({{"KMSFS_KEY", ref.to_string()}});
         spdlog::warn("key pool: pre-generating a data key under {} failed ({}); filling stops until a create "
                      "gets a key from the KMS itself",
                      ref.to_string(), r.status().message());
+      }
       if (epoch == epoch_) filling_ = false;
       if (is_refusal_for_pool(r.status()) && epoch == epoch_) drop_all_locked();
       continue;
