@@ -31,6 +31,7 @@
 #include "cli/service_notify.h"
 #include "cli/exit_codes.h"
 #include "cli/keyring_locator.h"
+#include "cli/mount_config.h"
 #include "cli/mountinfo.h"
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
@@ -70,6 +71,7 @@ struct MountArgs {
   double intermediate_max_age = 0;
   PassphraseOptions pass;
   AwsCliOptions aws;
+  std::string config_file;  // only for --help: read before parsing
 };
 
 // The backing directory of the kmsfs mount at `mountpoint`, or "" if the top mount there
@@ -105,18 +107,11 @@ Result<std::string> absolute(const std::string& p, const char* what) {
   return Status::Io(errno, std::string(what) + " " + p);
 }
 
+// Commas split options except inside double quotes: badname="*.a,*.b" (cli/mount_config.h).
 std::vector<std::string> split_options(const std::vector<std::string>& raw) {
   std::vector<std::string> out;
-  for (const auto& r : raw) {
-    size_t start = 0;
-    while (start <= r.size()) {
-      size_t comma = r.find(',', start);
-      std::string o = r.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (!o.empty()) out.push_back(o);
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
+  for (const auto& r : raw)
+    for (auto& o : split_mount_options(r)) out.push_back(std::move(o));
   return out;
 }
 
@@ -345,7 +340,12 @@ Status run_mount(MountArgs& a) {
 void add_mount_commands(CLI::App& app, Commands& out) {
   auto args = std::make_shared<MountArgs>();
   CLI::App* m = app.add_subcommand("mount", "Mount a vault: a plaintext view of BACKING at MOUNTPOINT");
-  m->add_option("BACKING", args->backing, "The vault's backing directory (ciphertext)")->required();
+  // `kmsfs mount NAME` and --config FILE are expanded before parsing (cli/mount_config.h);
+  // declared here for --help, and so their names are no mount setting.
+  m->add_option("BACKING", args->backing,
+                "The vault's backing directory (ciphertext); or a NAME alone: the mount that "
+                "/etc/kmsfs/NAME.conf describes")
+      ->required();
   m->add_option("MOUNTPOINT", args->mountpoint, "Where the plaintext view appears")->required();
   m->add_option("--keyring", args->keyring, "Keyring file (default: $KMSFS_KEYRING, then the one in the vault's trust record)");
   add_aws_options(*m, args->aws);
@@ -386,6 +386,9 @@ void add_mount_commands(CLI::App& app, Commands& out) {
       ->type_name("LEVEL")
       ->check([](const std::string& v) { return valid_log_level(v) ? std::string() : "unknown log level " + v; });
   add_passphrase_options(*m, args->pass);
+  m->add_option("--config", args->config_file,
+                "A config file of KEY = VALUE lines (any of these options; backing, mountpoint). Flags and -o "
+                "win over KMSFS_<KEY> in the environment, which wins over the file (docs/OPERATIONS.md)");
   out.push_back({"mount", m, [args] { return run_mount(*args); }});
 
   auto mp = std::make_shared<std::string>();

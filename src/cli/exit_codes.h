@@ -21,6 +21,7 @@ enum ExitCode : int {
   kExitIo = 7,           // a system call failed
   kExitExists = 8,       // refusing to overwrite
   kExitUnavailable = 9,  // a dependency (KMS, --extpass) did not answer
+  kExitUnsafeConfig = 10,  // a mount config file others may write (cli/mount_config.h)
 };
 
 constexpr int exit_code(Code c) noexcept {

@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/mount_helper.h"
 #include "cli/output.h"
 #include "crypto/eager_binding.h"
 #include "crypto/secure_buffer.h"
@@ -145,13 +146,16 @@ int main(int argc, char** argv) {
   // Before anything, the daemon has every library bound eagerly (crypto/eager_binding.h;
   // about 40 ms, so only for the long-lived process with many threads); then no core dumps
   // and no ptrace before any secret exists.
-  if (argc > 1 && std::string_view(argv[1]) == "mount") reexec_with_eager_binding(argv);
+  // mount(8)'s and mount.fuse3's helper calls are mounts too (cli/mount_helper.h).
+  const MountCall mount_call = classify_mount_call(argc, argv);
+  if (mount_call != MountCall::kNone) reexec_with_eager_binding(argv);
   Status hardened = harden_process();
   if (!hardened.ok()) {
     print_error("", hardened.message());
     return exit_code(hardened);
   }
   try {
+    if (mount_call != MountCall::kNone) return run_mount_call(mount_call, argc, argv, run);
     return run(argc, argv);
   } catch (const std::exception& e) {
     print_error("", std::string("internal error: ") + e.what());
