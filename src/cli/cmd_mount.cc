@@ -40,6 +40,7 @@
 #include "control/mount_stats.h"
 #include "control/rotation_control.h"
 #include "fs/mount.h"
+#include "fs/mount_options.h"
 #include "keys/keyring/keyring_provider.h"
 #include "rotation/rotation_worker.h"
 #include "vault/vault.h"
@@ -102,21 +103,6 @@ Result<std::string> absolute(const std::string& p, const char* what) {
   // path is what the recovery needs.
   if (errno == ENOTCONN) return std::filesystem::absolute(p).lexically_normal().string();
   return Status::Io(errno, std::string(what) + " " + p);
-}
-
-std::vector<std::string> split_options(const std::vector<std::string>& raw) {
-  std::vector<std::string> out;
-  for (const auto& r : raw) {
-    size_t start = 0;
-    while (start <= r.size()) {
-      size_t comma = r.find(',', start);
-      std::string o = r.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (!o.empty()) out.push_back(o);
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  return out;
 }
 
 void log_to_stderr() {
@@ -190,7 +176,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   cfg.fs.attr_timeout = a.attr_timeout;
   cfg.fs.entry_timeout = a.entry_timeout;
   cfg.fs.writeback_cache = !a.no_writeback;
-  for (auto& o : split_options(a.options)) {
+  for (auto& o : split_mount_options(a.options)) {
     // Ours, not the kernel's: undecryptable names to show (fnmatch pattern).
     if (o.rfind("badname=", 0) == 0) cfg.fs.badname.push_back(o.substr(8));
     else cfg.options.push_back(std::move(o));

@@ -1,0 +1,17 @@
+// The mount options: what `kmsfs mount -o` takes, and the one string libfuse is given.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kmsfs {
+
+// The -o values as given (each comma-separated), one option each, empty ones dropped.
+std::vector<std::string> split_mount_options(const std::vector<std::string>& raw);
+
+// "fsname=kmsfs:<backing>,subtype=kmsfs,<options...>", with
+// default_permissions added when allow_other is given without it (a daemon that lets
+// every user in must let the kernel check permissions).
+std::string fuse_option_string(const std::string& backing, const std::vector<std::string>& options);
+
+}  // namespace kmsfs
