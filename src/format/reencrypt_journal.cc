@@ -2,13 +2,20 @@
 
 #include <fcntl.h>
 
+#include <climits>
+#include <string_view>
+
 namespace kmsfs {
 
 namespace {
 
 constexpr uint8_t kMagic[8] = {'K', 'M', 'S', 'F', 'S', 'J', 'N', '1'};
 constexpr size_t kFixed = 8 + 16 + 32 + 8 * 4 + 2;  // magic .. path length
-constexpr size_t kMaxPath = 4096;
+// The longest path a path syscall takes (PATH_MAX counts the terminating NUL).
+constexpr size_t kMaxPath = PATH_MAX - 1;
+
+// A path recovery can hand to a syscall as it is: not longer, and not cut short by a NUL.
+bool usable_path(std::string_view p) { return p.size() <= kMaxPath && p.find('\0') == std::string_view::npos; }
 
 }  // namespace
 
@@ -18,9 +25,9 @@ Result<ReencryptJournal> ReencryptJournal::open(const std::string& path) {
 }
 
 Bytes encode_journal_entry(const JournalEntry& e) {
-  // The path is a hint: a deep file's (longer than the field takes) is left out, and
+  // The path is a hint: a deep file's (longer than a syscall takes) is left out, and
   // recovery finds the file by its id in the tree instead.
-  const std::string_view path = e.path.size() > kMaxPath ? std::string_view() : std::string_view(e.path);
+  const std::string_view path = usable_path(e.path) ? std::string_view(e.path) : std::string_view();
   ByteWriter w;
   w.raw(ByteSpan(kMagic, sizeof kMagic));
   w.raw(e.file_id);
@@ -64,6 +71,8 @@ Result<std::optional<JournalEntry>> parse_journal_entry(ByteSpan raw, const std:
   if (!r.raw(16, id) || !r.raw(32, wrap) || !r.u64(e.from_block) || !r.u64(e.to_block) || !r.u64(e.offset) ||
       !r.u64(len) || !r.u16(path_len) || !r.raw(path_len, path) || len != r.left() || !r.raw(r.left(), data))
     return Status(Code::kCorrupt, name + ": journal entry malformed");
+  // save() never writes such a path; one read here was put there by someone else.
+  if (!usable_path(as_chars(path))) return Status(Code::kCorrupt, name + ": journal entry malformed (path)");
   std::copy(id.begin(), id.end(), e.file_id.begin());
   std::copy(wrap.begin(), wrap.end(), e.next_wrap.begin());
   e.path.assign(as_chars(path));
