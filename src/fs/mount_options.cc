@@ -2,6 +2,18 @@
 
 namespace kmsfs {
 
+namespace {
+
+// What libfuse's option-group parser undoes (fuse_opt.c): `\,`, `\\` and `\NNN`.
+void append_escaped(std::string& out, const std::string& opt) {
+  for (char c : opt) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> split_mount_options(const std::vector<std::string>& raw) {
   std::vector<std::string> out;
   for (const auto& r : raw) {
@@ -19,14 +31,14 @@ std::vector<std::string> split_mount_options(const std::vector<std::string>& raw
 
 std::string fuse_option_string(const std::string& backing, const std::vector<std::string>& options) {
   std::string opts;
-  opts += "fsname=kmsfs:" + backing;
+  append_escaped(opts, "fsname=kmsfs:" + backing);
   opts += ",subtype=kmsfs";
   bool allow_other = false, default_permissions = false;
   for (const auto& o : options) {
     if (o == "allow_other") allow_other = true;
     if (o == "default_permissions") default_permissions = true;
     opts += ',';
-    opts += o;
+    append_escaped(opts, o);
   }
   if (allow_other && !default_permissions) opts += ",default_permissions";
   return opts;
