@@ -20,7 +20,9 @@ TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       awscli python3-boto3 curl
       # the mount's Prometheus endpoint, parsed by a parser we did not write
       python3-prometheus-client
-      gdb)  # tests/integration/secrets_test.cc: gcore of a live daemon
+      gdb  # tests/integration/secrets_test.cc: gcore of a live daemon
+      # scripts/fuzz.sh: libFuzzer targets (clang's compiler-rt), cached builds
+      clang-14 libclang-rt-14-dev ccache)
 
 missing=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do

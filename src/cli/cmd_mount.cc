@@ -41,6 +41,7 @@
 #include "control/mount_stats.h"
 #include "control/rotation_control.h"
 #include "fs/mount.h"
+#include "fs/mount_options.h"
 #include "keys/keyring/keyring_provider.h"
 #include "rotation/rotation_worker.h"
 #include "vault/vault.h"
@@ -107,12 +108,6 @@ Result<std::string> absolute(const std::string& p, const char* what) {
   return Status::Io(errno, std::string(what) + " " + p);
 }
 
-// Commas split options except inside double quotes: badname="*.a,*.b" (cli/mount_config.h).
-std::vector<std::string> split_options(const std::vector<std::string>& raw) {
-  std::vector<std::string> out;
-  for (const auto& r : raw)
-    for (auto& o : split_mount_options(r)) out.push_back(std::move(o));
-  return out;
 }
 
 // Everything after the fork (or in the foreground): keys, vault, mount, serve.
@@ -178,7 +173,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   cfg.fs.attr_timeout = a.attr_timeout;
   cfg.fs.entry_timeout = a.entry_timeout;
   cfg.fs.writeback_cache = !a.no_writeback;
-  for (auto& o : split_options(a.options)) {
+  for (auto& o : split_mount_options(a.options)) {
     // Ours, not the kernel's: undecryptable names to show (fnmatch pattern).
     if (o.rfind("badname=", 0) == 0) cfg.fs.badname.push_back(o.substr(8));
     else cfg.options.push_back(std::move(o));

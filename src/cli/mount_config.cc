@@ -182,24 +182,6 @@ const std::vector<MountOptionSpec>& mount_option_specs() {
   return specs;
 }
 
-std::vector<std::string> split_mount_options(std::string_view list) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (char c : list) {
-    if (c == '"') {
-      quoted = !quoted;
-    } else if (c == ',' && !quoted) {
-      if (!cur.empty()) out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
-  return out;
-}
-
 Status add_mount_option(MountSettings& layer, const std::string& item) {
   const size_t eq = item.find('=');
   const std::string key = normalize_key(item.substr(0, eq));

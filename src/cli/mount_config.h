@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "fs/mount_options.h"  // split_mount_options
 
 namespace kmsfs::cli {
 
@@ -53,9 +54,6 @@ struct MountSettings {
   std::vector<std::string> options;           // generic mount options (ro, allow_other, ...)
 };
 
-// Splits "a,b=\"x,y\",c" at the commas outside double quotes and drops the quotes (what
-// util-linux does for SELinux contexts): {"a", "b=x,y", "c"}.
-std::vector<std::string> split_mount_options(std::string_view list);
 
 // Adds one -o item to `layer`: a kmsfs key (key_ttl=60, no_writeback, keyring=/x, with '-'
 // or '_') becomes a setting, anything else a generic option. Fails on a bad flag value.

@@ -30,6 +30,12 @@ struct JournalEntry {
   Bytes data;               // the chunk's ciphertext before it was re-sealed
 };
 
+// The journal file's bytes (a magic, the entry, its SHA-256). encode is what save()
+// writes; parse is what load() reads: nullopt for a torn entry (bad magic, size or
+// checksum), kCorrupt for a complete one that is malformed. `name` goes into errors.
+Bytes encode_journal_entry(const JournalEntry& e);
+Result<std::optional<JournalEntry>> parse_journal_entry(ByteSpan raw, const std::string& name);
+
 class ReencryptJournal {
  public:
   // Opens (creating it, mode 0600) the journal file at `path`.

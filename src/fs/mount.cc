@@ -25,6 +25,7 @@
 #include "fs/fd_limit.h"
 #include "fs/fuse_api.h"
 #include "fs/fuse_ops.h"
+#include "fs/mount_options.h"
 
 namespace kmsfs {
 
@@ -121,16 +122,7 @@ Result<std::unique_ptr<FuseMount>> FuseMount::mount(Vault& vault, const MountCon
   m->mountpoint_ = cfg.mountpoint;
   m->max_threads_ = cfg.max_threads;
 
-  std::string opts = "fsname=kmsfs:" + cfg.backing + ",subtype=kmsfs";
-  bool allow_other = false, default_permissions = false;
-  for (const auto& o : cfg.options) {
-    if (o == "allow_other") allow_other = true;
-    if (o == "default_permissions") default_permissions = true;
-    opts += "," + o;
-  }
-  // A root daemon that lets every user in must let the kernel check permissions, or
-  // every user could read everything.
-  if (allow_other && !default_permissions) opts += ",default_permissions";
+  const std::string opts = fuse_option_string(cfg.backing, cfg.options);
   std::vector<std::string> argv_s = {"kmsfs", "-o", opts};
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());

@@ -3,6 +3,7 @@
 // keys, and once finished the file opens under the new DEK alone.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <filesystem>
 
 #include "format_fixture.h"
@@ -198,4 +199,44 @@ TEST(Journal, KeepsOnlyAWholeEntry) {
 }
 
 }  // namespace
+// Found by fuzz/fuzz_journal.cc: the path field takes up to 65535 bytes and NULs, and
+// load() returned whatever it held, while save() writes at most 4096 (so the entry
+// recovery read was not the one a save would write), and a 4096-byte path (PATH_MAX
+// counts the NUL) or one cut by a NUL reaches a path syscall as something else. The
+// journal is in the backing directory: such an entry is malformed, and save() leaves such
+// a path out as it does a deep one.
+TEST(Journal, APathNoSyscallTakesIsMalformed) {
+  JournalEntry e;
+  e.file_id[0] = 7;
+  e.offset = 4096;
+  e.data = pattern(100, 3);
+  for (const std::string& path : {std::string(PATH_MAX, 'p'), std::string(PATH_MAX + 10, 'p'), std::string("a\0b", 3)}) {
+    // What a storage writer makes: the field as long as it likes, the checksum recomputed.
+    e.path.clear();
+    Bytes raw = encode_journal_entry(e);
+    const size_t len_at = 8 + 16 + 32 + 8 * 4;  // the u16 path length
+    ASSERT_EQ(raw[len_at], 0);
+    raw[len_at] = static_cast<uint8_t>(path.size());
+    raw[len_at + 1] = static_cast<uint8_t>(path.size() >> 8);
+    raw.insert(raw.begin() + len_at + 2, path.begin(), path.end());
+    raw.resize(raw.size() - 32);
+    const Digest32 sum = sha256(raw);
+    raw.insert(raw.end(), sum.begin(), sum.end());
+    auto got = parse_journal_entry(raw, "kmsfs.journal");
+    EXPECT_FALSE(got.ok()) << path.size();
+    if (!got.ok()) {
+      EXPECT_EQ(got.status().code(), Code::kCorrupt);
+    }
+    // And save() never writes one.
+    e.path = path;
+    auto back = parse_journal_entry(encode_journal_entry(e), "kmsfs.journal");
+    ASSERT_TRUE(back.ok() && back->has_value());
+    EXPECT_EQ((*back)->path, "");
+  }
+  e.path = std::string(PATH_MAX - 1, 'p');
+  auto longest = parse_journal_entry(encode_journal_entry(e), "kmsfs.journal");
+  ASSERT_TRUE(longest.ok() && longest->has_value());
+  EXPECT_EQ((*longest)->path, e.path);
+}
+
 }  // namespace kmsfs::testing
