@@ -205,6 +205,14 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   if (Status r = rotation.resume_saved(); !r.ok())
     spdlog::error("the interrupted rotation of {} cannot continue: {}", a.backing, r.message());
   MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get(), &rotation};
+  std::unique_ptr<MetricsHttp> metrics;  // before the control socket: its stats name the address
+  if (!a.metrics_listen.empty()) {
+    auto mh = MetricsHttp::start(a.metrics_listen, [&stats] { return mount_stats_prometheus(stats); });
+    if (!mh.ok()) return fail(mh.status());
+    metrics = std::move(*mh);
+    stats.metrics_url = metrics->url();
+    spdlog::info("metrics at {}", stats.metrics_url);
+  }
   auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache, &vault, &rotation](std::string_view cmd) {
     if (cmd == "ping") return std::string(R"({"ok":true})");
     if (cmd.starts_with("rotate ")) return handle_rotation_command(rotation, cmd.substr(7));
@@ -220,15 +228,8 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   });
   // The mount works without it; stats and flush-keys do not.
   if (!control.ok()) spdlog::warn("no control socket: {}", control.status().message());
-  std::unique_ptr<MetricsHttp> metrics;
-  if (!a.metrics_listen.empty()) {
-    auto mh = MetricsHttp::start(a.metrics_listen, [&stats] { return mount_stats_prometheus(stats); });
-    if (!mh.ok()) return fail(mh.status());
-    metrics = std::move(*mh);
-    spdlog::info("metrics at http://{}:{}/metrics", a.metrics_listen.substr(0, a.metrics_listen.rfind(':')),
-                 metrics->port());
-  }
-  report(Status::Ok());
+  // The address bound (the port chosen for :0) reaches the mount command's message.
+  report(metrics ? Status(Code::kOk, "metrics at " + stats.metrics_url) : Status::Ok());
   spdlog::info("serving {} at {}", a.backing, a.mountpoint);
   Status s = (*m)->serve();
   spdlog::info("unmounted {}", a.mountpoint);
@@ -290,7 +291,8 @@ Status run_mount(MountArgs& a) {
     ::setsid();
     log_to_syslog();
     auto report = [fd = pipefd[1]](const Status& s) {
-      std::string msg = s.ok() ? std::string("ok") : std::to_string(exit_code(s)) + " " + s.message();
+      std::string msg = s.ok() ? "ok" + (s.message().empty() ? "" : " " + s.message())
+                               : std::to_string(exit_code(s)) + " " + s.message();
       ssize_t ignored = ::write(fd, msg.data(), msg.size());
       (void)ignored;
       ::close(fd);
@@ -313,7 +315,8 @@ Status run_mount(MountArgs& a) {
   ssize_t n;
   while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
   ::close(pipefd[0]);
-  if (msg != "ok") {
+  const bool ok = msg == "ok" || msg.starts_with("ok ");
+  if (!ok) {
     int wst = 0;
     ::waitpid(pid, &wst, 0);
     if (msg.empty()) return Status(Code::kInternal, "the daemon died during start-up");
@@ -330,8 +333,8 @@ Status run_mount(MountArgs& a) {
     return Status(Code::kInternal, text);
   }
   RETURN_IF_ERROR(wait_until_mounted(a.mountpoint, pid));
-  std::printf("kmsfs: mounted %s at %s (daemon pid %d; logs go to syslog)\n", a.backing.c_str(),
-              a.mountpoint.c_str(), pid);
+  std::printf("kmsfs: mounted %s at %s (daemon pid %d; logs go to syslog%s)\n", a.backing.c_str(),
+              a.mountpoint.c_str(), pid, msg.size() > 3 ? ("; " + msg.substr(3)).c_str() : "");
   return Status::Ok();
 }
 
