@@ -119,9 +119,11 @@ Status run_status() {
       continue;
     }
     answered.insert(j->value("mountpoint", ""));
-    t += fmt::format("{}  backing {}  pid {}  keys cached {}  KMS requests {}  socket {}\n", j->value("mountpoint", "?"),
+    const std::string metrics = j->value("metrics", "");
+    t += fmt::format("{}  backing {}  pid {}  keys cached {}  KMS requests {}  socket {}{}\n", j->value("mountpoint", "?"),
                      j->value("backing", "?"), j->value("pid", 0),
-                     j->contains("cache") ? (*j)["cache"].value("keys", 0) : 0, (*j)["kms"].value("requests_total", 0), s);
+                     j->contains("cache") ? (*j)["cache"].value("keys", 0) : 0, (*j)["kms"].value("requests_total", 0), s,
+                     metrics.empty() ? "" : "  metrics " + metrics);
   }
   for (const auto& m : read_mountinfo()) {
     if (m.fstype != "fuse.kmsfs" || answered.contains(m.mountpoint)) continue;

@@ -188,6 +188,14 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   if (Status r = rotation.resume_saved(); !r.ok())
     spdlog::error("the interrupted rotation of {} cannot continue: {}", a.backing, r.message());
   MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get(), &rotation};
+  std::unique_ptr<MetricsHttp> metrics;  // before the control socket: its stats name the address
+  if (!a.metrics_listen.empty()) {
+    auto mh = MetricsHttp::start(a.metrics_listen, [&stats] { return mount_stats_prometheus(stats); });
+    if (!mh.ok()) return fail(mh.status());
+    metrics = std::move(*mh);
+    stats.metrics_url = metrics->url();
+    spdlog::info("metrics at {}", stats.metrics_url);
+  }
   auto control = ControlServer::start(control_socket_path(a.mountpoint), [&stats, &cache, &vault, &rotation](std::string_view cmd) {
     if (cmd == "ping") return std::string(R"({"ok":true})");
     if (cmd.starts_with("rotate ")) return handle_rotation_command(rotation, cmd.substr(7));
@@ -203,16 +211,9 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   });
   // The mount works without it; stats and flush-keys do not.
   if (!control.ok()) spdlog::warn("no control socket: {}", control.status().message());
-  std::unique_ptr<MetricsHttp> metrics;
-  if (!a.metrics_listen.empty()) {
-    auto mh = MetricsHttp::start(a.metrics_listen, [&stats] { return mount_stats_prometheus(stats); });
-    if (!mh.ok()) return fail(mh.status());
-    metrics = std::move(*mh);
-    spdlog::info("metrics at http://{}:{}/metrics", a.metrics_listen.substr(0, a.metrics_listen.rfind(':')),
-                 metrics->port());
-  }
   progress.finish();
-  report(Status::Ok());
+  // The address bound (the port chosen for :0) reaches the mount command's message.
+  report(metrics ? Status(Code::kOk, "metrics at " + stats.metrics_url) : Status::Ok());
   spdlog::info("serving {} at {}", a.backing, a.mountpoint);
   Status s;
   {
@@ -281,7 +282,8 @@ Status run_mount(MountArgs& a) {
     ::setsid();
     auto logs_to = start_daemon_log({true, a.mountpoint, a.log_level});
     auto report = [fd = pipefd[1], where = logs_to.ok() ? *logs_to : ""](const Status& s) {
-      std::string msg = s.ok() ? "ok " + where : std::to_string(exit_code(s)) + " " + s.message();
+      std::string msg = s.ok() ? "ok " + where + (s.message().empty() ? "" : "; " + s.message())
+                               : std::to_string(exit_code(s)) + " " + s.message();
       ssize_t ignored = ::write(fd, msg.data(), msg.size());
       (void)ignored;
       ::close(fd);

@@ -28,6 +28,8 @@ Result<std::unique_ptr<MetricsHttp>> MetricsHttp::start(const std::string& liste
     m->port_ = m->server_->bind_to_port(host, port) ? port : -1;
   }
   if (m->port_ <= 0) return Status(Code::kIo, "--metrics-listen: cannot listen on " + listen, EADDRINUSE);
+  m->url_ = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+            std::to_string(m->port_) + "/metrics";
   m->thread_ = std::thread([s = m->server_.get()] { s->listen_after_bind(); });
   return m;
 }

@@ -22,11 +22,15 @@ class MetricsHttp {
   static Result<std::unique_ptr<MetricsHttp>> start(const std::string& listen, std::function<std::string()> render);
   ~MetricsHttp();
   int port() const { return port_; }
+  // Where it answers: "http://HOST:PORT/metrics" with the port actually bound (the one
+  // chosen for port 0), an IPv6 host in brackets.
+  const std::string& url() const { return url_; }
 
  private:
   MetricsHttp() = default;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  std::string url_;
   std::thread thread_;
 };
 

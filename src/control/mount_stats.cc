@@ -5,7 +5,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
+#ifndef KMSFS_VERSION
+#error "KMSFS_VERSION and KMSFS_COMMIT must be defined by the build (src/control/CMakeLists.txt)"
+#endif
+
+#include "fs/op_stats.h"
 #include "keys/circuit_breaker.h"
 
 #include "control/rotation_control.h"
@@ -22,6 +28,12 @@ RequestStats::Snapshot merged(KeyProviders& providers) {
     for (const auto& [k, v] : s.requests) all.requests[k] += v;
     for (const auto& [k, v] : s.retries) all.retries[k] += v;
     for (size_t i = 0; i < all.buckets.size(); ++i) all.buckets[i] += s.buckets[i];
+    for (const auto& [op, h] : s.latency_by_operation) {
+      RequestStats::Snapshot::Histogram& a = all.latency_by_operation[op];
+      for (size_t i = 0; i < a.buckets.size(); ++i) a.buckets[i] += h.buckets[i];
+      a.sum += h.sum;
+      a.count += h.count;
+    }
     all.latency_sum += s.latency_sum;
     all.latency_count += s.latency_count;
     all.throttled += s.throttled;
@@ -62,6 +74,49 @@ void sample(std::string& t, std::string_view name, std::string_view type, std::s
   t += fmt::format("{} {}\n", name, v);
 }
 
+double unix_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+// One histogram's _bucket, _sum and _count lines; `labels` is empty or `a="x",` (with the
+// trailing comma, so that le follows).
+template <size_t N>
+void histogram(std::string& t, std::string_view name, std::string_view labels, const std::array<uint64_t, N>& buckets,
+               const std::array<double, N - 1>& bounds, double sum, uint64_t count) {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < N; ++i) {
+    cumulative += buckets[i];
+    const std::string bound = i < bounds.size() ? fmt::format("{}", bounds[i]) : "+Inf";
+    t += fmt::format("{}_bucket{{{}le=\"{}\"}} {}\n", name, labels, bound, cumulative);
+  }
+  const std::string plain = labels.empty() ? "" : "{" + std::string(labels.substr(0, labels.size() - 1)) + "}";
+  t += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, plain, sum, name, plain, count);
+}
+
+// "ENOENT" rather than 2: what an admin greps for.
+std::string errno_name(int e) {
+  const char* n = ::strerrorname_np(e);
+  return n ? n : std::to_string(e);
+}
+
+void fuse_prometheus(std::string& t) {
+  const auto ops = fuse_op_stats().snapshot();
+  head(t, "kmsfs_fuse_requests_total", "counter", "FUSE requests answered, by operation.");
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (ops[i].requests)
+      t += fmt::format("kmsfs_fuse_requests_total{{op=\"{}\"}} {}\n", fuse_op_name(FuseOp(i)), ops[i].requests);
+  head(t, "kmsfs_fuse_request_errors_total", "counter", "FUSE requests answered with an error, by operation and errno.");
+  for (size_t i = 0; i < ops.size(); ++i)
+    for (const auto& [e, n] : ops[i].errors)
+      t += fmt::format("kmsfs_fuse_request_errors_total{{op=\"{}\",errno=\"{}\"}} {}\n", fuse_op_name(FuseOp(i)),
+                       errno_name(e), n);
+  head(t, "kmsfs_fuse_request_duration_seconds", "histogram", "Time from a FUSE request's arrival to its answer, by operation.");
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (ops[i].requests)
+      histogram(t, "kmsfs_fuse_request_duration_seconds", fmt::format("op=\"{}\",", fuse_op_name(FuseOp(i))),
+                ops[i].buckets, FuseOpStats::kBuckets, ops[i].seconds, ops[i].requests);
+}
+
 // The latest rotation run of the vault (running, paused or ended). Its counts are gauges:
 // they start again from 0 with each run, and some (already, skipped, failed) with each pass.
 void rotation_prometheus(const RotationWorker& worker, std::string& t) {
@@ -82,11 +137,18 @@ void rotation_prometheus(const RotationWorker& worker, std::string& t) {
     t += fmt::format("kmsfs_rotation_pass_files{{state=\"{}\"}} {}\n", what, n);
   gauge("kmsfs_rotation_bytes", "Backing bytes re-wrapped (re-sealed, when re-encrypting) by this run.", r.bytes);
   gauge("kmsfs_rotation_kms_calls", "Key provider calls made by this run.", r.kms_calls);
+  if (r.started > 0) gauge("kmsfs_rotation_start_timestamp_seconds", "When the latest rotation run started (unix time).", r.started);
+  if (r.updated > 0)
+    gauge("kmsfs_rotation_last_progress_timestamp_seconds", "When the latest rotation run last recorded progress or ended (unix time).",
+          r.updated);
   gauge("kmsfs_rotation_files_per_second", "Files per second over the last few seconds.", st->files_per_second);
   if (st->eta_seconds >= 0) gauge("kmsfs_rotation_eta_seconds", "Estimated seconds left in the current pass.", st->eta_seconds);
 }
 
 }  // namespace
+
+std::string_view build_version() { return KMSFS_VERSION; }
+std::string_view build_commit() { return KMSFS_COMMIT; }
 
 nlohmann::json mount_stats_json(const MountStatsSources& s) {
   using nlohmann::json;
@@ -104,6 +166,10 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
       {"backing", s.backing},
       {"pid", ::getpid()},
       {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - s.started).count()},
+      {"start_time_seconds", unix_seconds(s.started_wall)},
+      {"version", build_version()},
+      {"commit", build_commit()},
+      {"metrics", s.metrics_url},
       {"kms",
        {{"requests", requests},
         {"requests_total", r.total_requests()},
@@ -166,19 +232,19 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
 std::string mount_stats_prometheus(const MountStatsSources& s) {
   const RequestStats::Snapshot r = merged(*s.providers);
   std::string t;
+  head(t, "kmsfs_build_info", "gauge", "Always 1; the labels say which kmsfs this is.");
+  t += fmt::format("kmsfs_build_info{{version=\"{}\",commit=\"{}\"}} 1\n", label(build_version()), label(build_commit()));
+  sample(t, "kmsfs_start_time_seconds", "gauge", "When the mount's daemon started (unix time).", unix_seconds(s.started_wall));
+  fuse_prometheus(t);
   head(t, "kmsfs_kms_requests_total", "counter", "KMS requests sent (every attempt), by operation and result.");
   for (const auto& [k, v] : r.requests)
     t += fmt::format("kmsfs_kms_requests_total{{operation=\"{}\",result=\"{}\"}} {}\n", label(k.first), label(k.second), v);
   head(t, "kmsfs_kms_retries_total", "counter", "KMS requests retried after a throttle, 5xx, timeout or connection error.");
   for (const auto& [k, v] : r.retries) t += fmt::format("kmsfs_kms_retries_total{{operation=\"{}\"}} {}\n", label(k), v);
-  head(t, "kmsfs_kms_request_duration_seconds", "histogram", "Latency of each KMS request attempt.");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < r.buckets.size(); ++i) {
-    cumulative += r.buckets[i];
-    t += fmt::format("kmsfs_kms_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", le(i), cumulative);
-  }
-  t += fmt::format("kmsfs_kms_request_duration_seconds_sum {}\n", r.latency_sum);
-  t += fmt::format("kmsfs_kms_request_duration_seconds_count {}\n", r.latency_count);
+  head(t, "kmsfs_kms_request_duration_seconds", "histogram", "Latency of each KMS request attempt, by operation.");
+  for (const auto& [op, h] : r.latency_by_operation)
+    histogram(t, "kmsfs_kms_request_duration_seconds", fmt::format("operation=\"{}\",", label(op)), h.buckets,
+              RequestStats::kBuckets, h.sum, h.count);
   head(t, "kmsfs_kms_estimated_cost_dollars", "gauge", "KMS requests of this mount priced at $0.03 per 10,000.");
   t += fmt::format("kmsfs_kms_estimated_cost_dollars {}\n", static_cast<double>(r.total_requests()) * kKmsDollarsPerRequest);
   auto counter = [&t](std::string_view name, std::string_view help, uint64_t v) { sample(t, name, "counter", help, v); };
@@ -205,6 +271,12 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     counter("kmsfs_key_cache_evictions_total", "Keys dropped (TTL, LRU, refusal, flush).", c.evictions);
     counter("kmsfs_key_cache_timeouts_total", "Lookups that gave up waiting for the key provider.", c.timeouts);
     gauge("kmsfs_key_cache_keys", "Keys cached now.", c.keys);
+    if (c.last_fetch_unix > 0)
+      gauge("kmsfs_key_cache_last_fetch_timestamp_seconds", "When the key provider last served a key (unix time).",
+            static_cast<uint64_t>(c.last_fetch_unix));
+    if (c.last_refresh_unix > 0)
+      gauge("kmsfs_key_cache_last_refresh_timestamp_seconds", "When a key in use was last refreshed before its TTL ended (unix time).",
+            static_cast<uint64_t>(c.last_refresh_unix));
   }
   if (const DataKeyPool* p = s.vault ? s.vault->key_pool() : nullptr) {
     const DataKeyPoolStats ps = p->stats();

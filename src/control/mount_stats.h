@@ -1,5 +1,6 @@
-// What a running mount reports: its KMS requests (by operation and result, retries,
-// latency, estimated cost), its key cache and its key rotation. One source for `kmsfs
+// What a running mount reports: its build and start time, its FUSE requests (by operation,
+// errno and latency), its KMS requests (by operation and result, retries, latency by
+// operation, estimated cost), its key cache and its key rotation. One source for `kmsfs
 // stats` (JSON over the control socket) and the Prometheus endpoint, so the two never
 // disagree.
 #pragma once
@@ -27,7 +28,14 @@ struct MountStatsSources {
   const Vault* vault = nullptr;  // may be null: its key pool and intermediate keys
   const RotationWorker* rotation = nullptr;  // may be null: the vault's key rotation
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::chrono::system_clock::time_point started_wall = std::chrono::system_clock::now();
+  std::string metrics_url{};  // "http://127.0.0.1:9411/metrics" once serving; empty: none
 };
+
+// kmsfs_build_info's labels: the release and the git commit it was built from ("unknown"
+// outside a git checkout; set at configure time, cmake/build_info.cmake).
+std::string_view build_version();
+std::string_view build_commit();
 
 nlohmann::json mount_stats_json(const MountStatsSources& s);
 // Prometheus text exposition format 0.0.4.

@@ -13,6 +13,7 @@
 
 #include "fs/errno_map.h"
 #include "fs/filesystem.h"
+#include "fs/op_stats.h"
 
 namespace kmsfs {
 
@@ -27,7 +28,15 @@ Caller caller_of(fuse_req_t req) {
   return Caller{ctx->uid, ctx->gid};
 }
 
-void reply_err(fuse_req_t req, const Status& s) { fuse_reply_err(req, to_errno(s)); }
+// The errno this thread last replied, for the operation's metrics (op_stats.h): every
+// operation replies on the thread that received it, before its handler returns.
+thread_local int t_replied_errno = 0;
+
+void reply_errno(fuse_req_t req, int err) {
+  t_replied_errno = err;
+  fuse_reply_err(req, err);
+}
+void reply_err(fuse_req_t req, const Status& s) { reply_errno(req, to_errno(s)); }
 
 void reply_entry(fuse_req_t req, const Result<fuse_entry_param>& r) {
   if (!r.ok()) return reply_err(req, r.status());
@@ -151,7 +160,7 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t o
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fs_of(req).release(fh_of(fi));
-  fuse_reply_err(req, 0);
+  reply_errno(req, 0);
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
@@ -186,7 +195,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fs_of(req).releasedir(dh_of(fi));
-  fuse_reply_err(req, 0);
+  reply_errno(req, 0);
 }
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
@@ -235,11 +244,20 @@ void log_escape(const char* what) noexcept {
   }
 }
 
-template <auto Op>
+// Counts and times the request, with the errno it was answered (op_stats.h).
+struct OpTimer {
+  FuseOp op;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  explicit OpTimer(FuseOp o) : op(o) { t_replied_errno = 0; }
+  ~OpTimer() { fuse_op_stats().record(op, t_replied_errno, std::chrono::steady_clock::now() - start); }
+};
+
+template <FuseOp K, auto Op>
 struct Guarded;
-template <typename... Args, void (*Op)(fuse_req_t, Args...)>
-struct Guarded<Op> {
+template <FuseOp K, typename... Args, void (*Op)(fuse_req_t, Args...)>
+struct Guarded<K, Op> {
   static void reply(fuse_req_t req, Args... args) noexcept {
+    OpTimer timer(K);
     try {
       Op(req, args...);
       return;
@@ -250,9 +268,10 @@ struct Guarded<Op> {
     } catch (...) {
       log_escape("unknown exception");
     }
-    fuse_reply_err(req, EIO);
+    reply_errno(req, EIO);
   }
   static void no_reply(fuse_req_t req, Args... args) noexcept {
+    OpTimer timer(K);
     try {
       Op(req, args...);
       return;
@@ -273,39 +292,39 @@ fuse_lowlevel_ops make_fuse_ops() {
   fuse_lowlevel_ops ops{};
   ops.init = op_init;
   ops.destroy = op_destroy;
-  ops.lookup = Guarded<op_lookup>::reply;
-  ops.forget = Guarded<op_forget>::no_reply;
-  ops.forget_multi = Guarded<op_forget_multi>::no_reply;
-  ops.getattr = Guarded<op_getattr>::reply;
-  ops.setattr = Guarded<op_setattr>::reply;
-  ops.readlink = Guarded<op_readlink>::reply;
-  ops.mknod = Guarded<op_mknod>::reply;
-  ops.mkdir = Guarded<op_mkdir>::reply;
-  ops.symlink = Guarded<op_symlink>::reply;
-  ops.link = Guarded<op_link>::reply;
-  ops.unlink = Guarded<op_unlink>::reply;
-  ops.rmdir = Guarded<op_rmdir>::reply;
-  ops.rename = Guarded<op_rename>::reply;
-  ops.open = Guarded<op_open>::reply;
-  ops.create = Guarded<op_create>::reply;
-  ops.read = Guarded<op_read>::reply;
-  ops.write = Guarded<op_write>::reply;
+  ops.lookup = Guarded<FuseOp::kLookup, op_lookup>::reply;
+  ops.forget = Guarded<FuseOp::kForget, op_forget>::no_reply;
+  ops.forget_multi = Guarded<FuseOp::kForget, op_forget_multi>::no_reply;
+  ops.getattr = Guarded<FuseOp::kGetattr, op_getattr>::reply;
+  ops.setattr = Guarded<FuseOp::kSetattr, op_setattr>::reply;
+  ops.readlink = Guarded<FuseOp::kReadlink, op_readlink>::reply;
+  ops.mknod = Guarded<FuseOp::kMknod, op_mknod>::reply;
+  ops.mkdir = Guarded<FuseOp::kMkdir, op_mkdir>::reply;
+  ops.symlink = Guarded<FuseOp::kSymlink, op_symlink>::reply;
+  ops.link = Guarded<FuseOp::kLink, op_link>::reply;
+  ops.unlink = Guarded<FuseOp::kUnlink, op_unlink>::reply;
+  ops.rmdir = Guarded<FuseOp::kRmdir, op_rmdir>::reply;
+  ops.rename = Guarded<FuseOp::kRename, op_rename>::reply;
+  ops.open = Guarded<FuseOp::kOpen, op_open>::reply;
+  ops.create = Guarded<FuseOp::kCreate, op_create>::reply;
+  ops.read = Guarded<FuseOp::kRead, op_read>::reply;
+  ops.write = Guarded<FuseOp::kWrite, op_write>::reply;
   // No flush: with it unimplemented (ENOSYS once) the kernel stops sending FLUSH on every
   // close(2), a round trip that would do nothing here. Dirty pages are still written back
   // before close returns (fuse_flush does that itself), and locks are the kernel's.
-  ops.release = Guarded<op_release>::reply;
-  ops.fsync = Guarded<op_fsync>::reply;
-  ops.fallocate = Guarded<op_fallocate>::reply;
-  ops.opendir = Guarded<op_opendir>::reply;
-  ops.readdir = Guarded<op_readdir>::reply;
-  ops.readdirplus = Guarded<op_readdirplus>::reply;
-  ops.releasedir = Guarded<op_releasedir>::reply;
-  ops.fsyncdir = Guarded<op_fsyncdir>::reply;
-  ops.statfs = Guarded<op_statfs>::reply;
-  ops.setxattr = Guarded<op_setxattr>::reply;
-  ops.getxattr = Guarded<op_getxattr>::reply;
-  ops.listxattr = Guarded<op_listxattr>::reply;
-  ops.removexattr = Guarded<op_removexattr>::reply;
+  ops.release = Guarded<FuseOp::kRelease, op_release>::reply;
+  ops.fsync = Guarded<FuseOp::kFsync, op_fsync>::reply;
+  ops.fallocate = Guarded<FuseOp::kFallocate, op_fallocate>::reply;
+  ops.opendir = Guarded<FuseOp::kOpendir, op_opendir>::reply;
+  ops.readdir = Guarded<FuseOp::kReaddir, op_readdir>::reply;
+  ops.readdirplus = Guarded<FuseOp::kReaddirplus, op_readdirplus>::reply;
+  ops.releasedir = Guarded<FuseOp::kReleasedir, op_releasedir>::reply;
+  ops.fsyncdir = Guarded<FuseOp::kFsyncdir, op_fsyncdir>::reply;
+  ops.statfs = Guarded<FuseOp::kStatfs, op_statfs>::reply;
+  ops.setxattr = Guarded<FuseOp::kSetxattr, op_setxattr>::reply;
+  ops.getxattr = Guarded<FuseOp::kGetxattr, op_getxattr>::reply;
+  ops.listxattr = Guarded<FuseOp::kListxattr, op_listxattr>::reply;
+  ops.removexattr = Guarded<FuseOp::kRemovexattr, op_removexattr>::reply;
   return ops;
 }
 

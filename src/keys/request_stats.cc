@@ -17,6 +17,10 @@ void RequestStats::record(std::string_view operation, std::string_view result, d
   ++s_.buckets[bucket];
   s_.latency_sum += seconds;
   ++s_.latency_count;
+  Snapshot::Histogram& h = s_.latency_by_operation[std::string(operation)];
+  ++h.buckets[bucket];
+  h.sum += seconds;
+  ++h.count;
 }
 
 void RequestStats::record_retry(std::string_view operation) {

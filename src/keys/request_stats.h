@@ -26,6 +26,13 @@ class RequestStats {
     std::array<uint64_t, kBuckets.size() + 1> buckets{};               // not cumulative
     double latency_sum = 0;
     uint64_t latency_count = 0;
+    // The same latencies by operation (GenerateDataKey, Decrypt, ReEncrypt, ...).
+    struct Histogram {
+      std::array<uint64_t, kBuckets.size() + 1> buckets{};  // not cumulative
+      double sum = 0;
+      uint64_t count = 0;
+    };
+    std::map<std::string, Histogram> latency_by_operation;
     // How the client protects a struggling service (docs/OPERATIONS.md "When the KMS
     // struggles"). Counters add up; the gauges come from the client when asked.
     uint64_t throttled = 0;         // answers that were throttling errors

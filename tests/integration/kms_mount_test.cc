@@ -4,6 +4,7 @@
 // cases that need the server steered.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -343,6 +345,8 @@ TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
   EXPECT_EQ(stats()["Decrypt"]["ok"], decrypts + 1);
 
   // Prometheus text at the port the daemon logged.
+  struct stat missing {};
+  EXPECT_NE(::stat(v.at("not-there").c_str(), &missing), 0);
   const std::map<std::string, double> m = v.scrape_metrics();
   auto sample = [&m](const std::string& key) { return m.contains(key) ? m.at(key) : -1.0; };
   json server = stats();
@@ -351,7 +355,24 @@ TEST_F(KmsMount, StatsFlushKeysStatusAndMetricsAgreeWithTheServer) {
             server["GenerateDataKey"]["ok"].get<double>());
   EXPECT_EQ(sample("kmsfs_key_cache_keys"), 1);
   EXPECT_GE(sample("kmsfs_key_cache_evictions_total"), 5);
-  EXPECT_GE(sample("kmsfs_kms_request_duration_seconds_count"), 7);
+  // Latency by operation: one observation per request the server saw.
+  EXPECT_EQ(sample("kmsfs_kms_request_duration_seconds_count{operation=Decrypt}"), server["Decrypt"]["ok"].get<double>());
+  EXPECT_EQ(sample("kmsfs_kms_request_duration_seconds_count{operation=GenerateDataKey}"),
+            server["GenerateDataKey"]["ok"].get<double>());
+  EXPECT_EQ(sample("kmsfs_kms_request_duration_seconds_bucket{le=+Inf,operation=Decrypt}"),
+            server["Decrypt"]["ok"].get<double>());
+  // The FUSE side: this test's reads and writes, and the lookup of a name that is not there.
+  EXPECT_GE(sample("kmsfs_fuse_requests_total{op=read}"), 1);
+  EXPECT_GE(sample("kmsfs_fuse_requests_total{op=create}"), 5);
+  EXPECT_EQ(sample("kmsfs_fuse_request_duration_seconds_count{op=create}"), sample("kmsfs_fuse_requests_total{op=create}"));
+  EXPECT_GE(sample("kmsfs_fuse_request_errors_total{errno=ENOENT,op=lookup}"), 1);
+  int build_info = 0;
+  for (const auto& [k, val] : m)
+    if (k.starts_with("kmsfs_build_info{commit=") && k.find(",version=") != std::string::npos && val == 1) ++build_info;
+  EXPECT_EQ(build_info, 1);
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_GT(sample("kmsfs_start_time_seconds"), now - 600);
+  EXPECT_LE(sample("kmsfs_start_time_seconds"), now);
   // The load control, on a KMS that answered everything: breaker closed, quota full.
   int breakers = 0;
   for (const auto& [k, val] : m) {

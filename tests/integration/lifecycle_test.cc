@@ -125,6 +125,37 @@ TEST(Lifecycle, DaemonizedMountReturnsWhenReadyAndUmountEndsTheDaemon) {
   EXPECT_EQ(kmsfs({"cat", cv.backing + "/f", "--keyring", cv.keyring}).out, "daemonized");
 }
 
+// With --metrics-listen 127.0.0.1:0 the port the daemon chose is in the mount's message
+// and in `kmsfs status`, and serves this mount's FUSE counters.
+TEST(Lifecycle, TheMetricsAddressBoundIsShownAndServesFuseCounters) {
+  Subreaper reaper;
+  CliVault cv;
+  ProcessResult r = kmsfs({"mount", cv.backing, cv.mnt, "--keyring", cv.keyring, "--metrics-listen", "127.0.0.1:0"}, false);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  cv.daemon = printed_pid(r.out);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(metrics at (http://127\.0\.0\.1:(\d+)/metrics))"))) << r.out;
+  const std::string url = m[1];
+  EXPECT_NE(std::stoi(m[2]), 0) << r.out;
+  ProcessResult status = kmsfs({"status"});
+  EXPECT_NE(status.out.find(cv.mnt + "  backing"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("metrics " + url), std::string::npos) << status.out;
+
+  write_file(cv.mnt + "/f", "counted");
+  EXPECT_EQ(read_file(cv.mnt + "/f"), "counted");
+  ProcessResult scrape = run({"/usr/bin/curl", "-sf", url});
+  ASSERT_EQ(scrape.exit_code, 0) << scrape.err;
+  std::smatch reads;
+  ASSERT_TRUE(std::regex_search(scrape.out, reads, std::regex(R"(\nkmsfs_fuse_requests_total\{op="read"\} (\d+)\n)")))
+      << scrape.out;
+  EXPECT_GT(std::stoi(reads[1]), 0);
+  EXPECT_NE(scrape.out.find("\nkmsfs_build_info{version=\""), std::string::npos) << scrape.out;
+
+  EXPECT_EQ(kmsfs({"umount", cv.mnt}, false).exit_code, 0);
+  EXPECT_EQ(wait_exit(cv.daemon, std::chrono::seconds(20)), 0);
+  cv.daemon = -1;
+}
+
 TEST(Lifecycle, MountOfANonVaultFailsClearlyAndMountsNothing) {
   CliVault cv;
   const std::string plain = cv.tmp / "plain";

@@ -111,5 +111,44 @@ TEST_F(KmsfsAgainstKmsLocal, StsSessionCredentialsFromTheEnvironment) {
   EXPECT_GE(stats()["Decrypt"]["UnrecognizedClientException"].get<int>(), 1) << stats();
 }
 
+// AWS_MAX_ATTEMPTS and a profile's max_attempts decide how many requests a failing call
+// costs, counted by the server; a profile's services section names the endpoint.
+TEST_F(KmsfsAgainstKmsLocal, MaxAttemptsAndTheProfileEndpointAreHonoured) {
+  ASSERT_EQ(kmsfs({"init", dir_ / "vault", "--kms-key", "alias/kmsfs"}).exit_code, 0);
+  ASSERT_EQ(kmsfs({"encrypt-file", dir_ / "vault", dir_ / "plain", "f.bin"}).exit_code, 0);
+  // Every Decrypt answered 500 (KMSInternalException, retryable).
+  auto failing_cat = [&](std::vector<std::pair<std::string, std::optional<std::string>>> env) {
+    kms_.admin("DELETE", "/__admin/stats");
+    kms_.admin("POST", "/__admin/faults", R"({"error_rate":1,"operations":["Decrypt"]})");
+    ProcessResult cat = kmsfs({"cat", dir_ / "vault/f.bin"}, std::move(env));
+    kms_.admin("DELETE", "/__admin/faults");
+    EXPECT_NE(cat.exit_code, 0) << cat.out;
+    json s = stats();
+    return s["Decrypt"].value("KMSInternalException", 0);
+  };
+  EXPECT_EQ(failing_cat({}), 3) << "the SDKs' default";
+  EXPECT_EQ(failing_cat({{"AWS_MAX_ATTEMPTS", "5"}}), 5);
+  EXPECT_EQ(failing_cat({{"AWS_MAX_ATTEMPTS", "1"}}), 1);
+
+  // The same from the config file, with the endpoint from its services section only.
+  const std::string config = dir_ / "aws-config";
+  std::ofstream(config) << "[profile ops]\nmax_attempts = 2\nservices = local-kms\n"
+                           "endpoint_url = http://127.0.0.1:1\n\n"
+                           "[services local-kms]\nkms =\n  endpoint_url = " + kms_.endpoint() + "\n";
+  std::vector<std::pair<std::string, std::optional<std::string>>> profile = {
+      {"AWS_CONFIG_FILE", config}, {"AWS_PROFILE", "ops"}, {"AWS_ENDPOINT_URL_KMS", std::nullopt}};
+  EXPECT_EQ(failing_cat(profile), 2);
+  ProcessResult cat = kmsfs({"cat", dir_ / "vault/f.bin"}, profile);
+  EXPECT_EQ(cat.exit_code, 0) << cat.err;
+  EXPECT_EQ(cat.out, "secret payload for kmsfs over kms-local\n");
+
+  // An invalid value is refused before any request, naming the variable.
+  kms_.admin("DELETE", "/__admin/stats");
+  cat = kmsfs({"cat", dir_ / "vault/f.bin"}, {{"AWS_RETRY_MODE", "eager"}});
+  EXPECT_EQ(cat.exit_code, 2) << cat.err;
+  EXPECT_NE(cat.err.find("AWS_RETRY_MODE must be standard, adaptive or legacy, not 'eager'"), std::string::npos) << cat.err;
+  EXPECT_TRUE(stats().is_null() || stats().empty()) << stats();
+}
+
 }  // namespace
 }  // namespace kmsfs::testing

@@ -1,49 +1,11 @@
 #include "keys/aws/aws_kms_provider.h"
 
-#include <charconv>
-
 namespace kmsfs::aws {
 
-AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env) {
-  AwsSettings s;
-  s.profile = o.profile.empty() ? profile_name(env) : o.profile;
-  s.region = o.region;
-  if (s.region.empty()) s.region = env.get("AWS_REGION").value_or("");
-  if (s.region.empty()) s.region = env.get("AWS_DEFAULT_REGION").value_or("");
-  if (s.region.empty()) {
-    ProfileFiles files = ProfileFiles::load(env);
-    if (auto p = profile_settings(files, s.profile); p.ok()) {
-      if (auto it = p->find("region"); it != p->end()) s.region = it->second;
-    }
-  }
-  s.endpoint = o.endpoint;
-  if (s.endpoint.empty()) s.endpoint = env.get("AWS_ENDPOINT_URL_KMS").value_or("");
-  if (s.endpoint.empty()) s.endpoint = env.get("AWS_ENDPOINT_URL").value_or("");
-  s.allow_insecure_endpoint =
-      o.allow_insecure_endpoint || env.get("KMSFS_KMS_ALLOW_INSECURE_ENDPOINT").value_or("") == "1";
-  return s;
-}
-
-Result<RetrySettings> retry_settings(const Env& env) {
-  RetrySettings r;
-  if (auto v = env.get("AWS_MAX_ATTEMPTS"); v && !v->empty()) {
-    int n = 0;
-    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-    if (ec != std::errc() || end != v->data() + v->size() || n < 1 || n > 20)
-      return Status(Code::kInvalidArgument, "AWS_MAX_ATTEMPTS must be a number from 1 to 20, not '" + *v + "'");
-    r.max_attempts = n;
-  }
-  if (auto v = env.get("AWS_RETRY_MODE"); v && !v->empty()) {
-    if (*v == "adaptive") r.adaptive = true;
-    else if (*v != "standard" && *v != "legacy")
-      return Status(Code::kInvalidArgument, "AWS_RETRY_MODE must be standard, legacy or adaptive, not '" + *v + "'");
-  }
-  return r;
-}
-
 Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptions& o, Env env) {
-  AwsSettings s = resolve_settings(o, env);
-  ASSIGN_OR_RETURN(RetrySettings rs, retry_settings(env));
+  ASSIGN_OR_RETURN(AwsSettings s, resolve_settings(o, env));
+  // A Region with no dual-stack endpoint fails now, not at the first file opened.
+  if (s.endpoint.empty() && valid_region(s.region)) RETURN_IF_ERROR(default_kms_endpoint(s.region, s.variant).status());
   std::shared_ptr<HttpTransport> http = make_curl_transport();
   ChainOptions chain;
   chain.env = std::move(env);
@@ -56,10 +18,11 @@ Result<std::unique_ptr<AwsKmsProvider>> AwsKmsProvider::create(const AwsKmsOptio
   ko.region = s.region;
   ko.endpoint = s.endpoint;
   ko.allow_insecure_endpoint = s.allow_insecure_endpoint;
-  ko.retry.max_attempts = rs.max_attempts;
-  ko.adaptive = rs.adaptive;
+  ko.variant = s.variant;
+  ko.retry.max_attempts = s.retry.max_attempts;
+  ko.adaptive = s.retry.adaptive;
   auto client = std::make_shared<KmsClient>(http, make_default_chain(std::move(chain)), std::move(ko));
-  RETURN_IF_ERROR(client->check_endpoint());
+  RETURN_IF_ERROR(client->check_endpoint().with_context("KMS endpoint from " + s.endpoint_source));
   return std::make_unique<AwsKmsProvider>(std::move(client));
 }
 

@@ -12,39 +12,10 @@
 
 #include "keys/aws/credentials.h"
 #include "keys/aws/kms_client.h"
+#include "keys/aws/settings.h"
 #include "keys/key_provider.h"
 
 namespace kmsfs::aws {
-
-// What the user may set; everything left empty comes from the environment (docs/KMS.md).
-struct AwsKmsOptions {
-  std::string region;    // --region
-  std::string endpoint;  // --kms-endpoint
-  std::string profile;   // overrides AWS_PROFILE
-  // Accept a plain http:// endpoint that is not loopback (also
-  // KMSFS_KMS_ALLOW_INSECURE_ENDPOINT=1 in the environment).
-  bool allow_insecure_endpoint = false;
-};
-
-// Region: explicit, AWS_REGION, AWS_DEFAULT_REGION, the profile's "region" (else the first
-// region allowed with allow_region; never one learnt from a file header). Endpoint: explicit, AWS_ENDPOINT_URL_KMS,
-// AWS_ENDPOINT_URL (else https://kms.REGION.amazonaws.com per request).
-struct AwsSettings {
-  std::string region;
-  std::string endpoint;
-  std::string profile;
-  bool allow_insecure_endpoint = false;
-};
-AwsSettings resolve_settings(const AwsKmsOptions& o, const Env& env);
-
-// The SDKs' retry settings from the environment: AWS_MAX_ATTEMPTS (attempts per call a user
-// waits on, default 3) and AWS_RETRY_MODE (standard, the default, legacy is taken as
-// standard; adaptive adds client-side rate limiting). kInvalidArgument for other values.
-struct RetrySettings {
-  int max_attempts = 3;
-  bool adaptive = false;
-};
-Result<RetrySettings> retry_settings(const Env& env);
 
 class AwsKmsProvider final : public KeyProvider {
  public:

@@ -70,7 +70,15 @@ struct ProfileResolver {
       if (!c.ok()) return c.status().with_context(where(""));
       return c;
     }
-    return Status(Code::kNotFound, where("no credentials in it"));
+    if (!get("sso_session").empty() || !get("sso_start_url").empty()) {
+      // IAM Identity Center needs a token cache and a browser login: not built in. The
+      // chain goes on, and the error says why this profile gave nothing.
+      return Status(Code::kNotFound, where("SSO (sso_session, sso_start_url) is not supported; use "
+                                           "credential_process = aws configure export-credentials --profile " +
+                                           profile + " --format process"));
+    }
+    return Status(Code::kNotFound,
+                  where("no aws_access_key_id, role_arn, web_identity_token_file or credential_process in it"));
   }
 
   static Result<Credentials> static_keys(const std::map<std::string, std::string>& s,
@@ -115,9 +123,11 @@ class ChainProvider final : public CredentialsProvider {
       if (r.status().code() != Code::kNotFound) {
         return r.status().with_context("AWS credentials from " + src->name());
       }
-      tried += "\n  " + src->name() + ": " + r.status().message();
+      tried += (tried.empty() ? "" : "; ") + src->name() + " (" + r.status().message() + ")";
     }
-    return Status(Code::kPermissionDenied, "no AWS credentials found; tried:" + tried);
+    // One line, every source in the order tried: whoever reads it in a journal sees why
+    // each of them gave nothing (docs/KMS.md "Credentials").
+    return Status(Code::kPermissionDenied, "no AWS credentials found; tried " + tried);
   }
 
  private:

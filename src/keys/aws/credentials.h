@@ -59,7 +59,9 @@ std::shared_ptr<CredentialsProvider> make_caching_provider(std::string name, Fet
 Result<Credentials> credentials_from_env(const Env& env);
 
 // An INI file as the AWS CLI writes it: section -> key -> value (keys lowercased, values
-// trimmed; comments with '#' or ';' at line start).
+// trimmed; comments with '#' or ';' at line start). Indented "KEY = VALUE" lines under a
+// key with an empty value are its sub-settings, stored as "PARENT.KEY" ("kms.endpoint_url"
+// in a [services NAME] section).
 using IniFile = std::map<std::string, std::map<std::string, std::string>>;
 IniFile parse_ini(std::string_view text);
 
@@ -68,6 +70,7 @@ IniFile parse_ini(std::string_view text);
 struct ProfileFiles {
   IniFile config;       // AWS_CONFIG_FILE, default ~/.aws/config
   IniFile credentials;  // AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials
+  std::string config_path, credentials_path;  // where they were read from (for messages)
   static ProfileFiles load(const Env& env);
   ProfileFiles() = default;
   ProfileFiles(ProfileFiles&&) = default;

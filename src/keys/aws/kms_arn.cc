@@ -34,12 +34,12 @@ bool valid_alias_name(std::string_view name) {
 
 // Prefix-specific partitions first; everything else well-formed is the standard one.
 constexpr std::array<std::pair<std::string_view, AwsPartition>, 4> kByPrefix = {{
-    {"cn-", {"aws-cn", "amazonaws.com.cn"}},
-    {"us-gov-", {"aws-us-gov", "amazonaws.com"}},
-    {"us-iso-", {"aws-iso", "c2s.ic.gov"}},
-    {"us-isob-", {"aws-iso-b", "sc2s.sgov.gov"}},
+    {"cn-", {"aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn"}},
+    {"us-gov-", {"aws-us-gov", "amazonaws.com", "api.aws"}},
+    {"us-iso-", {"aws-iso", "c2s.ic.gov", ""}},
+    {"us-isob-", {"aws-iso-b", "sc2s.sgov.gov", ""}},
 }};
-constexpr AwsPartition kStandard{"aws", "amazonaws.com"};
+constexpr AwsPartition kStandard{"aws", "amazonaws.com", "api.aws"};
 
 Status bad_arn(std::string_view why) {
   return Status(Code::kInvalidArgument, "not a valid KMS key ARN (" + std::string(why) + ")");
@@ -126,10 +126,15 @@ Status check_kms_key_name(std::string_view key_id) {
                 "not a valid KMS key name (a key ARN, alias/NAME, an alias ARN or a key id)");
 }
 
-Result<std::string> default_kms_endpoint(std::string_view region) {
+Result<std::string> default_kms_endpoint(std::string_view region, EndpointVariant v) {
   std::optional<AwsPartition> p = partition_of_region(region);
   if (!p) return Status(Code::kInvalidArgument, "not a valid AWS region name");
-  return "https://kms." + std::string(region) + "." + std::string(p->dns_suffix);
+  if (v.dualstack && p->dualstack_suffix.empty()) {
+    return Status(Code::kInvalidArgument, "AWS_USE_DUALSTACK_ENDPOINT: partition " + std::string(p->name) +
+                                              " (region " + std::string(region) + ") has no dual-stack endpoints");
+  }
+  return std::string(v.fips ? "https://kms-fips." : "https://kms.") + std::string(region) + "." +
+         std::string(v.dualstack ? p->dualstack_suffix : p->dns_suffix);
 }
 
 }  // namespace kmsfs::aws

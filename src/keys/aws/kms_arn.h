@@ -23,6 +23,9 @@ namespace kmsfs::aws {
 struct AwsPartition {
   std::string_view name;        // "aws", "aws-cn", ...
   std::string_view dns_suffix;  // "amazonaws.com", "amazonaws.com.cn", ...
+  // Of the dual-stack (IPv4 and IPv6) endpoints: "api.aws", "api.amazonwebservices.com.cn";
+  // empty where the partition has none (the ISO partitions).
+  std::string_view dualstack_suffix;
 };
 
 // True if `region` has the shape of an AWS region (at most 32 characters).
@@ -45,8 +48,17 @@ Result<KmsArn> parse_kms_arn(std::string_view arn);
 // Any key name a KMS request may carry (the four forms above); kInvalidArgument otherwise.
 Status check_kms_key_name(std::string_view key_id);
 
+// Which of a Region's KMS endpoints (AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT).
+struct EndpointVariant {
+  bool fips = false;       // kms-fips.REGION...: FIPS 140 validated
+  bool dualstack = false;  // ...REGION.api.aws: IPv4 and IPv6
+};
+
 // https://kms.REGION.DNS-SUFFIX for a well-formed region, built only from the checked
-// region and its partition's DNS suffix; kInvalidArgument otherwise.
-Result<std::string> default_kms_endpoint(std::string_view region);
+// region and its partition's DNS suffix; kInvalidArgument otherwise. With `v.fips` the host
+// is kms-fips.REGION...; with `v.dualstack` the partition's dual-stack suffix
+// (kms.REGION.api.aws; both: kms-fips.REGION.api.aws), kInvalidArgument in a partition
+// without dual-stack endpoints.
+Result<std::string> default_kms_endpoint(std::string_view region, EndpointVariant v = {});
 
 }  // namespace kmsfs::aws

@@ -123,7 +123,7 @@ Result<HttpResponse> KmsClient::call(std::string_view op, const std::string& key
   // partition's DNS suffix: never from the key name's text.
   std::string endpoint = opts_.endpoint;
   if (endpoint.empty()) {
-    ASSIGN_OR_RETURN(endpoint, default_kms_endpoint(region));
+    ASSIGN_OR_RETURN(endpoint, default_kms_endpoint(region, opts_.variant));
   }
   ASSIGN_OR_RETURN(Url url, parse_url(endpoint));
 

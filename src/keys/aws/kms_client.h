@@ -39,6 +39,8 @@ struct KmsClientOptions {
   // AWS_ENDPOINT_URL). Requests are still signed for the key's region, and a key ARN must
   // still be in an allowed region.
   std::string endpoint;
+  // Without `endpoint`: the Region's FIPS and/or dual-stack endpoint (kms_arn.h).
+  EndpointVariant variant;
   // Accept a plain http:// endpoint to a host that is not loopback
   // (KMSFS_KMS_ALLOW_INSECURE_ENDPOINT=1). Off: http:// only to 127.0.0.0/8, ::1, localhost.
   bool allow_insecure_endpoint = false;

@@ -32,26 +32,37 @@ void wipe_ini(IniFile& ini) {
 IniFile parse_ini(std::string_view text) {
   IniFile out;
   std::map<std::string, std::string>* section = nullptr;
+  // The key whose indented lines are sub-settings: one set with nothing after its '='
+  // ("kms =\n  endpoint_url = URL" is stored as "kms.endpoint_url").
+  std::string parent;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
     std::string_view raw = text.substr(pos, end - pos);
     pos = end + 1;
-    // Indented lines are sub-settings ("s3 =\n  max_concurrent_requests = 20"): not ours.
     bool indented = !raw.empty() && (raw.front() == ' ' || raw.front() == '\t');
     std::string_view line = trim(raw);
     if (line.empty() || line.front() == '#' || line.front() == ';') continue;
     if (line.front() == '[' && line.back() == ']') {
       section = &out[std::string(trim(line.substr(1, line.size() - 2)))];
+      parent.clear();
       continue;
     }
-    if (indented || !section) continue;
+    if (!section) continue;
     size_t eq = line.find('=');
     if (eq == std::string_view::npos) continue;
     std::string key(trim(line.substr(0, eq)));
     for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
-    (*section)[key] = std::string(trim(line.substr(eq + 1)));
+    std::string value(trim(line.substr(eq + 1)));
+    if (indented) {
+      // A sub-setting of the key above; an indented line under a key with a value is a
+      // continuation of that value, which no setting kmsfs reads has.
+      if (!parent.empty()) (*section)[parent + "." + key] = std::move(value);
+      continue;
+    }
+    parent = value.empty() ? key : std::string();
+    (*section)[key] = std::move(value);
   }
   return out;
 }
@@ -59,8 +70,10 @@ IniFile parse_ini(std::string_view text) {
 ProfileFiles ProfileFiles::load(const Env& env) {
   ProfileFiles f;
   std::string home = env.home();
-  f.config = load_ini(env.get("AWS_CONFIG_FILE").value_or(home + "/.aws/config"));
-  f.credentials = load_ini(env.get("AWS_SHARED_CREDENTIALS_FILE").value_or(home + "/.aws/credentials"));
+  f.config_path = env.get("AWS_CONFIG_FILE").value_or(home + "/.aws/config");
+  f.credentials_path = env.get("AWS_SHARED_CREDENTIALS_FILE").value_or(home + "/.aws/credentials");
+  f.config = load_ini(f.config_path);
+  f.credentials = load_ini(f.credentials_path);
   return f;
 }
 
@@ -93,7 +106,8 @@ Result<std::map<std::string, std::string>> profile_settings(const ProfileFiles& 
     found = true;
     for (const auto& [k, v] : it->second) out[k] = v;
   }
-  if (!found) return Status(Code::kNotFound, "no AWS profile '" + profile + "'");
+  if (!found) return Status(Code::kNotFound, "no AWS profile '" + profile + "' in " + files.config_path + " or " +
+                                                 files.credentials_path);
   return out;
 }
 

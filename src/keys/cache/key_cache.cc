@@ -264,6 +264,10 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
     auto it = entries_.find(id);
     const bool ours = it != entries_.end() && it->second.flight == f;
     if (r.ok()) {
+      const int64_t wall = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+      stats_.last_fetch_unix = wall;
+      if (f->refresh) stats_.last_refresh_unix = wall;
       key = std::make_shared<const SecureBuffer>(std::move(r).value());
       valid_until = t + opts_.ttl;
       outage_warned_ = false;

@@ -69,6 +69,10 @@ struct KeyCacheStats {
   uint64_t evictions = 0;     // by expiry, LRU, refusal or flush
   uint64_t timeouts = 0;      // callers that gave up at wait_deadline
   size_t keys = 0;            // cached now
+  // Unix seconds of the last key the provider served (first fetch or refresh), and of the
+  // last background refresh; 0: none yet. For "has this mount reached its KMS lately?".
+  int64_t last_fetch_unix = 0;
+  int64_t last_refresh_unix = 0;
 };
 
 using CacheKeyId = Digest32;  // SHA-256 of what decides an unwrap's answer

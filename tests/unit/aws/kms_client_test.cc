@@ -279,15 +279,15 @@ TEST(AwsKmsProvider, SettingsFromEnvironment) {
   Env env;
   env.vars = {{"AWS_DEFAULT_REGION", "us-west-2"}, {"AWS_ENDPOINT_URL", "http://a"},
               {"HOME", "/nonexistent"}};
-  AwsSettings s = resolve_settings({}, env);
+  AwsSettings s = resolve_settings({}, env).value();
   EXPECT_EQ(s.region, "us-west-2");
   EXPECT_EQ(s.endpoint, "http://a");
   env.vars["AWS_REGION"] = "eu-central-1";
   env.vars["AWS_ENDPOINT_URL_KMS"] = "http://b";
-  s = resolve_settings({}, env);
+  s = resolve_settings({}, env).value();
   EXPECT_EQ(s.region, "eu-central-1");
   EXPECT_EQ(s.endpoint, "http://b");
-  s = resolve_settings({.region = "ap-south-1", .endpoint = "http://c", .profile = ""}, env);
+  s = resolve_settings({.region = "ap-south-1", .endpoint = "http://c", .profile = ""}, env).value();
   EXPECT_EQ(s.region, "ap-south-1");
   EXPECT_EQ(s.endpoint, "http://c");
 }

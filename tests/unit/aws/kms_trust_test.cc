@@ -346,11 +346,11 @@ TEST(KmsTrust, PlainHttpOnlyToLoopback) {
   Env env;
   env.vars = {{"HOME", "/nonexistent"}, {"AWS_REGION", "eu-west-1"},
               {"AWS_ENDPOINT_URL_KMS", "http://kms.internal.example:4566"}};
-  EXPECT_FALSE(resolve_settings({}, env).allow_insecure_endpoint);
+  EXPECT_FALSE(resolve_settings({}, env)->allow_insecure_endpoint);
   auto p = AwsKmsProvider::create({}, env);
   EXPECT_EQ(p.status().code(), Code::kInvalidArgument);
   env.vars["KMSFS_KMS_ALLOW_INSECURE_ENDPOINT"] = "1";
-  EXPECT_TRUE(resolve_settings({}, env).allow_insecure_endpoint);
+  EXPECT_TRUE(resolve_settings({}, env)->allow_insecure_endpoint);
   EXPECT_TRUE(AwsKmsProvider::create({}, env).ok());
   env.vars["AWS_ENDPOINT_URL_KMS"] = "http://127.0.0.1:4566";
   env.vars.erase("KMSFS_KMS_ALLOW_INSECURE_ENDPOINT");
