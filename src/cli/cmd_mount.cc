@@ -108,8 +108,6 @@ Result<std::string> absolute(const std::string& p, const char* what) {
   return Status::Io(errno, std::string(what) + " " + p);
 }
 
-}
-
 // Everything after the fork (or in the foreground): keys, vault, mount, serve.
 // `report` is called once, with ok or the start-up error, before serving begins.
 Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphrase,
