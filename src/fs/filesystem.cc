@@ -396,21 +396,42 @@ Status Filesystem::rename(uint64_t parent, const char* name, uint64_t newparent,
 }
 
 Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writable) {
-  std::lock_guard lock(in.mu);
-  if (in.file) {
-    if (writable && !in.file_writable) return Status(Code::kIo, "backing file is read-only", EROFS);
-    in.open_count++;
-    return in.file;
+  std::shared_ptr<const UniqueFd> fd;
+  int access;
+  {
+    std::unique_lock lock(in.mu);
+    // Concurrent first opens of this file cost one unwrap: the others wait for the first,
+    // without holding in.mu, then share its CryptFile.
+    in.opened_cv.wait(lock, [&] { return !in.opening; });
+    if (in.file) {
+      if (writable && !in.file_writable) return Status(Code::kIo, "backing file is read-only", EROFS);
+      in.open_count++;
+      return in.file;
+    }
+    in.opening = true;
+    fd = in.fd();
+    access = in.fd_access;
   }
-  // The backing file is opened read-write whenever possible, so one CryptFile serves every
-  // later handle; holding in.mu here makes concurrent first opens cost one unwrap. The
-  // CryptFile is shared with the rotation worker through the vault's OpenFiles.
-  bool rw = true;
+  // The first open runs without in.mu: it may wait up to the KMS timeout for the unwrap,
+  // and lookup, getattr and eviction take in.mu (a slow KMS must not stall `ls -l`). The
+  // backing file is opened read-write whenever possible, so one CryptFile serves every
+  // later handle; it is shared with the rotation worker through the vault's OpenFiles.
+  struct OpeningDone {
+    Inode& in;
+    ~OpeningDone() {
+      {
+        std::lock_guard lock(in.mu);
+        in.opening = false;
+      }
+      in.opened_cv.notify_all();
+    }
+  };
+  OpeningDone done{in};  // whatever way this returns (the waiters wake once in.file is set)
+  bool opened_here = false;
   auto f = vault_.open_files().get_or_open(in.dev, in.ino, [&]() -> Result<std::shared_ptr<CryptFile>> {
+    opened_here = true;
     // The descriptor of an earlier open, kept by the inode (Inode::fd), needs no open(2);
     // a new one takes the O_PATH one's place once the file opens.
-    std::shared_ptr<const UniqueFd> fd = in.fd();
-    int access = in.fd_access;
     if (access != O_RDWR) {
       UniqueFd rw_fd(::open(proc_path(fd->get()).c_str(), O_RDWR | O_CLOEXEC));
       const int err = errno;
@@ -427,23 +448,34 @@ Result<std::shared_ptr<CryptFile>> Filesystem::acquire_file(Inode& in, bool writ
         access = O_RDONLY;
       }
     }
-    rw = access == O_RDWR;
     // The header read alone would start a 16 KiB readahead, and the first data read a
     // second disk request; asking for the header and the first 128 KiB of blocks together
     // makes a cold small file one request (docs/BENCHMARKS.md, md5sum cold).
     ::posix_fadvise(fd->get(), 0, kOpenPrefetch, POSIX_FADV_WILLNEED);
     auto backing = std::make_shared<PosixBackingFile>(fd, std::string(), backing_root_);
     ASSIGN_OR_RETURN(auto opened, vault_.open_file(backing));
-    if (access != in.fd_access) in.set_fd(std::move(fd), access);  // the O_PATH one closes once unpinned
     return std::shared_ptr<CryptFile>(std::move(opened));
   });
   if (!f.ok()) return logged(f.status(), "open");
-  in.file = std::move(*f);
-  in.kept_size.store(in.file->size(), std::memory_order_release);
-  in.file_writable = rw;
-  in.open_count = 1;
-  track_key(in, *in.file);
-  return in.file;
+  std::shared_ptr<CryptFile> track;
+  {
+    std::lock_guard lock(in.mu);
+    // A create of this name may have finished meanwhile, with the same CryptFile
+    // (OpenFiles hands out one per backing inode).
+    if (!in.file) {
+      if (opened_here && access != in.fd_access) in.set_fd(fd, access);  // the O_PATH one closes once unpinned
+      in.file = std::move(*f);
+      in.kept_size.store(in.file->size(), std::memory_order_release);
+      // A CryptFile opened elsewhere (the rotation worker, a create) is read-write.
+      in.file_writable = !opened_here || access == O_RDWR;
+      track = in.file;
+    }
+    if (writable && !in.file_writable) return Status(Code::kIo, "backing file is read-only", EROFS);
+    in.open_count++;
+    if (!track) return in.file;
+  }
+  track_key(in, *track);
+  return track;
 }
 
 void Filesystem::release_file(Inode& in) {

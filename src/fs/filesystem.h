@@ -198,7 +198,8 @@ class Filesystem {
   // The inode's shared CryptFile, opened on first use (one DEK unwrap per open file).
   Result<std::shared_ptr<CryptFile>> acquire_file(Inode& in, bool writable);
   void release_file(Inode& in);
-  // Which open inodes use which cached key (for key_evicted). Called with in.mu held.
+  // Which open inodes use which cached key (for key_evicted). Called by the first open
+  // (or create) of a file, while its handle keeps the open count above zero.
   void track_key(Inode& in, const CryptFile& f);
   void untrack_key(Inode& in, const CryptFile& f);
   // Logs an error that is an event (damage, a key failure), with ERRNO and, when the

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -56,8 +57,13 @@ struct Inode {
   ino_t parent_ino = 0;
   std::string name;
 
-  // Open state of a regular file, shared by all its handles. Guarded by mu.
+  // Open state of a regular file, shared by all its handles. Guarded by mu, which is
+  // never held across I/O or a KMS call (lookup and getattr take it).
   std::mutex mu;
+  // A first open is under way (Filesystem::acquire_file): other openers wait on
+  // opened_cv, lookups and getattr do not.
+  bool opening = false;
+  std::condition_variable opened_cv;
   std::shared_ptr<CryptFile> file;
   bool file_writable = false;
   uint32_t open_count = 0;
