@@ -62,8 +62,7 @@ echo "== ASan+UBSan: unit, CLI and mount smoke tests"
 cmake -S . -B build-asan -G Ninja -DKMSFS_WERROR=ON -DKMSFS_SANITIZE=ON -DKMSFS_BUILD_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
 # Only what these labels run: the other integration binaries are not built here.
-ninja -C build-asan -j"$jobs" kmsfs base_test crypto_test nodump_heap_test format_test keyring_test vault_test keycache_test cli_test mount_smoke_test \
-  kms_local_unit_test rotation_test
+ninja -C build-asan -j"$jobs" kmsfs unit_tests cli_test mount_smoke_test kms_local_unit_test
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -L 'unit|cli|smoke' --timeout 900
 
