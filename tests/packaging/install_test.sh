@@ -1,5 +1,5 @@
 #!/bin/bash
-# What `cmake --install` puts where, into a scratch DESTDIR (never the host): the binary
+# What `cmake --install` puts where, always into a scratch DESTDIR (never the host): the binary
 # stripped, its debug info by build id where gdb finds it, mount.kmsfs where mount(8)
 # looks, the unit with the prefix's paths, man pages, completion, docs; for prefix /usr
 # (the .deb's) and /usr/local (a plain `cmake --install`). Usage: install_test.sh BUILD_DIR
@@ -59,10 +59,12 @@ expect "prefix /usr/local: the unit runs /usr/local/bin/kmsfs" \
   grep -q '^ExecStart=/usr/local/bin/kmsfs mount' "$root/usr/local/lib/systemd/system/kmsfs@.service"
 expect "prefix /usr/local: only /sbin and /usr/local written" [ "$(ls -A "$root" | tr '\n' ' ')" = "sbin usr " ]
 
-# Any other prefix (a staging tree): everything under it, the host untouched.
-root=$tmp/staging
-cmake --install "$build" --prefix "$root" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
-expect "prefix DIR: DIR/sbin/mount.kmsfs -> ../bin/kmsfs" [ "$(readlink "$root/sbin/mount.kmsfs")" = ../bin/kmsfs ]
+# Any other prefix (/opt/kmsfs, a staging tree): everything under it. (DESTDIR still, so
+# that a build configured with its own KMSFS_MOUNT_HELPER_DIR cannot write to the host.)
+root=$tmp/opt-root
+DESTDIR=$root cmake --install "$build" --prefix /opt/kmsfs >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+expect "prefix DIR: DIR/sbin/mount.kmsfs -> ../bin/kmsfs" [ "$(readlink "$root/opt/kmsfs/sbin/mount.kmsfs")" = ../bin/kmsfs ]
+expect "prefix DIR: only DIR written" [ "$(ls -A "$root")" = opt ]
 expect "prefix DIR: mount(8) not finding it is said" grep -q 'mount(8) does not search' "$tmp/log"
 
 echo "$failures failure(s)"
