@@ -61,6 +61,7 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # through the EXIT trap
 
 say "installing $(basename "$deb") ($((SECONDS - start)) s so far)"
 installed=1
