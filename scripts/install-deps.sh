@@ -6,6 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: run as root" >&2; exit 1; fi
 
 BUILD=(cmake ninja-build g++ pkg-config
+       scdoc  # the man pages (packaging/man)
+       binutils  # objcopy: the installed binary stripped, its debug info split off
        libfuse3-dev fuse3 libssl-dev openssl libsodium-dev libcurl4-openssl-dev
        nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev
        libcpp-httplib-dev)  # tools/kms-local: Debian's split build, with OpenSSL (TLS) compiled in
@@ -20,7 +22,10 @@ TEST=(libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev
       awscli python3-boto3 curl
       # the mount's Prometheus endpoint, parsed by a parser we did not write
       python3-prometheus-client
-      gdb  # tests/integration/secrets_test.cc: gcore of a live daemon
+      gdb  # tests/integration/secrets_test.cc: gcore of a live daemon; the split debug info
+      # tests/packaging and scripts/deb-check.sh: man pages rendered and found, the completion
+      # sourced, the .deb built (dpkg-shlibdeps) and installed
+      man-db bash-completion dpkg-dev file
       # scripts/fuzz.sh: libFuzzer targets (clang's compiler-rt), cached builds
       clang-14 libclang-rt-14-dev ccache)
 

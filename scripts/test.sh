@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test CI runs:
-#   1. the whole suite on the default configuration (warnings as errors),
+#   1. the whole suite on the default configuration (warnings as errors), then the .deb
+#      built from that build, installed on this machine, an fstab mount through it, and
+#      purged (scripts/deb-check.sh),
 #   2. a slice of the option matrix (cipher x block size x name mode x key mode) over the CLI, mount smoke
 #      and POSIX tests, and the mount suites again on the AWS KMS provider (tools/kms-local),
 #   3. unit, CLI and mount smoke tests under ASan+UBSan,
@@ -35,6 +37,8 @@ echo "== build (default configuration, -Werror)"
 bash scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -DNDEBUG"
 echo "== all tests, default configuration"
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
+echo "== .deb: build, install, mount through it from fstab, purge"
+bash scripts/deb-check.sh build
 
 if [ $full = 1 ]; then
   matrix=("--cipher aes-256-gcm --block-size 1024" "--cipher aes-256-gcm --block-size 65536"
