@@ -2,6 +2,7 @@
 // control socket or offline on an unmounted backing directory (docs/CLI.md "rotate").
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -93,6 +94,8 @@ Status outcome(const json& j) {
                                               failed));
   if (phase == "failed") return Status(Code::kIo, "rotation failed: " + j.value("message", ""));
   if (phase == "cancelled") return Status(Code::kUnavailable, "rotation cancelled");
+  if (phase == "paused" && j.value("paused_for_space", false))
+    return Status(Code::kIo, "rotation " + j.value("message", "paused: out of space"), ENOSPC);
   return Status::Ok();  // paused or running: not an error
 }
 

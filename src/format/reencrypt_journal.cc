@@ -49,8 +49,12 @@ Status ReencryptJournal::save(const JournalEntry& e) {
   // Truncate first: a shorter entry over a longer one must not leave a tail that a torn
   // write could make look complete.
   RETURN_IF_ERROR(f_->truncate(0));
-  RETURN_IF_ERROR(f_->write_at(b, 0));
-  return f_->sync(true);
+  Status s = f_->write_at(b, 0);
+  if (s.ok()) s = f_->sync(true);
+  // A save that failed (out of space, say) gives back what it took: a partial entry is
+  // none anyway, and its blocks are what a full disk needs for everything else.
+  if (!s.ok()) (void)f_->truncate(0);
+  return s;
 }
 
 Status ReencryptJournal::clear() {

@@ -58,6 +58,7 @@ json rotation_state_to_json(const RotationState& s) {
       {"kms_calls", s.kms_calls},
       {"errors", errors},
       {"message", s.message},
+      {"paused_for_space", s.paused_for_space},
   };
   return j;
 }
@@ -100,6 +101,7 @@ Result<RotationState> parse_rotation_state(const std::string& text, const std::s
     s.bytes = j.value("bytes", uint64_t{0});
     s.kms_calls = j.value("kms_calls", uint64_t{0});
     s.message = j.value("message", "");
+    s.paused_for_space = j.value("paused_for_space", false);
     for (const auto& e : j.value("errors", json::array()))
       s.errors.push_back({e.value("path", ""), e.value("file_id", ""), e.value("message", "")});
   } catch (const json::exception& e) {

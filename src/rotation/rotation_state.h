@@ -57,7 +57,11 @@ struct RotationState {
   uint64_t bytes = 0;      // backing bytes of the files re-wrapped; re-sealed, when re-encrypting
   uint64_t kms_calls = 0;  // provider calls made
   std::deque<RotationError> errors;  // the latest few
-  std::string message;     // why it failed or was cancelled
+  std::string message;     // why it failed, was cancelled or paused itself
+  // Paused by the run itself because the backing filesystem ran out of space (ENOSPC,
+  // EDQUOT) for a re-encryption's journal or blocks: no file was damaged, and --resume
+  // goes on once space is freed. An operator's pause leaves it false.
+  bool paused_for_space = false;
 
   bool active() const { return phase == RotationPhase::kRunning || phase == RotationPhase::kPaused; }
 };

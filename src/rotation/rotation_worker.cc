@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <ctime>
 
 #include "base/unique_fd.h"
@@ -30,6 +31,8 @@ constexpr auto kFirstDeferBackoff = std::chrono::milliseconds(500);
 constexpr auto kMaxDeferBackoff = std::chrono::milliseconds(30000);
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+bool out_of_space(const Status& s) { return s.sys_errno() == ENOSPC || s.sys_errno() == EDQUOT; }
 
 // A deep file's backing path, and a message naming it, can be tens of KiB: the state file
 // keeps kMaxRotationErrors of them and is read back only up to 1 MiB. Cut at a character
@@ -115,7 +118,12 @@ Status RotationWorker::start(const RotationRequest& r) {
   if (!target_or.ok()) return target_or.status().with_context("rotation target '" + r.to + "'");
   KeyRef target = std::move(*target_or);
   // From here on, new files and the filesystem key are under the target.
-  RETURN_IF_ERROR(vault_.rotate_config(target, r.to));
+  if (Status s = vault_.rotate_config(target, r.to); !s.ok()) {
+    if (out_of_space(s))
+      return s.with_context("rotation not started (nothing was changed; free space on the backing filesystem and "
+                            "start it again)");
+    return s;
+  }
   RotationState s;
   uint8_t id[8];
   random_bytes(id);
@@ -165,6 +173,8 @@ Status RotationWorker::resume() {
   ASSIGN_OR_RETURN(KeyRef target, resolve(s.params.to));
   s.phase = RotationPhase::kRunning;
   s.target = target.to_string();
+  if (s.paused_for_space) s.message.clear();
+  s.paused_for_space = false;
   launch(std::move(s), std::move(target));
   return Status::Ok();
 }
@@ -317,6 +327,19 @@ bool RotationWorker::pass(std::stop_token& st, Rewrapper& rw, Reencryptor* re) {
         state_.kms_calls += re->calls() - calls_before;
         return x;
       });
+      if (re_r && !re_r->ok() && out_of_space(re_r->status())) {
+        // Out of space for the journal or the re-sealed blocks: the step did not commit, so
+        // the file reads as before (its re-encryption, if begun, goes on from its
+        // watermark). Every further file would fail the same way: pause, and let the
+        // operator resume once space is freed, rather than fail the files one by one.
+        std::lock_guard lock(mu_);
+        state_.phase = RotationPhase::kPaused;
+        state_.paused_for_space = true;
+        state_.message = "paused: out of space on the backing filesystem (" + clipped(re_r->status().message()) +
+                         "); no file was damaged; free space, then kmsfs rotate --resume";
+        spdlog::warn("rotation: {}", state_.message);
+        return Step::kStopped;
+      }
       if (!re_r || (re_r->ok() && (*re_r)->outcome == ReencryptOutcome::kStopped)) {
         if (re_r) {
           std::lock_guard lock(mu_);

@@ -10,10 +10,13 @@
 //  * on a disk filled to the last block, a sparse file overwritten in place (its holes
 //    need space) fails the same way and every 4 KiB block holds either its old or its new
 //    content; a dense file overwritten in place needs no space and succeeds;
-//  * appends and writes through a shared mapping (msync) on a nearly full disk: the
-//    first failure comes at write, fsync, msync or close; every byte a successful fsync
-//    (msync) acknowledged reads back after a remount, the bytes of the failed call are
-//    block by block old or new, and stat's size agrees with what reads return.
+//  * random writes into holes, appends, writes through a shared mapping (msync) and
+//    truncate-extends on a nearly full disk: the first failure comes at write, fsync,
+//    msync or close, with ENOSPC (EDQUOT); every byte a successful fsync (msync)
+//    acknowledged reads back after a remount, the bytes of the failed call are block by
+//    block old or new, and stat's size agrees with what reads return;
+//  * `kmsfs rotate --reencrypt` out of space: it does not start, or pauses itself, without
+//    damaging any file, and `--resume` finishes it once space is freed.
 //
 // Needs root, loop devices and e2fsprogs. Without them it skips with the reason, except
 // under CI (CI=true), where that is a failure. The kmsfs mount, the ext4 mount and the loop
@@ -27,6 +30,8 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <chrono>
@@ -221,30 +226,28 @@ class FullDisk : public ::testing::TestWithParam<Param> {
     return std::min<uint64_t>(ext4_->free_bytes(), q.dqb_curspace < limit ? limit - q.dqb_curspace : 0);
   }
   // Leaves at most `keep` bytes for the daemon (0: to the last block), with a file beside
-  // the vault.
+  // the vault: fallocate all but a margin (fallocating every free block can fail, as the
+  // extent tree needs blocks too), then writes until what is left is at most `keep`.
   void leave(uint64_t keep, const std::string& name = "filler") {
+    constexpr uint64_t kMargin = 2 << 20;
     const uint64_t left = space_left();
-    if (left > keep) {
-      int fd = ::open(ext4_->at(name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-      ASSERT_GE(fd, 0);
+    int fd = ::open(ext4_->at(name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    if (left > keep + kMargin) {
       struct stat st {};
-      ::fstat(fd, &st);
-      ASSERT_EQ(::posix_fallocate(fd, st.st_size, static_cast<off_t>((left - keep) & ~uint64_t{4095})), 0);
-      ::fsync(fd);
-      ::close(fd);
+      ASSERT_EQ(::fstat(fd, &st), 0);
+      ASSERT_EQ(::posix_fallocate(fd, st.st_size, static_cast<off_t>((left - keep - kMargin) & ~uint64_t{4095})), 0);
     }
-    if (keep == 0) {
-      if (quota()) {
-        // The last blocks of the quota: whatever rounding left.
-        int fd = ::open(ext4_->at(name).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-        const std::string block(4096, 'f');
-        for (int i = 0; i < 64 && space_left() > 0; ++i) ASSERT_EQ(::write(fd, block.data(), block.size()), 4096);
-        ::fsync(fd);
-        ::close(fd);
-      } else {
-        ext4_->fill(name);
-      }
+    const std::string chunk(64 << 10, 'f');
+    for (int i = 0; i < 4096 && space_left() > keep; ++i) {
+      // 64 KiB at a time while far from `keep`, then a block at a time; the last writes
+      // may fail (the disk is full), which is the point.
+      const size_t n = space_left() > keep + chunk.size() ? chunk.size() : 4096;
+      if (::write(fd, chunk.data(), n) <= 0) break;
+      if (i % 16 == 15) ::fdatasync(fd);  // delayed allocation: let statvfs see the blocks
     }
+    ::fsync(fd);
+    ::close(fd);
     std::cout << mode() << ": " << space_left() << " bytes left for the daemon\n";
   }
   void free_filler(const std::string& name = "filler") { ::unlink(ext4_->at(name).c_str()); }
@@ -387,6 +390,183 @@ void expect_converges(const std::string& path, Check check) {
     if (why.empty()) return;
   }
   ADD_FAILURE() << path << ": " << why;
+}
+
+// Random writes (each followed by fsync) into the holes of a sparse file until the space
+// runs out: the failure is ENOSPC (EDQUOT), at write(2) without the cache, and the file
+// holds every fsynced byte and, for the failed write, each block old or new.
+TEST_P(FullDisk, RandomWritesFailCleanlyAndKeepEveryFsyncedByte) {
+  constexpr size_t kSize = 16 << 20;
+  std::string model = pattern(8192, 11);
+  write_file(at("random"), model);
+  ASSERT_EQ(::truncate(at("random").c_str(), kSize), 0);
+  model.resize(kSize, '\0');
+  leave(1 << 20);
+  std::mt19937_64 rng(12);
+  std::string failed_at, next;
+  int fd = ::open(at("random").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  int writes = 0, err = 0, short_writes = 0;
+  for (; writes < 2000 && failed_at.empty(); ++writes) {
+    const size_t len = 1 + rng() % (64 << 10), off = rng() % (kSize - len);
+    const std::string data = pattern(len, 100 + writes);
+    next = model;
+    next.replace(off, len, data);
+    // write(2) may be short (the kernel sends a write in several requests, and reports
+    // the bytes of those that succeeded; errno is then untouched): the rest is written
+    // again, and that fails with the error.
+    for (size_t done = 0; done < len && failed_at.empty();) {
+      const ssize_t w = ::pwrite(fd, data.data() + done, len - done, static_cast<off_t>(off + done));
+      if (w < 0) failed_at = "write", err = errno;
+      else if ((done += static_cast<size_t>(w)) < len) ++short_writes;
+    }
+    if (failed_at.empty() && ::fsync(fd) != 0) failed_at = "fsync", err = errno;
+    if (failed_at.empty()) model.swap(next);  // acknowledged by fsync
+  }
+  if (::close(fd) != 0 && failed_at.empty()) failed_at = "close", err = errno;
+  std::cout << mode() << ": random writes: write " << writes << " failed at " << failed_at << " ("
+            << std::strerror(err) << "), after " << short_writes << " short write(2)s\n";
+  ASSERT_FALSE(failed_at.empty()) << "2000 random writes into holes fitted in 1 MiB?";
+  EXPECT_TRUE(err == ENOSPC || err == EDQUOT) << failed_at << ": " << std::strerror(err) << "\n--- daemon log:\n"
+                                              << daemon_->log();
+  if (!writeback()) {
+    EXPECT_EQ(failed_at, "write") << "without the cache write(2) itself must fail";
+  }
+  auto check = [&](const std::string& got) { return blocks_old_or_new(got, model, next); };
+  expect_converges(at("random"), check);
+  fsck_and_remount();
+  expect_converges(at("random"), check);
+}
+
+// ftruncate growing files on a full disk: the extension is a hole (it needs no space), so
+// it succeeds or fails with ENOSPC leaving the old size; writing a block into it then needs
+// space: it fails with ENOSPC (EDQUOT) and each block is old or new.
+TEST_P(FullDisk, TruncateExtendOnAFullDiskSucceedsOrKeepsTheOldSize) {
+  // Tails that end inside a block, on a block boundary, and an empty file.
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"t1", pattern(10000, 41)}, {"t2", pattern(8192, 42)}, {"t3", ""}};
+  for (const auto& [name, content] : files) write_file(at(name), content);
+  ::sync();
+  leave(0);
+  std::vector<std::string> model;
+  int out_of_space = 0;  // at ftruncate (sealing the new last block needs space) or at the write
+  for (const auto& [name, content] : files) {
+    const uint64_t to = content.size() + (50ull << 20);  // far beyond the free space: holes
+    int fd = ::open(at(name).c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    int rc = ::ftruncate(fd, static_cast<off_t>(to));
+    int err = rc == 0 ? 0 : errno;
+    if (rc == 0 && ::fsync(fd) != 0) rc = -1, err = errno;
+    EXPECT_EQ(::close(fd), 0);
+    std::cout << mode() << ": " << name << ": ftruncate to " << to << " on a full disk: "
+              << (rc == 0 ? "ok" : std::strerror(err)) << "\n";
+    if (rc == 0) {
+      std::string grown = content;
+      grown.resize(to, '\0');
+      model.push_back(grown);
+    } else {
+      EXPECT_TRUE(err == ENOSPC || err == EDQUOT) << name << ": " << std::strerror(err);
+      model.push_back(content);
+      ++out_of_space;
+    }
+  }
+  // Writing into the new holes needs space the disk does not have.
+  const std::string block = pattern(4096, 43);
+  std::vector<std::string> after = model;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (model[i].size() < (1 << 20)) continue;
+    const size_t off = model[i].size() - (1 << 20);
+    after[i].replace(off, block.size(), block);
+    Outcome o;
+    int fd = ::open(at(files[i].first).c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    if (::pwrite(fd, block.data(), block.size(), static_cast<off_t>(off)) != 4096) o.step = "write", o.err = errno;
+    else if (::fsync(fd) != 0) o.step = "fsync", o.err = errno;
+    if (::close(fd) != 0 && o.err == 0) o.step = "close", o.err = errno;
+    std::cout << mode() << ": " << files[i].first << ": a block written into the extension: " << o.step << " "
+              << std::strerror(o.err) << "\n";
+    if (o.step == "none") {
+      model[i] = after[i];
+    } else {
+      ++out_of_space;
+      EXPECT_TRUE(o.err == ENOSPC || o.err == EDQUOT) << files[i].first << ": " << o.step << ": " << std::strerror(o.err);
+      if (!writeback()) {
+        EXPECT_EQ(o.step, "write") << "without the cache write(2) itself must fail";
+      }
+    }
+  }
+  EXPECT_EQ(out_of_space, 3) << "each file needs a block at ftruncate or at the write: the disk was not full";
+  auto check_all = [&] {
+    for (size_t i = 0; i < files.size(); ++i)
+      expect_converges(at(files[i].first),
+                       [&](const std::string& got) { return blocks_old_or_new(got, model[i], after[i]); });
+  };
+  check_all();
+  fsck_and_remount();
+  check_all();
+}
+
+// Re-encryption (rotate --reencrypt) when space runs out: on a disk full to the last block
+// it does not start (the config cannot be rewritten) and says so; with room to start but
+// not for its journal it pauses itself (exit 7, "paused_for_space"), damaging nothing; once
+// space is freed, --resume finishes it, and every file reads back as it was.
+TEST_P(FullDisk, ReencryptionOutOfSpaceDamagesNothingAndFinishesOnceSpaceIsFreed) {
+  if (std::getenv("KMSFS_TEST_KMS") != nullptr) GTEST_SKIP() << "re-encrypts under a keyring key version";
+  std::vector<std::string> content;
+  for (int i = 0; i < 6; ++i) {
+    content.push_back(pattern((1 << 20) + 1000 * i, 51 + i));
+    write_file(at("r" + std::to_string(i)), content.back());
+  }
+  ::sync();
+  ASSERT_EQ(kmsfs({"keyring", "rotate", keyring_, "main"}).exit_code, 0);
+  auto expect_unchanged = [&](const char* when) {
+    for (int i = 0; i < 6; ++i) {
+      ReadResult got = read_all(at("r" + std::to_string(i)));
+      EXPECT_EQ(got.err, 0) << when << ": r" << i << ": " << std::strerror(got.err);
+      EXPECT_TRUE(got.data == content[i]) << when << ": r" << i << " changed";
+    }
+  };
+  const std::vector<std::string> rotate_cmd = {"rotate", mnt_, "--to", "main", "--reencrypt", "--rate-mb", "0", "--wait"};
+
+  // On a disk full to the last block the run either cannot start (kmsfs.conf cannot be
+  // rewritten: nothing changed) or starts and pauses itself at its first journal write.
+  leave(0);
+  ProcessResult r = kmsfs(rotate_cmd, false);
+  std::cout << mode() << ": re-encryption on a full disk: exit " << r.exit_code << ": " << r.out << r.err;
+  EXPECT_EQ(r.exit_code, 7) << r.out << r.err;
+  if (r.err.find("rotation not started") != std::string::npos) {
+    expect_unchanged("after a start on a full disk");
+    free_filler();
+    leave(512 << 10);  // room for the config and the rotation's state, not for a 1 MiB journal entry
+    r = kmsfs(rotate_cmd, false);
+    std::cout << mode() << ": re-encryption with 512 KiB free: exit " << r.exit_code << ": " << r.out << r.err;
+    EXPECT_EQ(r.exit_code, 7) << r.out << r.err;
+  }
+  EXPECT_NE(r.err.find("out of space"), std::string::npos) << r.err;
+  ProcessResult st = kmsfs({"rotate", mnt_, "--status", "--json"}, false);
+  nlohmann::json j = nlohmann::json::parse(st.out, nullptr, false);
+  EXPECT_EQ(j.value("phase", ""), "paused") << st.out << st.err;
+  EXPECT_TRUE(j.value("paused_for_space", false)) << st.out;
+  expect_unchanged("after running out of space");
+  // The pause outlives the daemon: it must not restart by itself. (fsck would report the
+  // file whose re-encryption stopped part-way, as it should: it is checked at the end.)
+  ASSERT_EQ(daemon_->stop(), 0) << daemon_->log();
+  logs_ += daemon_->log();
+  start();
+  expect_unchanged("after the remount");
+  st = kmsfs({"rotate", mnt_, "--status", "--json"}, false);
+  EXPECT_EQ(nlohmann::json::parse(st.out, nullptr, false).value("phase", ""), "paused") << st.out << st.err;
+
+  free_filler();
+  ProcessResult resumed = kmsfs({"rotate", mnt_, "--resume", "--wait"}, false);
+  std::cout << mode() << ": --resume once space is freed: exit " << resumed.exit_code << "\n" << resumed.out;
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  st = kmsfs({"rotate", mnt_, "--status", "--json"}, false);
+  j = nlohmann::json::parse(st.out, nullptr, false);
+  EXPECT_EQ(j.value("phase", ""), "done") << st.out;
+  EXPECT_EQ(j.value("failed", -1), 0) << st.out;
+  fsck_and_remount();
+  expect_unchanged("after the re-encryption");
 }
 
 TEST_P(FullDisk, AppendsFailCleanlyAndKeepEveryFsyncedByte) {

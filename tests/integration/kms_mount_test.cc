@@ -584,6 +584,63 @@ TEST_F(KmsMount, ServerStopGivesEioAndTheMountRecoversWithNothingLost) {
   EXPECT_EQ(v.unmount(), 0);
 }
 
+// Issue 17 (the soak's EIO): a file already open holds its key; when its lease runs out
+// while the KMS is failing (5xx, throttling, dropped connections, each past the client's
+// retries) the renewal's failure is not a refusal, so the file keeps reading and writing,
+// fsync included. Only a refusal cuts it off (DisabledOrPendingDeletionKeyFailsNewOpens...).
+TEST_F(KmsMount, AnOpenFileKeepsWritingWhenItsKeyRenewalMeetsAFailingKms) {
+  MountedVault v(vault_options({}, {"--key-ttl", "1", "--key-pool", "0"}));
+  const std::vector<std::string> kinds = {R"({"error_rate":1})", R"({"throttle_rate":1})", R"({"drop_rate":1})"};
+  for (size_t i = 0; i < kinds.size(); ++i) write_file(v.at("held" + std::to_string(i)), std::string(20000, 'a'));
+  write_file(v.at("cold"), "cold\n");
+  v.remount();
+  auto evictions = [&] {
+    json j = parse(kmsfs({"stats", v.mnt(), "--json"}).out);
+    return j["cache"]["evictions"].is_number() ? j["cache"]["evictions"].get<int>() : -1;
+  };
+  std::vector<std::string> models;
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    SCOPED_TRACE(kinds[i]);
+    const std::string name = "held" + std::to_string(i);
+    // The KMS healthy again (its circuit breaker may be open from the round before).
+    kms_.admin("DELETE", "/__admin/faults");
+    ASSERT_EQ(open_errno_within(v.at(name), O_RDWR, 0, std::chrono::seconds(20)), 0);
+    int held = ::open(v.at(name).c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(held, 0) << std::strerror(errno);
+    const int before = evictions();
+    ASSERT_GE(before, 0);
+    faults(kinds[i]);
+    // Wait until the cache has dropped the file's key at its TTL (its background refresh
+    // failed), so the next write must renew the file's right to it through the KMS.
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+         evictions() == before && std::chrono::steady_clock::now() < until;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_GT(evictions(), before) << "the key never left the cache";
+    std::string model(20000, 'a');
+    const std::string data(5000, static_cast<char>('b' + i));
+    model.replace(3000, data.size(), data);
+    EXPECT_EQ(::pwrite(held, data.data(), data.size(), 3000), static_cast<ssize_t>(data.size())) << std::strerror(errno);
+    EXPECT_EQ(::fsync(held), 0) << std::strerror(errno);
+    std::string got(model.size(), '\0');
+    EXPECT_EQ(::pread(held, got.data(), got.size(), 0), static_cast<ssize_t>(model.size())) << std::strerror(errno);
+    EXPECT_EQ(got, model);
+    // A file whose key is not in hand still needs the KMS.
+    EXPECT_EQ(open_errno(v.at("cold"), O_RDONLY), EIO);
+    EXPECT_EQ(::close(held), 0) << std::strerror(errno);
+    models.push_back(model);
+  }
+  kms_.admin("DELETE", "/__admin/faults");
+  EXPECT_NE(v.log().find("keeps its key"), std::string::npos) << v.log();
+  v.remount();
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const std::string name = "held" + std::to_string(i);
+    EXPECT_EQ(open_errno_within(v.at(name), O_RDONLY, 0, std::chrono::seconds(15)), 0);
+    EXPECT_EQ(read_file(v.at(name)), models[i]) << name;
+  }
+  EXPECT_EQ(read_file(v.at("cold")), "cold\n");
+  EXPECT_EQ(v.unmount(), 0);
+}
+
 // Issue 17: the mount's own count of its GenerateDataKey requests (every attempt, also
 // those that never reached the server).
 int mount_requests(const MountedVault& v, const std::string& op) {

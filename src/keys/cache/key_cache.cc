@@ -113,7 +113,8 @@ void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> list
   listener_ = std::move(listener);
 }
 
-Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx) {
+Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                                         std::chrono::milliseconds max_wait) {
   const CacheKeyId id = id_of(ref, wrapped, ctx);
   std::shared_ptr<Flight> flight;
   bool started = false;  // this call started the flight
@@ -179,7 +180,8 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
     }
   }
 
-  const auto wait = stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline;
+  const auto wait = std::min<std::chrono::milliseconds>(
+      max_wait, stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline);
   std::unique_lock fl(flight->mu);
   const bool done = flight->cv.wait_for(fl, wait, [&] { return flight->done; });
   std::shared_ptr<const SecureBuffer> key = flight->key;
@@ -424,6 +426,7 @@ void KeyCache::flush() {
   std::vector<CacheKeyId> gone;
   {
     std::lock_guard lk(mu_);
+    flushes_.fetch_add(1, std::memory_order_acq_rel);
     while (!entries_.empty()) erase_locked(entries_.begin(), gone);
   }
   notify(gone);

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -97,8 +98,10 @@ class KeyCache {
 
   // The unwrapped key, from the cache or through the provider. Errors are the provider's
   // (kPermissionDenied, kCorrupt, kNotFound, kUnavailable), or kUnavailable when the fetch
-  // outlasts wait_deadline.
-  Result<Lease> unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx);
+  // outlasts wait_deadline, or `max_wait` if shorter (a caller that holds the key already
+  // and only renews its right to it need not stall on a slow KMS; the fetch goes on).
+  Result<Lease> unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                       std::chrono::milliseconds max_wait = std::chrono::milliseconds::max());
 
   // Marks a cached key as in use, so it is refreshed before it expires (an open file that
   // keeps reading calls this once per lease, shortly before the lease ends).
@@ -110,6 +113,9 @@ class KeyCache {
 
   // Drops every cached key now (the "lock" button); reports each to the listener.
   void flush();
+  // How many flushes there have been: a holder of a key that must re-prove its right after
+  // a flush tells it from an ordinary expiry by this count.
+  uint64_t flushes() const { return flushes_.load(std::memory_order_acquire); }
 
   // Called (outside the cache's locks, from the caller's or a cache thread) with the id of
   // every key that leaves the cache. Replacing it (with nullptr too) waits for calls of the
@@ -151,6 +157,7 @@ class KeyCache {
   std::deque<std::pair<CacheKeyId, std::shared_ptr<Flight>>> queue_;
   KeyCacheStats stats_;
   bool outage_warned_ = false;
+  std::atomic<uint64_t> flushes_{0};
   std::shared_mutex listener_mu_;  // held (shared) while the listener runs
   std::function<void(const CacheKeyId&)> listener_;  // guarded by listener_mu_
 
