@@ -117,6 +117,12 @@ Status AuditLog::record(AuditEvent e) {
   return Status::Ok();
 }
 
+void AuditLog::wait_written() {
+  std::unique_lock lk(mu_);
+  const uint64_t last = next_seq_ - 1;
+  done_cv_.wait(lk, [&] { return done_seq_ >= last; });
+}
+
 AuditLogStats AuditLog::stats() const {
   std::lock_guard lk(mu_);
   return stats_;

@@ -60,6 +60,8 @@ class AuditLog final : public AuditSink {
 
   Status record(AuditEvent e) override;
 
+  // Waits until every line recorded so far has been written (or lost).
+  void wait_written();
   AuditLogStats stats() const;
   const AuditLogOptions& options() const { return opts_; }
 

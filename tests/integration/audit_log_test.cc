@@ -116,6 +116,7 @@ TEST_F(AuditLog, RecordsEveryKeyOperationPerFileWithTheRequesterAndNoNameOrKey) 
   for (const auto& n : names) write_file(v.at(n), "secret contents of " + n);
   v.remount();
   for (const auto& n : names) EXPECT_EQ(read_file(v.at(n)), "secret contents of " + n);
+  EXPECT_EQ(read_file(v.at(names[1])), "secret contents of " + names[1]);  // its key is cached now
   ASSERT_EQ(kmsfs({"flush-keys", v.mnt()}).exit_code, 0);
   EXPECT_EQ(read_file(v.at(names[0])), "secret contents of " + names[0]);
   const json stats = parse(kmsfs({"stats", v.mnt(), "--json"}).out);
@@ -157,6 +158,10 @@ TEST_F(AuditLog, RecordsEveryKeyOperationPerFileWithTheRequesterAndNoNameOrKey) 
     EXPECT_EQ(o["result"], "ok") << o;
     ++opens[o["file_id"].get<std::string>()];
   }
+  int cache_hits = 0;
+  for (const auto& h : with_op(lines, "cache_hit"))
+    if (h.contains("file_id") && h["result"] == "ok" && h.value("pid", -1) == static_cast<int>(::getpid())) ++cache_hits;
+  EXPECT_GE(cache_hits, 1);
   for (const auto& id : created) {
     EXPECT_GE(unwraps[id], 1) << id;
     EXPECT_GE(misses[id], 1) << id;
