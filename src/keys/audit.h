@@ -53,7 +53,7 @@ class RequesterScope {
 
 struct AuditEvent {
   std::string op;       // "generate", "unwrap", "rewrap", "cache_hit", ... (OPERATIONS.md)
-  std::string result = "ok";  // "ok", "denied" (refused: key disabled, access denied, untrusted) or "error"
+  std::string result = "ok";  // "ok", "denied" (kPermissionDenied: key disabled, access denied) or "error"
   std::string error;    // the failure's one-line message (provider level only: no paths)
   std::string key;      // KeyRef::to_string() of the key used
   std::string to_key;   // rewrap and rotation: the key moved to
