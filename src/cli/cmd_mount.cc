@@ -36,6 +36,7 @@
 #include "cli/passphrase_options.h"
 #include "cli/providers.h"
 #include "cli/vault_path.h"
+#include "control/audit_log.h"
 #include "control/control_socket.h"
 #include "control/metrics_http.h"
 #include "control/mount_stats.h"
@@ -70,6 +71,10 @@ struct MountArgs {
   size_t key_pool = 512;
   uint64_t intermediate_max_files = 0;
   double intermediate_max_age = 0;
+  std::string audit_log;
+  uint64_t audit_log_max_size = AuditLogOptions{}.max_size;
+  unsigned audit_log_keep = AuditLogOptions{}.keep;
+  bool audit_required = false;
   PassphraseOptions pass;
   AwsCliOptions aws;
   std::string config_file;  // only for --help: read before parsing
@@ -108,6 +113,26 @@ Result<std::string> absolute(const std::string& p, const char* what) {
   return Status::Io(errno, std::string(what) + " " + p);
 }
 
+// The audit log's absolute path (its directory resolved), refused inside the backing
+// directory or the mount: a log in the vault would sit beside the ciphertext it
+// describes (and be copied with it), one in the mount would be written through the
+// mount's own key operations.
+Result<std::string> audit_log_path(const std::string& p, const std::string& backing, const std::string& mountpoint) {
+  const std::filesystem::path given = std::filesystem::absolute(p).lexically_normal();
+  if (!given.has_filename()) return Status(Code::kInvalidArgument, "--audit-log " + p + ": a file name is needed");
+  ASSIGN_OR_RETURN(std::string dir, absolute(given.parent_path().string(), "--audit-log directory"));
+  const std::string path = (std::filesystem::path(dir) / given.filename()).string();
+  auto inside = [&path](const std::string& d) { return d == "/" || path == d || path.starts_with(d + "/"); };
+  if (inside(backing))
+    return Status(Code::kInvalidArgument, "--audit-log " + path + " is inside the backing directory " + backing +
+                                              ": put the audit log outside the vault and the mount");
+  if (inside(mountpoint))
+    return Status(Code::kInvalidArgument, "--audit-log " + path + " is inside the mountpoint " + mountpoint +
+                                              ": put the audit log outside the vault and the mount");
+  return path;
+}
+
+
 // Everything after the fork (or in the foreground): keys, vault, mount, serve.
 // `report` is called once, with ok or the start-up error, before serving begins.
 Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphrase,
@@ -130,6 +155,19 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   });
   // Only the keys this host trusts for the vault, from the first call on.
   providers.set_trust(anchor.record.key_trust());
+  // Before the first key operation (the filesystem key's unwrap), so the log has them all.
+  std::shared_ptr<AuditLog> audit_log;
+  if (!a.audit_log.empty()) {
+    AuditLogOptions ao;
+    ao.path = a.audit_log;
+    ao.max_size = a.audit_log_max_size;
+    ao.keep = a.audit_log_keep;
+    ao.required = a.audit_required;
+    auto opened = AuditLog::open(ao);
+    if (!opened.ok()) return fail(opened.status());
+    audit_log = std::move(*opened);
+    providers.set_audit(audit_log);
+  }
   if (!keyring_path.empty()) {
     // Re-home the passphrase in memory locked by this process before using it.
     std::optional<SecureBuffer> pw;
@@ -185,7 +223,7 @@ Status mount_and_serve(const MountArgs& a, std::optional<SecureBuffer> passphras
   RotationWorker rotation(**vault);
   if (Status r = rotation.resume_saved(); !r.ok())
     spdlog::error("the interrupted rotation of {} cannot continue: {}", a.backing, r.message());
-  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get(), &rotation};
+  MountStatsSources stats{a.mountpoint, a.backing, &providers, &cache, vault->get(), &rotation, audit_log.get()};
   std::unique_ptr<MetricsHttp> metrics;  // before the control socket: its stats name the address
   if (!a.metrics_listen.empty()) {
     auto mh = MetricsHttp::start(a.metrics_listen, [&stats] { return mount_stats_prometheus(stats); });
@@ -243,6 +281,11 @@ Status wait_until_mounted(const std::string& mp, pid_t child) {
 Status run_mount(MountArgs& a) {
   ASSIGN_OR_RETURN(a.backing, absolute(a.backing, "backing directory"));
   ASSIGN_OR_RETURN(a.mountpoint, absolute(a.mountpoint, "mountpoint"));
+  if (!a.audit_log.empty()) {
+    ASSIGN_OR_RETURN(a.audit_log, audit_log_path(a.audit_log, a.backing, a.mountpoint));
+  } else if (a.audit_required) {
+    return Status(Code::kInvalidArgument, "--audit-required needs --audit-log PATH");
+  }
   // This host's trust anchor of the vault: refused here, on the terminal, if there is none.
   ASSIGN_OR_RETURN(TrustAnchor anchor, load_trust_anchor(a.backing, trust_store()));
   // The keyring is needed if the vault trusts a keyring key (a KMS vault, only if asked for).
@@ -380,6 +423,20 @@ void add_mount_commands(CLI::App& app, Commands& out) {
                 "$SPDLOG_LEVEL, else info); no level logs a key, a passphrase or a plaintext name")
       ->type_name("LEVEL")
       ->check([](const std::string& v) { return valid_log_level(v) ? std::string() : "unknown log level " + v; });
+  m->add_option("--audit-log", args->audit_log,
+                "Write every key operation (generate, unwrap, rewrap, cache hit/miss, flush, rotation step) as a "
+                "JSON line to PATH, outside the vault and the mount (off by default; docs/OPERATIONS.md)")
+      ->type_name("PATH");
+  m->add_option("--audit-log-max-size", args->audit_log_max_size,
+                "Rotate the audit log to PATH.1 before it grows past this many bytes (suffixes K, M, G; default 64M)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t(4096), uint64_t(1) << 50))
+      ->type_name("SIZE");
+  m->add_option("--audit-log-keep", args->audit_log_keep, "Rotated audit logs kept: PATH.1 .. PATH.N (default 5)")
+      ->check(CLI::Range(1u, 1000u))
+      ->type_name("N");
+  m->add_flag("--audit-required", args->audit_required,
+              "Fail a key operation (EIO) whose audit line cannot be written within 5 s, instead of counting the loss");
   add_passphrase_options(*m, args->pass);
   m->add_option("--config", args->config_file,
                 "A config file of KEY = VALUE lines (any of these options; backing, mountpoint). Flags and -o "

@@ -203,6 +203,17 @@ nlohmann::json mount_stats_json(const MountStatsSources& s) {
                     {"max_keys", o.max_keys},
                     {"stale_if_error_seconds", std::chrono::duration<double>(o.stale_if_error).count()}};
   }
+  if (s.audit_log) {
+    const AuditLogStats a = s.audit_log->stats();
+    out["audit_log"] = {{"path", s.audit_log->options().path},
+                        {"required", s.audit_log->options().required},
+                        {"records", a.records},
+                        {"bytes", a.bytes},
+                        {"write_failures", a.write_failures},
+                        {"dropped", a.dropped},
+                        {"rotations", a.rotations},
+                        {"last_failure_unix", a.last_failure_unix}};
+  }
   if (s.vault) {
     out["key_mode"] = std::string(key_mode_name(s.vault->config().key_mode));
     if (const DataKeyPool* p = s.vault->key_pool()) {
@@ -294,6 +305,17 @@ std::string mount_stats_prometheus(const MountStatsSources& s) {
     const IntermediateKeyStats is = ik->stats();
     counter("kmsfs_intermediate_keys_generated_total", "Intermediate keys generated through the key provider.", is.generated);
     counter("kmsfs_intermediate_key_files_total", "New files whose data key was sealed under an intermediate key.", is.files);
+  }
+  if (s.audit_log) {
+    const AuditLogStats a = s.audit_log->stats();
+    counter("kmsfs_audit_records_total", "Audit log lines written.", a.records);
+    counter("kmsfs_audit_write_failures_total", "Audit log lines lost to a failed write, open or rotation.",
+            a.write_failures);
+    counter("kmsfs_audit_dropped_total", "Audit log lines dropped because the writer was not keeping up.", a.dropped);
+    counter("kmsfs_audit_rotations_total", "Times the audit log was rotated by size.", a.rotations);
+    if (a.last_failure_unix > 0)
+      gauge("kmsfs_audit_last_failure_timestamp_seconds", "When an audit log line was last lost (unix time).",
+            static_cast<uint64_t>(a.last_failure_unix));
   }
   if (s.rotation) rotation_prometheus(*s.rotation, t);
   return t;

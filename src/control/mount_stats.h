@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/audit_log.h"
 #include "keys/cache/key_cache.h"
 #include "keys/key_providers.h"
 #include "rotation/rotation_worker.h"
@@ -27,6 +28,7 @@ struct MountStatsSources {
   KeyCache* cache = nullptr;  // may be null
   const Vault* vault = nullptr;  // may be null: its key pool and intermediate keys
   const RotationWorker* rotation = nullptr;  // may be null: the vault's key rotation
+  const AuditLog* audit_log = nullptr;       // may be null: --audit-log not given
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::chrono::system_clock::time_point started_wall = std::chrono::system_clock::now();
   std::string metrics_url{};  // "http://127.0.0.1:9411/metrics" once serving; empty: none

@@ -14,6 +14,7 @@
 #include "fs/errno_map.h"
 #include "fs/filesystem.h"
 #include "fs/op_stats.h"
+#include "keys/audit.h"
 
 namespace kmsfs {
 
@@ -244,6 +245,14 @@ void log_escape(const char* what) noexcept {
   }
 }
 
+// The requester of the key operations this request causes, for the audit log
+// (keys/audit.h): set for the request's time on the worker thread that serves it.
+std::optional<Requester> requester_of(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx == nullptr) return std::nullopt;
+  return Requester{ctx->uid, ctx->gid, ctx->pid};
+}
+
 // Counts and times the request, with the errno it was answered (op_stats.h).
 struct OpTimer {
   FuseOp op;
@@ -258,6 +267,7 @@ template <FuseOp K, typename... Args, void (*Op)(fuse_req_t, Args...)>
 struct Guarded<K, Op> {
   static void reply(fuse_req_t req, Args... args) noexcept {
     OpTimer timer(K);
+    RequesterScope requester(requester_of(req));
     try {
       Op(req, args...);
       return;
@@ -272,6 +282,7 @@ struct Guarded<K, Op> {
   }
   static void no_reply(fuse_req_t req, Args... args) noexcept {
     OpTimer timer(K);
+    RequesterScope requester(requester_of(req));
     try {
       Op(req, args...);
       return;

@@ -38,13 +38,64 @@ class KeyProviders::Checked final : public KeyProvider {
   KeyProvider& inner_;
 };
 
+// A provider whose every key operation is recorded in the audit sink: what a KMS's own trail
+// would show (CloudTrail), with the file id and the requester it cannot see. The event is
+// recorded after the call, outside every lock; a required sink that cannot record it
+// turns a success into a failure, so no key is used unrecorded.
+class KeyProviders::Audited final : public KeyProvider {
+ public:
+  Audited(AuditSink& sink, KeyProvider& inner) : sink_(sink), inner_(inner) {}
+  ProviderId id() const noexcept override { return inner_.id(); }
+  Result<KeyRef> resolve(std::string_view spec) override { return inner_.resolve(spec); }
+  Result<DataKey> generate_data_key(const KeyRef& key, const EncryptionContext& ctx) override {
+    auto r = inner_.generate_data_key(key, ctx);
+    AuditEvent e = event("generate", key, ctx, r.status());
+    if (r.ok()) e.key = r->ref.to_string();
+    RETURN_IF_ERROR(record_audit(&sink_, std::move(e)));
+    return r;
+  }
+  Result<SecureBuffer> unwrap(const KeyRef& key, ByteSpan wrapped, const EncryptionContext& ctx) override {
+    auto r = inner_.unwrap(key, wrapped, ctx);
+    RETURN_IF_ERROR(record_audit(&sink_, event("unwrap", key, ctx, r.status())));
+    return r;
+  }
+  Result<Rewrapped> rewrap(const KeyRef& from, ByteSpan wrapped, const EncryptionContext& ctx,
+                           const KeyRef& to) override {
+    auto r = inner_.rewrap(from, wrapped, ctx, to);
+    AuditEvent e = event("rewrap", from, ctx, r.status());
+    e.to_key = r.ok() ? r->ref.to_string() : to.to_string();
+    RETURN_IF_ERROR(record_audit(&sink_, std::move(e)));
+    return r;
+  }
+  bool remote() const override { return inner_.remote(); }
+  Status allow_keys(const std::vector<std::string>& key_ids) override { return inner_.allow_keys(key_ids); }
+  Status refresh() override { return inner_.refresh(); }
+  const RequestStats* request_stats() const override { return inner_.request_stats(); }
+
+ private:
+  static AuditEvent event(std::string op, const KeyRef& key, const EncryptionContext& ctx, const Status& s) {
+    AuditEvent e;
+    e.op = std::move(op);
+    e.key = key.to_string();
+    set_context(e, ctx);
+    set_result(e, s);
+    return e;
+  }
+  AuditSink& sink_;
+  KeyProvider& inner_;
+};
+
 KeyProviders::KeyProviders(Factory factory) : factory_(std::move(factory)) {}
 KeyProviders::~KeyProviders() = default;
 
 void KeyProviders::add(std::unique_ptr<KeyProvider> p) {
   std::lock_guard lock(mu_);
   ProviderId id = p->id();
-  checked_.erase(id);
+  if (auto c = checked_.find(id); c != checked_.end()) {
+    audited_.erase(c->second.get());
+    checked_.erase(c);
+  }
+  if (auto old = providers_.find(id); old != providers_.end()) audited_.erase(old->second.get());
   inform_locked(id, *p);
   providers_[id] = std::move(p);
 }
@@ -64,9 +115,25 @@ Result<KeyProvider*> KeyProviders::raw_locked(ProviderId id) {
   return raw;
 }
 
+KeyProvider* KeyProviders::audited_locked(KeyProvider* p) {
+  if (!audit_) return p;
+  auto& a = audited_[p];
+  if (!a) a = std::make_unique<Audited>(*audit_, *p);
+  return a.get();
+}
+
+void KeyProviders::set_audit(std::shared_ptr<AuditSink> sink) {
+  std::lock_guard lock(mu_);
+  audit_ = std::move(sink);
+  audited_.clear();
+}
+
 Result<KeyProvider*> KeyProviders::get(ProviderId id) {
   std::lock_guard lock(mu_);
-  if (!trust_) return raw_locked(id);
+  if (!trust_) {
+    ASSIGN_OR_RETURN(KeyProvider * raw, raw_locked(id));
+    return audited_locked(raw);
+  }
   if (!trust_->allows_provider(id))
     return Status(Code::kCorrupt, "names the " + std::string(provider_name(id)) + " provider, but " +
                                       (trust_->source().empty() ? "this command" : trust_->source()) +
@@ -74,12 +141,12 @@ Result<KeyProvider*> KeyProviders::get(ProviderId id) {
                                       (trust_->keys().empty() ? "none" : trust_->describe()) +
                                       "); no request was made");
   auto c = checked_.find(id);
-  if (c != checked_.end()) return static_cast<KeyProvider*>(c->second.get());
+  if (c != checked_.end()) return audited_locked(c->second.get());
   ASSIGN_OR_RETURN(KeyProvider * raw, raw_locked(id));
   auto wrapped = std::make_unique<Checked>(*this, *raw);
   KeyProvider* out = wrapped.get();
   checked_[id] = std::move(wrapped);
-  return out;
+  return audited_locked(out);
 }
 
 std::vector<std::pair<ProviderId, const RequestStats*>> KeyProviders::request_stats() {

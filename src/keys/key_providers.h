@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "keys/audit.h"
 #include "keys/key_provider.h"
 #include "keys/key_trust.h"
 
@@ -51,13 +52,25 @@ class KeyProviders {
   // The trust set in force, if any.
   std::optional<KeyTrust> trust() const;
 
+  // Every generate, unwrap and rewrap through get() from now on is recorded in `sink`
+  // (keys/audit.h), and so are the key cache's, the vault's and rotation's events, which
+  // find the sink here. With a required sink, an operation whose event cannot be
+  // written fails. Set before the providers are used concurrently.
+  void set_audit(std::shared_ptr<AuditSink> sink);
+  AuditSink* audit() const { return audit_.get(); }
+
  private:
   class Checked;
+  class Audited;
   Factory factory_;
   mutable std::mutex mu_;
   std::map<ProviderId, std::unique_ptr<KeyProvider>> providers_;  // under mu_
   std::map<ProviderId, std::unique_ptr<Checked>> checked_;        // under mu_
   std::optional<KeyTrust> trust_;                                 // under mu_
+  std::shared_ptr<AuditSink> audit_;
+  std::map<KeyProvider*, std::unique_ptr<Audited>> audited_;      // under mu_; by the provider seen through it
+  // `p` seen through the audit sink, if there is one. mu_ held.
+  KeyProvider* audited_locked(KeyProvider* p);
   // Tells a provider which of its keys are trusted (KeyProvider::allow_keys).
   void inform_locked(ProviderId id, KeyProvider& p);
   Result<KeyProvider*> raw_locked(ProviderId id);

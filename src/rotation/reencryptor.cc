@@ -54,6 +54,9 @@ Result<ReencryptResult> Reencryptor::reencrypt(const std::string& rel, int dirfd
   // Best effort: without it the open file renews through the old DEK's wrap, which works
   // for as long as the key does.
   (void)vault_.retarget_guard(*f);
+  // Done and on disk: a required log that cannot record it cannot undo it.
+  const FileHeader done = f->header();
+  (void)audit_file(vault_.providers().audit(), "reencrypt_file", done, *done.slots[done.active_slot()], Status::Ok());
   return out;
 }
 

@@ -64,16 +64,38 @@ Result<RewrapResult> Rewrapper::rewrap(const std::string& rel, int dirfd) {
       out.outcome = RewrapOutcome::kAlready;
       return Status::Ok();
     }
-    const SlotWrap from = wrap_of(*h.slots[h.active_slot()]);
+    const HeaderSlot& slot = *h.slots[h.active_slot()];
+    const SlotWrap from = wrap_of(slot);
+    // One rotation step per file, in both key modes (intermediate mode moves a shared
+    // intermediate key's wrap once; this names every file it moved).
+    auto step = [&](const Status& result, const std::string& to_key) {
+      AuditEvent e;
+      e.op = "rotate_file";
+      e.key = from.key.to_string();
+      e.to_key = to_key;
+      set_context(e, h.context);
+      e.file_id = to_hex(h.file_id);
+      if (slot.intermediate) e.ik_id = to_hex(slot.intermediate->id);
+      set_result(e, result);
+      if (!result.ok()) e.error = code_name(result.code());  // its message may name the backing path
+      return record_audit(vault_.providers().audit(), std::move(e));
+    };
     auto to = moved(h, from);
-    if (!to.ok()) return to.status().with_context(where);
-    if (open) {
-      RETURN_IF_ERROR(open->rewrap(from, *to));
-      // Best effort: without it the file still works until the old key is disabled.
-      (void)vault_.retarget_guard(*open);
-      return Status::Ok();
+    if (!to.ok()) {
+      (void)step(to.status(), opts_.target.to_string());
+      return to.status().with_context(where);
     }
-    return write_wrap(**backing, h, *to);
+    Status written;
+    if (open) {
+      written = open->rewrap(from, *to);
+      // Best effort: without it the file still works until the old key is disabled.
+      if (written.ok()) (void)vault_.retarget_guard(*open);
+    } else {
+      written = write_wrap(**backing, h, *to);
+    }
+    // Written already: a required log that cannot record it cannot undo it either.
+    (void)step(written, to->key.to_string());
+    return written;
   });
   if (!s.ok()) return s;
   return out;

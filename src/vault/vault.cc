@@ -47,6 +47,20 @@ Result<FileHeader> read_header(BackingFile& f) {
   return h;
 }
 
+Status audit_file(AuditSink* sink, const char* op, const FileHeader& h, const HeaderSlot& slot, const Status& s,
+                  std::string detail) {
+  if (sink == nullptr) return Status::Ok();
+  AuditEvent e;
+  e.op = op;
+  e.key = slot.key.to_string();
+  set_context(e, h.context);
+  e.file_id = to_hex(h.file_id);
+  if (slot.intermediate) e.ik_id = to_hex(slot.intermediate->id);
+  e.detail = std::move(detail);
+  set_result(e, s);
+  return record_audit(sink, std::move(e));
+}
+
 Result<SecureBuffer> dek_wrapped_like(const FileHeader& h, const HeaderSlot& slot, ByteSpan wrapped,
                                       const ProviderUnwrap& unwrap) {
   if (!slot.intermediate) {
@@ -97,8 +111,11 @@ Result<std::unique_ptr<CryptFile>> open_crypt_file(std::shared_ptr<BackingFile> 
     Result<SecureBuffer> dek = slot_dek(h, slot, unwrap);
     if (!dek.ok()) {
       if (first_error.ok()) first_error = dek.status();
+      (void)audit_file(providers.audit(), "file_open", h, slot, dek.status(), idx == active ? "" : "other slot");
       continue;
     }
+    // With a required audit log, a file whose key use cannot be recorded does not open.
+    RETURN_IF_ERROR(audit_file(providers.audit(), "file_open", h, slot, Status::Ok(), idx == active ? "" : "other slot"));
     ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek->span(), h.file_id));
     // Mid re-encryption: the new DEK too, from the active slot's record (FORMAT.md §3.9).
     std::shared_ptr<const FileKeys> next;
@@ -325,28 +342,38 @@ Status Vault::rotate_config(const KeyRef& to, const std::string& spec) {
     next.fs_key_ref = moved->ref;
     next.fs_key_wrapped = std::move(moved->wrapped);
   }
-  std::lock_guard lock(config_mu_);
-  if (next.key_spec == config_.key_spec && next.fs_key_ref == config_.fs_key_ref) return Status::Ok();
-  next.trust_keys = next.declared_keys();  // a config from before trust_keys gets them now
-  next.generation = std::max<uint64_t>(config_.generation, anchor_ ? anchor_->record.generation : 0) + 1;
-  ASSIGN_OR_RETURN(Bytes text, serialize_config(next, config_mac_key_.span()));
-  RETURN_IF_ERROR(write_file_atomic(config_path(dir_), text, 0644));
-  if (anchor_) {
-    TrustRecord& r = anchor_->record;
-    for (const auto& k : next.trust_keys)
-      if (std::find(r.keys.begin(), r.keys.end(), k) == r.keys.end()) r.keys.push_back(k);
-    r.generation = next.generation;
-    // The config is written: a record left behind by a failed save only makes this host
-    // learn the same thing again from the config at its next open.
-    Status saved = anchor_->store.save(r);
-    if (!saved.ok()) return saved.with_context("vault " + dir_ + ": the config is rotated, but the trust record");
+  AuditEvent e;
+  e.op = "rotate_config";
+  e.to_key = next.fs_key_ref.to_string();
+  e.detail = "new files under " + spec;
+  {
+    std::lock_guard lock(config_mu_);
+    if (next.key_spec == config_.key_spec && next.fs_key_ref == config_.fs_key_ref) return Status::Ok();
+    e.key = config_.fs_key_ref.to_string();
+    next.trust_keys = next.declared_keys();  // a config from before trust_keys gets them now
+    next.generation = std::max<uint64_t>(config_.generation, anchor_ ? anchor_->record.generation : 0) + 1;
+    ASSIGN_OR_RETURN(Bytes text, serialize_config(next, config_mac_key_.span()));
+    RETURN_IF_ERROR(write_file_atomic(config_path(dir_), text, 0644));
+    if (anchor_) {
+      TrustRecord& r = anchor_->record;
+      for (const auto& k : next.trust_keys)
+        if (std::find(r.keys.begin(), r.keys.end(), k) == r.keys.end()) r.keys.push_back(k);
+      r.generation = next.generation;
+      // The config is written: a record left behind by a failed save only makes this host
+      // learn the same thing again from the config at its next open.
+      Status saved = anchor_->store.save(r);
+      if (!saved.ok()) return saved.with_context("vault " + dir_ + ": the config is rotated, but the trust record");
+    }
+    config_.key_spec = std::move(next.key_spec);
+    config_.fs_key_ref = std::move(next.fs_key_ref);
+    config_.fs_key_wrapped = std::move(next.fs_key_wrapped);
+    config_.generation = next.generation;
+    config_.trust_keys = std::move(next.trust_keys);
+    config_.endorsements = std::move(next.endorsements);
   }
-  config_.key_spec = std::move(next.key_spec);
-  config_.fs_key_ref = std::move(next.fs_key_ref);
-  config_.fs_key_wrapped = std::move(next.fs_key_wrapped);
-  config_.generation = next.generation;
-  config_.trust_keys = std::move(next.trust_keys);
-  config_.endorsements = std::move(next.endorsements);
+  // Recorded once the new config is written (a failure returned above is the caller's to
+  // report); the step cannot be undone, so a required log cannot refuse it.
+  (void)record_audit(providers_.audit(), std::move(e));
   return Status::Ok();
 }
 
@@ -401,6 +428,11 @@ Result<PooledDataKey> Vault::new_data_key(KeyProvider& p, const KeyRef& ref) con
 void Vault::flush_key_sources() {
   if (pool_) pool_->flush();
   if (intermediates_) intermediates_->flush();
+  if (!pool_ && !intermediates_) return;
+  AuditEvent e;
+  e.op = "flush";
+  e.detail = pool_ ? "data key pool" : "intermediate key";
+  (void)record_audit(providers_.audit(), std::move(e));
 }
 
 Result<std::unique_ptr<CryptFile>> Vault::create_file(std::shared_ptr<BackingFile> backing) {
@@ -423,6 +455,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<Backin
                                                           KeyProvider& p, const KeyRef& ref,
                                                           std::optional<ReencryptRunId> run) {
   std::optional<PooledDataKey> pooled = pool_ ? pool_->take(ref) : std::nullopt;
+  const bool from_pool = pooled.has_value();
   if (!pooled) {
     auto fresh = new_data_key(p, ref);
     // Filling follows the creates' own calls: only a KMS that just served one is asked
@@ -439,6 +472,8 @@ Result<std::unique_ptr<CryptFile>> Vault::create_per_file(std::shared_ptr<Backin
   slot.wrapped_dek = std::move(dk.wrapped);
   slot.dek_run = run;
   h.slots[0] = std::move(slot);
+  RETURN_IF_ERROR(audit_file(providers_.audit(), "file_create", h, *h.slots[0], Status::Ok(),
+                             from_pool ? "pooled data key" : "new data key"));
   ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dk.plaintext.span(), h.file_id));
   std::shared_ptr<KeyGuard> guard;
   if (cache_) {
@@ -480,6 +515,7 @@ Result<std::unique_ptr<CryptFile>> Vault::create_intermediate(std::shared_ptr<Ba
   slot.intermediate = (*ik)->record;
   slot.dek_run = run;
   h.slots[0] = std::move(slot);
+  RETURN_IF_ERROR(audit_file(providers_.audit(), "file_create", h, *h.slots[0], Status::Ok(), "sealed under the intermediate key"));
   ASSIGN_OR_RETURN(auto keys, FileKeys::derive(h.cipher, dek.span(), h.file_id));
   ASSIGN_OR_RETURN(auto f, CryptFile::create(std::move(backing), std::move(h), std::move(keys), file_opts_));
   if (guard) f->set_key_guard(std::move(guard));

@@ -48,6 +48,14 @@ struct KeySourceOptions {
   DataKeyPoolOptions pool;
 };
 
+// Records one file's key put to use (op "file_open", "file_create", "rotate_file", ...) in
+// `sink`, per file in both key modes: in intermediate mode the provider's and the key
+// cache's events name only the intermediate key the file's DEK is sealed under. `s` must
+// name no path (with plaintext names a backing path is a plaintext name). Ok without a
+// sink; the sink's refusal (a required audit log) otherwise.
+Status audit_file(AuditSink* sink, const char* op, const FileHeader& h, const HeaderSlot& slot, const Status& s,
+                  std::string detail = {});
+
 // Reads and parses a file's header (structure only).
 Result<FileHeader> read_header(BackingFile& f);
 

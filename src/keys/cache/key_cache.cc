@@ -35,6 +35,7 @@ struct KeyCache::Flight {
   Bytes wrapped;
   EncryptionContext ctx;
   bool refresh = false;
+  std::optional<Requester> requester;  // who started it, for the provider call's audit event
 
   std::mutex mu;
   std::condition_variable cv;
@@ -115,6 +116,25 @@ void KeyCache::set_eviction_listener(std::function<void(const CacheKeyId&)> list
 
 Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
                                          std::chrono::milliseconds max_wait) {
+  AuditSink* sink = providers_.audit();
+  if (sink == nullptr) return lookup(ref, wrapped, ctx, max_wait, nullptr);
+  std::string how = "miss";
+  Result<Lease> r = lookup(ref, wrapped, ctx, max_wait, &how);
+  AuditEvent e;
+  e.op = how.starts_with("hit") ? "cache_hit" : "cache_miss";
+  if (auto sp = how.find(' '); sp != std::string::npos) e.detail = how.substr(sp + 1);
+  e.key = ref.to_string();
+  set_context(e, ctx);
+  set_result(e, r.status());
+  RETURN_IF_ERROR(record_audit(sink, std::move(e)));
+  return r;
+}
+
+Result<KeyCache::Lease> KeyCache::lookup(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                                         std::chrono::milliseconds max_wait, std::string* how) {
+  auto say = [how](const char* what) {
+    if (how) *how = what;
+  };
   const CacheKeyId id = id_of(ref, wrapped, ctx);
   std::shared_ptr<Flight> flight;
   bool started = false;  // this call started the flight
@@ -130,21 +150,25 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
       e.used_since_fetch = true;
       if (e.key && t < e.expires) {
         ++stats_.hits;
+        say("hit");
         return Lease{e.key, id, e.expires};
       }
       if (!e.key && !e.flight && !e.refused.ok() && t < e.retry_after) {
+        say("hit refusal");
         return e.refused;  // refused a moment ago: the answer has not changed yet
       }
       // Expired: serve it stale without asking again while a recent fetch failed to get
       // an answer and the stale window lasts.
       if (e.key && !e.flight && t < e.retry_after && t < e.expires + opts_.stale_if_error) {
         ++stats_.stale_served;
+        say("hit stale");
         return Lease{e.key, id, std::min(e.retry_after, e.expires + opts_.stale_if_error)};
       }
       ++stats_.misses;
       stale_ok = e.key && t < e.expires + opts_.stale_if_error;
       if (e.flight) {
         ++stats_.coalesced;
+        say("miss coalesced");
         flight = e.flight;
       } else {
         flight = start_fetch(id, e, /*refresh=*/false, /*queue=*/false);
@@ -184,6 +208,7 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
       max_wait, stale_ok ? std::min<std::chrono::milliseconds>(opts_.wait_deadline, kStaleWait) : opts_.wait_deadline);
   std::unique_lock fl(flight->mu);
   const bool done = flight->cv.wait_for(fl, wait, [&] { return flight->done; });
+  if (!done) say("miss timeout");
   std::shared_ptr<const SecureBuffer> key = flight->key;
   if (--flight->waiters == 0) flight->key.reset();
   if (done && flight->status.ok()) return Lease{std::move(key), id, flight->valid_until};
@@ -201,6 +226,7 @@ Result<KeyCache::Lease> KeyCache::unwrap(const KeyRef& ref, ByteSpan wrapped, co
     const auto t = now();
     if (it != entries_.end() && it->second.key) {
       ++stats_.stale_served;
+      say("miss stale");
       if (!outage_warned_) {
         outage_warned_ = true;
         spdlog::warn("key provider unreachable ({}); serving cached keys for up to {} s past their TTL",
@@ -218,6 +244,7 @@ std::shared_ptr<KeyCache::Flight> KeyCache::start_fetch(const CacheKeyId& id, En
   f->wrapped = e.wrapped;
   f->ctx = e.ctx;
   f->refresh = refresh;
+  if (!refresh) f->requester = current_requester();
   e.flight = f;
   if (queue) {
     queue_.emplace_back(id, f);
@@ -248,6 +275,7 @@ void KeyCache::run_fetch(const CacheKeyId& id, const std::shared_ptr<Flight>& f)
       // A refresh ahead of expiry is work nobody waits on: one attempt, and none while the
       // KMS's breaker is open (the key stays valid until its TTL; a reader then asks).
       CallPriorityScope priority(f->refresh ? CallPriority::kBackground : CallPriority::kUser);
+      RequesterScope requester(f->requester);
       return p->unwrap(f->ref, f->wrapped, f->ctx);
     } catch (const std::bad_alloc&) {
       return Status(Code::kInternal, "out of memory (or locked memory) unwrapping " + f->ref.to_string());
@@ -430,6 +458,12 @@ void KeyCache::flush() {
     while (!entries_.empty()) erase_locked(entries_.begin(), gone);
   }
   notify(gone);
+  AuditEvent e;
+  e.op = "flush";
+  e.detail = "key cache";
+  e.count = gone.size();
+  // Nothing is handed out by a flush, so even a required audit log cannot refuse it.
+  (void)record_audit(providers_.audit(), std::move(e));
 }
 
 KeyCacheStats KeyCache::stats() const {

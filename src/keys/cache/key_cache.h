@@ -18,7 +18,8 @@
 //   so the FUSE layer can write back and drop the kernel's cached pages of files whose key
 //   went away.
 //
-// No lock is held across a provider call.
+// No lock is held across a provider call. Every lookup and flush is an audit event
+// (keys/audit.h) when the providers have an audit sink.
 #pragma once
 
 #include <array>
@@ -136,6 +137,10 @@ class KeyCache {
     size_t operator()(const CacheKeyId& id) const noexcept;
   };
 
+  // unwrap() without its audit event; `how` (if given) learns "hit", "hit stale",
+  // "hit refusal", "miss coalesced", "miss timeout", "miss stale"; left as is for a miss.
+  Result<Lease> lookup(const KeyRef& ref, ByteSpan wrapped, const EncryptionContext& ctx,
+                       std::chrono::milliseconds max_wait, std::string* how);
   // Starts a fetch for `e` unless one is under way; returns the flight. mu_ held.
   // `queue`: for a fetch thread now; otherwise the caller runs or queues it after unlocking.
   std::shared_ptr<Flight> start_fetch(const CacheKeyId& id, Entry& e, bool refresh, bool queue = true);
