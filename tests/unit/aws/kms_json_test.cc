@@ -59,6 +59,12 @@ TEST(KmsJson, RefusesAmbiguousOrMalformedPlaintext) {
     Result<SecureBuffer> p = take_base64_field(body, "Plaintext");
     EXPECT_EQ(p.status().code(), Code::kCorrupt) << bad;
   }
+  // Found by fuzz_kms_json: the scan alone took a Plaintext out of a body that is not JSON.
+  for (std::string bad : {R"({"KeyId":"k","Plaintext":")" + kKey32B64 + R"("k)",
+                          R"({"Plaintext":")" + kKey32B64 + R"(" "KeyId":"k"})"}) {
+    WipedString body = ws(bad);
+    EXPECT_EQ(take_base64_field(body, "Plaintext").status().code(), Code::kCorrupt) << bad;
+  }
   WipedString none = ws(R"({"KeyId":"arn:k"})");
   EXPECT_EQ(take_base64_field(none, "Plaintext").status().code(), Code::kNotFound);
   WipedString body = ws(R"({"Plaintext":")" + kKey32B64 + R"("})");
