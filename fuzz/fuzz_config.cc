@@ -44,6 +44,9 @@ void integers_as_written(const json& in, const FsConfig& c) {
   for (const auto& f : fields) {
     const json* v = at(in, f.path);
     if (!v) continue;
+    // A plaintext-names config has no use for "names", and the parser ignores it as it
+    // ignores any member it does not read.
+    if (!c.encrypted_names() && *f.path.begin() == std::string_view("names")) continue;
     FUZZ_CHECK(v->is_number_unsigned(), "an accepted integer field is an unsigned integer: " + v->dump());
     FUZZ_CHECK(v->get<uint64_t>() == f.parsed, "an integer field read as written: " + v->dump());
   }

@@ -3,7 +3,7 @@
 // values, paths, queries; the endpoint's path and query come from the operator). Oracles:
 // no crash or throw; request text round-trips; a request the signer signs is verified by
 // the verifier with the same secret and refused with another (sign and verify agree on
-// the canonical request); URI encoding round-trips; an Authorization header that parses
+// the canonical request; the signer refuses what it cannot send as signed, e.g. no Host); URI encoding round-trips; an Authorization header that parses
 // names what it said.
 #include "fuzz_check.h"
 #include "keys/aws/sigv4.h"
@@ -33,7 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       p.sign_body = sel & 16;
       HttpRequest signed_req = *req;
       auto s = sign_headers(signed_req, creds, p);
-      if (!s.ok()) break;
+      if (!s.ok()) {
+        FUZZ_CHECK(to_http_text(signed_req) == again_text, "a request the signer refuses is left as it was");
+        break;
+      }
       auto auth_value = signed_req.header("Authorization");
       FUZZ_CHECK(auth_value.has_value(), "signed request has Authorization");
       auto auth = parse_authorization(*auth_value);

@@ -2,8 +2,9 @@
 // backing directory, read by every mount and offline tool. Its writer is root or the
 // user, but a damaged or hand-edited file must be refused, never misread. Oracles: no
 // crash or throw; a record that parses serialises to text that parses to a record that
-// serialises identically; the generation is read as written; serialising a record with
-// operator-given strings in any encoding does not throw.
+// serialises identically; the generation is read as written; a record with operator-given
+// strings in any encoding serialises, or is refused if the keyring path or a key id is not
+// UTF-8, and never throws.
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.h"
@@ -19,10 +20,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const json in = json::parse(text, nullptr, false);
     const json& g = in.at("generation");
     FUZZ_CHECK(g.is_number_unsigned() && g.get<uint64_t>() == r->generation, "generation read as written: " + g.dump());
-    const std::string out = serialize_trust_record(*r);
-    auto again = parse_trust_record(out, "rewritten");
+    auto out = serialize_trust_record(*r);
+    FUZZ_CHECK(out.ok(), "a parsed record serialises: " + out.status().message());
+    auto again = parse_trust_record(*out, "rewritten");
     FUZZ_CHECK(again.ok(), "a serialised record parses: " + again.status().message());
-    FUZZ_CHECK(serialize_trust_record(*again) == out, "a rewrite changes nothing");
+    auto out2 = serialize_trust_record(*again);
+    FUZZ_CHECK(out2.ok() && *out2 == *out, "a rewrite changes nothing");
     FUZZ_CHECK(again->fs_id == r->fs_id && again->keys == r->keys && again->distrusted == r->distrusted &&
                    again->keyring == r->keyring,
                "fields survive");
@@ -33,7 +36,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   made.keyring = "/" + in.piece();
   made.vault_dir = in.piece();
   made.keys.push_back({ProviderId::kKeyring, in.rest()});
-  (void)serialize_trust_record(made);
+  auto m = serialize_trust_record(made);
+  FUZZ_CHECK(m.ok() == (is_utf8(made.keyring) && is_utf8(made.keys[0].key_id)),
+             "refused exactly when the keyring path or key id is not UTF-8: " + m.status().message());
+  if (m.ok()) {
+    auto back = parse_trust_record(*m, "made");
+    FUZZ_CHECK(back.ok() && back->keyring == made.keyring && back->keys == made.keys, "operator strings read back");
+  }
   return 0;
 }
 
@@ -46,8 +55,8 @@ void kmsfs::fuzz::write_seeds(const SeedWriter& out) {
   r.keyring = "/etc/kmsfs/keyring";
   r.vault_dir = "/srv/vault";
   r.updated = "2026-01-02T03:04:05Z";
-  out("full", serialize_trust_record(r));
+  out("full", *serialize_trust_record(r));
   r.distrusted.clear();
   r.keyring.clear();
-  out("aws", serialize_trust_record(r));
+  out("aws", *serialize_trust_record(r));
 }

@@ -5,6 +5,7 @@
 #include "crypto/kdf.h"
 #include "crypto/secure_buffer.h"
 #include "format/header.h"
+#include "vault/json_fields.h"
 
 namespace kmsfs {
 
@@ -113,6 +114,35 @@ Status bad(const std::string& where, const std::string& what) {
   return Status(Code::kCorrupt, "vault config " + where + ": " + what);
 }
 
+// A required integer member, strictly (json_fields.h); a missing one throws as j.at() does
+// and is named by the catch in parse_config.
+template <typename T>
+Result<T> uint_member(const json& obj, const char* key, const std::string& name, const std::string& where) {
+  const json& v = obj.at(key);
+  if (auto u = json_uint<T>(v)) return *u;
+  return bad(where, json_uint_error<T>(name, v));
+}
+
+// JSON strings are UTF-8 and nlohmann's dump() throws (type_error 316) on anything else.
+// The strings a parsed config holds are UTF-8 already (the parser checks); these come from
+// the operator (init's --keyring path, a key spec) and are refused by name instead.
+Status check_utf8(const FsConfig& c) {
+  std::vector<std::pair<std::string_view, std::string_view>> fields = {
+      {"created", c.created},           {"name_mode", c.name_mode},     {"key.spec", c.key_spec},
+      {"key.keyring", c.keyring_hint}, {"fs_key.key_id", c.fs_key_ref.key_id}};
+  for (const auto& f : c.features) fields.emplace_back("features", f);
+  for (const auto& [k, v] : c.user_context.pairs()) {
+    fields.emplace_back("context", k);
+    fields.emplace_back("context", v);
+  }
+  for (const auto& k : c.trust_keys) fields.emplace_back("trust_keys.key_id", k.key_id);
+  for (const auto& e : c.endorsements) fields.emplace_back("endorsements.key_id", e.ref.key_id);
+  for (const auto& [name, value] : fields)
+    if (!is_utf8(value))
+      return Status(Code::kInvalidArgument, "vault config: " + std::string(name) + " is not UTF-8 text");
+  return Status::Ok();
+}
+
 bool hex_to_id(const std::string& s, FsId& out) {
   Bytes b;
   if (!from_hex(s, b) || b.size() != out.size()) return false;
@@ -123,6 +153,7 @@ bool hex_to_id(const std::string& s, FsId& out) {
 }  // namespace
 
 Result<Bytes> serialize_config(const FsConfig& c, ByteSpan mac_key) {
+  RETURN_IF_ERROR(check_utf8(c));
   json body = body_of(c);
   Digest32 mac = mac_of(body, mac_key);
   body["mac"] = to_hex(mac);
@@ -135,9 +166,9 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
   if (j.is_discarded() || !j.is_object()) return bad(where, "not valid JSON");
   FsConfig c;
   try {
-    if (!j.contains("kmsfs_config") || !j["kmsfs_config"].is_number_unsigned())
+    if (!j.contains("kmsfs_config") || !j["kmsfs_config"].is_number())
       return bad(where, "missing field kmsfs_config (not a kmsfs vault config?)");
-    c.version = j["kmsfs_config"].get<uint32_t>();
+    ASSIGN_OR_RETURN(c.version, uint_member<uint32_t>(j, "kmsfs_config", "kmsfs_config", where));
     if (c.version > kConfigVersion)
       return Status(Code::kUnsupported, "vault config " + where + ": format version " +
                                             std::to_string(c.version) + " is newer than this kmsfs supports (" +
@@ -155,9 +186,9 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
     auto cipher = cipher_from_name(j.at("cipher").get<std::string>());
     if (!cipher) return Status(Code::kUnsupported, "vault config " + where + ": unknown cipher '" + j.at("cipher").get<std::string>() + "'");
     c.cipher = *cipher;
-    c.block_size = j.at("block_size").get<uint32_t>();
+    ASSIGN_OR_RETURN(c.block_size, uint_member<uint32_t>(j, "block_size", "block_size", where));
     if (!valid_block_size(c.block_size)) return bad(where, "block_size " + std::to_string(c.block_size) + " out of range");
-    c.header_size = j.at("header_size").get<uint32_t>();
+    ASSIGN_OR_RETURN(c.header_size, uint_member<uint32_t>(j, "header_size", "header_size", where));
     if (c.header_size != header::kSize) return Status(Code::kUnsupported, "vault config " + where + ": header_size " + std::to_string(c.header_size) + " not supported");
     c.name_mode = j.at("name_mode").get<std::string>();
     if (c.name_mode == "aes-siv") {
@@ -165,7 +196,7 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
       auto enc = name_encoding_from_name(names.at("encoding").get<std::string>());
       if (!enc) return Status(Code::kUnsupported, "vault config " + where + ": unknown name encoding '" + names.at("encoding").get<std::string>() + "'");
       c.name_encoding = *enc;
-      c.longname_max = names.at("longname_max").get<uint32_t>();
+      ASSIGN_OR_RETURN(c.longname_max, uint_member<uint32_t>(names, "longname_max", "names.longname_max", where));
       if (c.longname_max < kMinLongnameMax || c.longname_max > 255) return bad(where, "names.longname_max out of range");
     } else if (c.name_mode != "plaintext") {
       return Status(Code::kUnsupported, "vault config " + where + ": name mode '" + c.name_mode + "' not supported");
@@ -186,8 +217,10 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
       auto mode = key_mode_from_name(km.at("mode").get<std::string>());
       if (!mode) return Status(Code::kUnsupported, "vault config " + where + ": key mode '" + km.at("mode").get<std::string>() + "' not supported");
       c.key_mode = *mode;
-      c.intermediate_max_files = km.at("intermediate_max_files").get<uint64_t>();
-      c.intermediate_max_age_s = km.at("intermediate_max_age_s").get<uint32_t>();
+      ASSIGN_OR_RETURN(c.intermediate_max_files,
+                       uint_member<uint64_t>(km, "intermediate_max_files", "key_mode.intermediate_max_files", where));
+      ASSIGN_OR_RETURN(c.intermediate_max_age_s,
+                       uint_member<uint32_t>(km, "intermediate_max_age_s", "key_mode.intermediate_max_age_s", where));
       if (c.intermediate_max_files == 0 || c.intermediate_max_age_s == 0)
         return bad(where, "key_mode limits must be positive");
     }
@@ -197,12 +230,12 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
     const json& fk = j.at("fs_key");
     auto fprov = provider_from_name(fk.at("provider").get<std::string>());
     if (!fprov) return bad(where, "fs_key.provider unknown");
-    c.fs_key_ref = KeyRef{*fprov, fk.at("key_id").get<std::string>(), fk.at("version").get<uint32_t>()};
+    ASSIGN_OR_RETURN(uint32_t fs_key_version, uint_member<uint32_t>(fk, "version", "fs_key.version", where));
+    c.fs_key_ref = KeyRef{*fprov, fk.at("key_id").get<std::string>(), fs_key_version};
     if (!from_hex(fk.at("wrapped").get<std::string>(), c.fs_key_wrapped) || c.fs_key_wrapped.empty())
       return bad(where, "fs_key.wrapped is not hex");
     if (j.contains("generation")) {
-      if (!j["generation"].is_number_unsigned()) return bad(where, "generation is not an unsigned integer");
-      c.generation = j["generation"].get<uint64_t>();
+      ASSIGN_OR_RETURN(c.generation, uint_member<uint64_t>(j, "generation", "generation", where));
     }
     if (j.contains("trust_keys")) {
       for (const json& k : j.at("trust_keys")) {
@@ -219,7 +252,8 @@ Result<FsConfig> parse_config(ByteSpan text, const std::string& where) {
         auto p = provider_from_name(e.at("provider").get<std::string>());
         if (!p) return bad(where, "endorsements: unknown provider");
         FsConfig::Endorsement en;
-        en.ref = KeyRef{*p, e.at("key_id").get<std::string>(), e.at("version").get<uint32_t>()};
+        ASSIGN_OR_RETURN(uint32_t version, uint_member<uint32_t>(e, "version", "endorsements.version", where));
+        en.ref = KeyRef{*p, e.at("key_id").get<std::string>(), version};
         if (!from_hex(e.at("wrapped").get<std::string>(), en.wrapped) || en.wrapped.empty())
           return bad(where, "endorsements: wrapped is not hex");
         const auto declared = c.declared_keys();

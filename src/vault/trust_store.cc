@@ -13,6 +13,7 @@
 
 #include "base/file_io.h"
 #include "base/path_safety.h"
+#include "vault/json_fields.h"
 
 namespace kmsfs {
 
@@ -72,7 +73,18 @@ std::string TrustStore::default_dir() {
 
 std::string TrustStore::path_of(const FsId& id) const { return dir_ + "/" + to_hex(id) + ".json"; }
 
-std::string serialize_trust_record(const TrustRecord& r) {
+Result<std::string> serialize_trust_record(const TrustRecord& r) {
+  // JSON strings are UTF-8 (nlohmann's dump() throws on anything else). The keyring path
+  // and key ids must come back byte for byte, so other bytes are refused; a parsed record
+  // holds only UTF-8 already, these come from the operator (--keyring, --key).
+  auto not_utf8 = [](const std::string& what) {
+    return Status(Code::kInvalidArgument, "trust record: " + what + " is not UTF-8 text");
+  };
+  if (!is_utf8(r.keyring)) return not_utf8("the keyring path");
+  for (const auto* ks : {&r.keys, &r.distrusted})
+    for (const auto& k : *ks)
+      if (!is_utf8(k.key_id)) return not_utf8("a key id");
+  if (!is_utf8(r.updated)) return not_utf8("the update time");
   json j{{"kmsfs_trust", kTrustVersion},
          {"fs_id", r.fs_id_hex()},
          {"generation", r.generation},
@@ -81,7 +93,10 @@ std::string serialize_trust_record(const TrustRecord& r) {
          {"keyring", r.keyring},
          {"vault", r.vault_dir},
          {"updated", r.updated}};
-  return j.dump(2) + "\n";
+  // The vault directory is for people (where it was last opened from), and Linux paths
+  // need not be UTF-8: bytes that are not are written as U+FFFD rather than refusing to
+  // mount such a vault.
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 Result<TrustRecord> parse_trust_record(const std::string& text, const std::string& where) {
@@ -90,15 +105,19 @@ Result<TrustRecord> parse_trust_record(const std::string& text, const std::strin
   if (j.is_discarded() || !j.is_object()) return bad("not valid JSON");
   TrustRecord r;
   try {
-    if (!j.contains("kmsfs_trust") || !j["kmsfs_trust"].is_number_unsigned()) return bad("missing kmsfs_trust");
-    if (j["kmsfs_trust"].get<uint64_t>() != kTrustVersion)
+    if (!j.contains("kmsfs_trust") || !j["kmsfs_trust"].is_number()) return bad("missing kmsfs_trust");
+    const auto version = json_uint<uint32_t>(j["kmsfs_trust"]);
+    if (!version) return bad(json_uint_error<uint32_t>("kmsfs_trust", j["kmsfs_trust"]));
+    if (*version != kTrustVersion)
       return Status(Code::kUnsupported, "trust record " + where + ": version " + j["kmsfs_trust"].dump() +
                                             " is not supported by this kmsfs");
     Bytes id;
     if (!from_hex(j.at("fs_id").get<std::string>(), id) || id.size() != r.fs_id.size())
       return bad("fs_id is not 32 hex digits");
     std::copy(id.begin(), id.end(), r.fs_id.begin());
-    r.generation = j.at("generation").get<uint64_t>();
+    const auto generation = json_uint<uint64_t>(j.at("generation"));
+    if (!generation) return bad(json_uint_error<uint64_t>("generation", j.at("generation")));
+    r.generation = *generation;
     ASSIGN_OR_RETURN(r.keys, keys_of(j.at("keys"), where, "keys"));
     ASSIGN_OR_RETURN(r.distrusted, keys_of(j.value("distrusted", json::array()), where, "distrusted"));
     r.keyring = j.value("keyring", "");
@@ -143,7 +162,7 @@ Status TrustStore::save(TrustRecord r) const {
   RETURN_IF_ERROR(ensure_dir());
   RETURN_IF_ERROR(check_private_path(dir_, "trust directory", ::geteuid()));
   r.updated = now_rfc3339();
-  const std::string text = serialize_trust_record(r);
+  ASSIGN_OR_RETURN(const std::string text, serialize_trust_record(r));
   return write_file_atomic(path_of(r.fs_id), as_bytes(text), 0600);
 }
 

@@ -63,6 +63,9 @@ class TrustStore {
 };
 
 Result<TrustRecord> parse_trust_record(const std::string& text, const std::string& where);
-std::string serialize_trust_record(const TrustRecord& r);
+// kInvalidArgument if the keyring path or a key id is not UTF-8 (JSON cannot carry it
+// and these must read back byte for byte); the vault directory, informational, is written
+// with U+FFFD for bytes that are not UTF-8.
+Result<std::string> serialize_trust_record(const TrustRecord& r);
 
 }  // namespace kmsfs

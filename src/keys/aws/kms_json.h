@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "crypto/secure_buffer.h"
 #include "format/key_ref.h"
+#include "keys/aws/base64.h"
 #include "keys/aws/wiped.h"
 
 namespace kmsfs::aws {
@@ -20,14 +21,11 @@ namespace kmsfs::aws {
 // the plaintext reaching an ordinary std::string. We scan rather than parse because
 // nlohmann would copy the value into its own std::string, whose heap block we could wipe
 // only by reaching into the parsed tree (and any intermediate copies it made are out of
-// reach). kNotFound if absent; kCorrupt if present twice, not a string, or not base64, or
-// if a top-level key is escaped (so that "Pl\u0061intext" cannot smuggle a second value
-// past the scan).
+// reach). kNotFound if absent; kCorrupt if present twice, not a string, or not canonical
+// base64 (base64.h: what the AWS SDKs accept, the message says what is wrong), or if a
+// top-level key is escaped (so that "Pl\u0061intext" cannot smuggle a second value past
+// the scan).
 Result<SecureBuffer> take_base64_field(WipedString& json, std::string_view field);
-
-std::string base64_encode(ByteSpan bytes);
-WipedString base64_encode_secret(ByteSpan bytes);
-Result<Bytes> base64_decode(std::string_view b64);
 
 // Request bodies. The context always goes as a JSON object of strings. Never throw: a key
 // id or context key/value that is not UTF-8 (JSON strings cannot carry it) or a key id

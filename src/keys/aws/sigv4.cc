@@ -76,6 +76,48 @@ Signed finish(std::string canonical, const Credentials& creds, const SigningPara
   return s;
 }
 
+// RFC 9110 token characters: what a header name may be made of. Anything else (a space, a
+// ':' or ';', a control character) would put on the wire, or in SignedHeaders, a name
+// other than the one signed.
+bool is_token(std::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name) {
+    if (std::isalnum(c) == 0 && std::string_view("!#$%&'*+-.^_`|~").find(char(c)) == std::string_view::npos)
+      return false;
+  }
+  return true;
+}
+
+// A header value as it goes on the wire: visible characters, spaces, tabs and bytes from
+// 0x80 up, and line breaks only as folds (followed by a space or tab: the suite's
+// multiline value), so that no value can end its line and start another header.
+bool is_wire_value(std::string_view v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c == '\r' && i + 1 < v.size() && v[i + 1] == '\n') continue;
+    if (c == '\n') {
+      if (i + 1 == v.size() || (v[i + 1] != ' ' && v[i + 1] != '\t')) return false;
+      continue;
+    }
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// What the verifier insists on (verify_header_signature) and a server needs to recompute
+// the signature, checked before signing so that the signer never sends a request that is
+// refused however good its signature.
+Status check_headers(const HttpRequest& req) {
+  bool host = false;
+  for (const auto& [n, v] : req.headers) {
+    if (!is_token(n)) return Status(Code::kInvalidArgument, "SigV4: header name '" + uri_encode(n, false) + "' is not an HTTP token");
+    if (!is_wire_value(v)) return Status(Code::kInvalidArgument, "SigV4: header " + n + " has a control character or a line break in its value");
+    host = host || lower(n) == "host";
+  }
+  if (!host) return Status(Code::kInvalidArgument, "SigV4: the request has no Host header (it is always signed)");
+  return Status::Ok();
+}
+
 Status check_params(const Credentials& creds, const SigningParams& p) {
   if (p.amz_date.size() != 16 || p.amz_date[8] != 'T' || p.amz_date[15] != 'Z') {
     return Status(Code::kInvalidArgument, "SigV4: amz_date must be YYYYMMDDTHHMMSSZ");
@@ -279,24 +321,28 @@ std::string sha256_hex(std::string_view data) { return to_hex(sha256(as_bytes(da
 
 Result<Signed> sign_headers(HttpRequest& req, const Credentials& creds, const SigningParams& p) {
   RETURN_IF_ERROR(check_params(creds, p));
+  HttpRequest out = req;
   for (std::string_view h :
        {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}) {
-    req.remove_header(h);
+    out.remove_header(h);
   }
-  std::string payload_hash = sha256_hex(req.body);
-  if (!creds.session_token.empty()) req.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
-  req.headers.emplace_back("X-Amz-Date", p.amz_date);
-  if (p.sign_body) req.headers.emplace_back("x-amz-content-sha256", payload_hash);
+  std::string payload_hash = sha256_hex(out.body);
+  if (!creds.session_token.empty()) out.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
+  out.headers.emplace_back("X-Amz-Date", p.amz_date);
+  if (p.sign_body) out.headers.emplace_back("x-amz-content-sha256", payload_hash);
+  // After adding ours: the session token is checked too. `req` is left alone on failure.
+  RETURN_IF_ERROR(check_headers(out));
 
-  std::vector<std::string> names = headers_to_sign(req);
+  std::vector<std::string> names = headers_to_sign(out);
   if (p.omit_session_token) std::erase(names, std::string("x-amz-security-token"));
   ASSIGN_OR_RETURN(std::string canonical,
-                   canonical_request(req, names, payload_hash, p.normalize_path));
+                   canonical_request(out, names, payload_hash, p.normalize_path));
   Signed s = finish(std::move(canonical), creds, p);
-  req.headers.emplace_back(
+  out.headers.emplace_back(
       "Authorization", std::string(kAlgorithm) + " Credential=" + creds.access_key_id + "/" +
                            credential_scope(p.amz_date, p.region, p.service) +
                            ", SignedHeaders=" + join(names, ';') + ", Signature=" + s.signature);
+  req = std::move(out);
   return s;
 }
 

@@ -59,6 +59,12 @@ TEST(KmsJson, RefusesAmbiguousOrMalformedPlaintext) {
     Result<SecureBuffer> p = take_base64_field(body, "Plaintext");
     EXPECT_EQ(p.status().code(), Code::kCorrupt) << bad;
   }
+  // Found by fuzz_kms_json: the scan alone took a Plaintext out of a body that is not JSON.
+  for (std::string bad : {R"({"KeyId":"k","Plaintext":")" + kKey32B64 + R"("k)",
+                          R"({"Plaintext":")" + kKey32B64 + R"(" "KeyId":"k"})"}) {
+    WipedString body = ws(bad);
+    EXPECT_EQ(take_base64_field(body, "Plaintext").status().code(), Code::kCorrupt) << bad;
+  }
   WipedString none = ws(R"({"KeyId":"arn:k"})");
   EXPECT_EQ(take_base64_field(none, "Plaintext").status().code(), Code::kNotFound);
   WipedString body = ws(R"({"Plaintext":")" + kKey32B64 + R"("})");
@@ -209,6 +215,55 @@ TEST(KmsJson, Base64) {
   EXPECT_EQ(*base64_decode("/+4="), (Bytes{0xff, 0xee}));
   EXPECT_FALSE(base64_decode("/+4").ok());
   EXPECT_FALSE(base64_decode("a b=").ok());
+}
+
+// What the AWS SDKs send and accept for Plaintext and CiphertextBlob: the standard
+// alphabet, padded, canonical. Anything else is refused, so that one answer has one
+// meaning (libsodium 1.0.18, used before, read bytes from 0x80 up as '/': fuzz_kms_json
+// found a Plaintext with a 0xCE byte accepted, decoded, and overwritten in the body).
+TEST(KmsJson, Base64IsCanonicalAsTheSdksSendIt) {
+  for (std::string_view good : {"", "AA==", "AAA=", "AAAA", "/+4=", "QUJD", "QUI="}) {
+    Result<Bytes> d = base64_decode(good);
+    ASSERT_TRUE(d.ok()) << good;
+    EXPECT_EQ(base64_encode(*d), good);
+  }
+  for (std::string_view bad : {"AB==",       // bits under the padding: "AA==" is the same byte
+                               "AAB=",       // likewise for two bytes
+                               "AA", "AAA",  // padding missing
+                               "AA=", "AA===", "AAAA=", "AAAA====", "=", "====", "A===",  // padding wrong or extra
+                               "AA==AA==",   // padding inside
+                               "AA AA=", " AAAA", "AAAA\n", "AA\tA",  // whitespace
+                               "-_8=",       // the URL-safe alphabet
+                               "AA\xce" "A", "\xff\xff\xff\xff", "AAA\x80"}) {  // bytes from 0x80 up
+    Result<Bytes> d = base64_decode(bad);
+    EXPECT_EQ(d.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_TRUE(d.status().message().starts_with("not base64: ")) << d.status().message();
+  }
+  EXPECT_NE(base64_decode("AB==").status().message().find("padding"), std::string::npos);
+  EXPECT_NE(base64_decode("AAA").status().message().find("multiple of 4"), std::string::npos);
+}
+
+TEST(KmsJson, NonCanonicalBase64InAnAnswerIsAMalformedAnswer) {
+  // The body fuzz_kms_json found: one byte of the Plaintext is 0xCE.
+  const std::string pt = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
+  std::string odd = pt;
+  odd[29] = '\xce';
+  for (const std::string& value : std::vector<std::string>{odd, "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJ=", pt.substr(0, 43),
+                                   pt.substr(0, 20) + " " + pt.substr(20, 23)}) {
+    WipedString body = ws(R"({"KeyId":"arn:aws:kms:eu-west-1:111122223333:key/k","Plaintext":")" + value + R"("})");
+    Result<PlaintextAnswer> a = parse_decrypt(body);
+    ASSERT_EQ(a.status().code(), Code::kCorrupt) << value;
+    EXPECT_TRUE(a.status().message().starts_with("malformed KMS answer: Plaintext is not base64: "))
+        << a.status().message();
+    EXPECT_EQ(a.status().message().find("internal error"), std::string::npos);
+    EXPECT_EQ(a.status().message().find(value), std::string::npos);  // a plaintext is never echoed
+  }
+  WipedString blob = ws(R"({"KeyId":"arn:k","CiphertextBlob":"AQJ="})");
+  Result<BlobAnswer> b = parse_blob_answer(blob);
+  ASSERT_EQ(b.status().code(), Code::kCorrupt);
+  EXPECT_EQ(b.status().message(),
+            "malformed KMS answer: CiphertextBlob is not base64: bits set under the padding (not the canonical "
+            "encoding)");
 }
 
 }  // namespace
