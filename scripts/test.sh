@@ -18,7 +18,20 @@ full=0
 bash scripts/install-deps.sh
 jobs=$(nproc)
 
-echo "== docs: every relative link in README.md and docs/ resolves"
+# Each stage's wall time, printed as it ends and again as a table at the end (CI reports
+# time per stage).
+stage_name="" stage_t=$SECONDS stage_times=""
+stage() {
+  if [ -n "$stage_name" ]; then
+    echo "== took $((SECONDS - stage_t)) s: $stage_name"
+    stage_times+="$((SECONDS - stage_t)) s  $stage_name"$'\n'
+  fi
+  stage_name=$1 stage_t=$SECONDS
+  [ -n "$1" ] && echo "== $1"
+  return 0
+}
+
+stage "docs: every relative link in README.md and docs/ resolves"
 python3 scripts/check-links.py
 
 # A test killed by ctest's timeout (SIGKILL) runs no destructors: detach whatever mount it
@@ -31,13 +44,13 @@ cleanup_mounts() {
 }
 trap 'rc=$?; cleanup_mounts || true; exit $rc' EXIT
 
-echo "== build (default configuration, -Werror)"
+stage "build (default configuration, -Werror)"
 # -O2 without debug info: the fastest build that is still the optimisation level users run
 # (GCC 12 at -O3 also raises false -Wrestrict positives inside std::string).
 bash scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -DNDEBUG"
-echo "== all tests, default configuration"
+stage "all tests, default configuration"
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
-echo "== .deb: build, install, mount through it from fstab, purge"
+stage ".deb: build, install, mount through it from fstab, purge"
 bash scripts/deb-check.sh build
 
 if [ $full = 1 ]; then
@@ -54,15 +67,15 @@ else
   labels='cli|smoke|posix'
 fi
 for m in "${matrix[@]}"; do
-  echo "== option matrix: $m"
+  stage "option matrix: $m"
   KMSFS_TEST_INIT_ARGS="$m" ctest --test-dir build --output-on-failure -j"$jobs" -L "$labels" --timeout 600
 done
 
 # The mount suites on the AWS KMS provider, against tools/kms-local over TLS.
-echo "== mount suites on AWS KMS (tools/kms-local, TLS)"
+stage "mount suites on AWS KMS (tools/kms-local, TLS)"
 KMSFS_TEST_KMS=tls ctest --test-dir build --output-on-failure -j"$jobs" -L "${labels/cli|/}" --timeout 600
 
-echo "== ASan+UBSan: unit, CLI and mount smoke tests"
+stage "ASan+UBSan: unit, CLI and mount smoke tests"
 cmake -S . -B build-asan -G Ninja -DKMSFS_WERROR=ON -DKMSFS_SANITIZE=ON -DKMSFS_BUILD_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
 # Only what these labels run: the other integration binaries are not built here.
@@ -73,5 +86,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # Coverage-guided fuzzing of every parser of backing-directory, KMS and operator input
 # (fuzz/, clang + ASan+UBSan): every target, 20 s each (issue 16's floor), as many at once
 # as there are cores; longer: scripts/fuzz.sh --seconds 300.
-echo "== fuzz (20 s per target)"
+stage "fuzz (20 s per target)"
 bash scripts/fuzz.sh --seconds 20
+stage ""
+echo "== test.sh stages:"
+printf '%s' "$stage_times"
