@@ -16,7 +16,10 @@ function(kmsfs_git_commit var)
       if(NOT dirty EQUAL 0)
         set(commit "${commit}-dirty")
       endif()
-      foreach(ref HEAD)
+      execute_process(COMMAND ${GIT_EXECUTABLE} symbolic-ref -q HEAD
+                      WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE branch ERROR_QUIET
+                      OUTPUT_STRIP_TRAILING_WHITESPACE)
+      foreach(ref HEAD ${branch})
         execute_process(COMMAND ${GIT_EXECUTABLE} rev-parse --path-format=absolute --git-path ${ref}
                         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE path ERROR_QUIET
                         OUTPUT_STRIP_TRAILING_WHITESPACE)
@@ -24,17 +27,6 @@ function(kmsfs_git_commit var)
           set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${path}")
         endif()
       endforeach()
-      execute_process(COMMAND ${GIT_EXECUTABLE} symbolic-ref -q HEAD
-                      WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE branch ERROR_QUIET
-                      OUTPUT_STRIP_TRAILING_WHITESPACE)
-      if(branch)
-        execute_process(COMMAND ${GIT_EXECUTABLE} rev-parse --path-format=absolute --git-path ${branch}
-                        WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE path ERROR_QUIET
-                        OUTPUT_STRIP_TRAILING_WHITESPACE)
-        if(EXISTS "${path}")
-          set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${path}")
-        endif()
-      endif()
     endif()
   endif()
   set(${var} "${commit}" PARENT_SCOPE)
